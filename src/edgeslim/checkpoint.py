@@ -1,0 +1,141 @@
+"""The edgeslim checkpoint file: model spec + state_dict + metadata, loadable with weights_only=True.
+
+Nothing edgeslim writes is a pickled module. A checkpoint is a dict of plain data and tensors:
+
+    {"format": "edgeslim.checkpoint", "version": 1,
+     "model": {"name": "resnet20", "kwargs": {"num_classes": 10}},
+     "state_dict": {...}, "meta": {...}, "train_state": {...} (optional)}
+
+Weight files from elsewhere (a bare state_dict, one under "state_dict" or "model", keys with a
+"module." prefix) are read by :func:`read_state_dict`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeslim.errors import CheckpointError
+from edgeslim.io import atomic_torch_save
+
+FORMAT = "edgeslim.checkpoint"
+VERSION = 1
+
+
+def read_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(weights_only=True)`` with clear errors for missing or corrupt files."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist (check --weights/--checkpoint)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is corrupt or not a PyTorch weights file ({first[:200]})"
+        ) from None
+
+
+def is_edgeslim_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the state_dict in a loaded file and strip ``module.`` (DataParallel) prefixes."""
+    state = obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict) and obj[key]:
+                candidate = obj[key]
+                if all(isinstance(v, torch.Tensor) for v in candidate.values()):
+                    state = candidate
+                    break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{source}: no state_dict found (expected a dict of tensors, or one under 'state_dict' or 'model')"
+        )
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = str(key)
+        while name.startswith("module."):
+            name = name[len("module.") :]
+        out[name] = value
+    return out
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    return extract_state_dict(read_file(path), source=str(path))
+
+
+def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict load with an error that lists missing/unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and own[k].shape != state[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {_preview(mismatched)}")
+        if any(_looks_like_classifier(k) for k in mismatched):
+            problems.append("the classifier shape differs: was it trained for another --num-classes?")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    model_name: str,
+    model_kwargs: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write an edgeslim checkpoint atomically."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    return atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an edgeslim checkpoint (format and version checked)."""
+    obj = read_file(path)
+    if not is_edgeslim_checkpoint(obj):
+        raise CheckpointError(
+            f"{str(path)!r} is not an edgeslim checkpoint; for plain weights use --model NAME --weights PATH"
+        )
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{str(path)!r} has checkpoint version {obj.get('version')!r}; expected {VERSION}")
+    return dict(obj)
+
+
+def _preview(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def _looks_like_classifier(entry: str) -> bool:
+    key = entry.split(":")[0]
+    return any(part in key for part in ("fc", "linear", "classifier", "head"))

@@ -1,0 +1,259 @@
+"""The ``edgeslim`` command: a thin typer layer over :mod:`edgeslim.tasks` and the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+import typer
+
+import edgeslim
+from edgeslim import tasks
+from edgeslim.cli.console import (
+    err_console,
+    fmt_bytes,
+    fmt_int,
+    fmt_pct,
+    key_value_table,
+    out_console,
+    print_json,
+    user_errors,
+)
+from edgeslim.errors import ConfigError
+
+app = typer.Typer(
+    name="edgeslim",
+    help="Make CNN image classifiers small and fast for edge devices, and prove it with measurements.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# -- shared options ------------------------------------------------------------------------------
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Zoo model name (see `edgeslim models`) or package.module:factory.")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout).")]
+CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights).")]
+NumClassesOpt = Annotated[int | None, typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10).")]
+DataOpt = Annotated[str | None, typer.Option("--data", "-d", help="CIFAR-10 pickle folder or image-folder tree (default: $EDGESLIM_DATA; relative paths are also looked up there).")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")]
+ValFractionOpt = Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Held-out share of train used as 'val' when the data has no val folder.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+
+
+def _split(value: str) -> tasks.Split:
+    if value not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val or test, not {value!r}")
+    return cast(tasks.Split, value)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"edgeslim {edgeslim.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """edgeslim: prune, quantize, distill and deploy CNNs, measured on real artifacts."""
+
+
+# -- models ---------------------------------------------------------------------------------------
+@app.command("models")
+def models_cmd(
+    pattern: Annotated[str | None, typer.Argument(help="Glob filter, e.g. 'resnet*'.")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", help="Include the tiny test variants.")] = False,
+    details: Annotated[bool, typer.Option("--details", help="Also build each model to count parameters and MACs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the model zoo."""
+    with user_errors():
+        rows = tasks.list_models_task(pattern=pattern, include_tiny=tiny, details=details)
+    if json_out:
+        print_json({"models": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} models", title_justify="left")
+    for col in ("name", "family", "input", "description") + (("params", "MACs") if details else ()):
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
+    for r in rows:
+        cells = [r["name"], r["family"], "x".join(str(s) for s in r["input_size"]), r["description"]]
+        if details:
+            cells += [fmt_int(r["params"]), fmt_int(r["macs"])]
+        table.add_row(*cells)
+    out_console.print(table)
+
+
+# -- eval -----------------------------------------------------------------------------------------
+@app.command("eval")
+def eval_cmd(
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    num_classes: NumClassesOpt = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    val_fraction: ValFractionOpt = 0.1,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Top-1/top-5 accuracy of a model on a dataset split, with size, parameters and MACs."""
+    with user_errors():
+        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        data_source = tasks.DataSource(
+            path=data, split=_split(split), limit=limit, val_fraction=val_fraction, seed=seed
+        )
+        m = tasks.evaluate_task(
+            source, data_source, batch_size=batch_size, num_threads=threads, progress=not json_out
+        )
+    if json_out:
+        print_json(m.to_dict())
+        return
+    out_console.print(
+        key_value_table(
+            f"{m.model} on {split} ({m.num_images:,} images)",
+            [
+                ("top-1", fmt_pct(m.top1)),
+                ("top-5", fmt_pct(m.top5)),
+                ("parameters", fmt_int(m.params)),
+                ("non-zero parameters", fmt_int(m.nonzero_params)),
+                ("MACs / image", fmt_int(m.macs)),
+                ("size on disk", fmt_bytes(m.size_bytes)),
+            ],
+        )
+    )
+
+
+# -- train ----------------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    num_classes: NumClassesOpt = None,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
+    val_fraction: ValFractionOpt = 0.1,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1)] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd (Nesterov) | adamw")] = "sgd",
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 0.1,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
+    schedule: Annotated[str, typer.Option("--schedule", help="cosine | step | constant")] = "cosine",
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", min=0.0)] = 0.0,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99)] = 0.0,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (about 2x faster on CPUs with BF16).")] = True,
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
+    grad_clip: Annotated[float | None, typer.Option("--grad-clip", min=0.0, help="Clip the gradient norm.")] = None,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random crop (pad 4) and flip.")] = True,
+    seed: SeedOpt = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoint written every epoch (default runs/MODEL.pt).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint at --out.")] = False,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train or fine-tune a model with a checkpoint every epoch (resumable)."""
+    from edgeslim.data import Augment
+    from edgeslim.train import TrainConfig
+
+    with user_errors():
+        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,  # type: ignore[arg-type]  # validated by TrainConfig
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule=schedule,  # type: ignore[arg-type]
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            bf16=bf16,
+            channels_last=channels_last,
+            grad_clip=grad_clip,
+            seed=seed,
+        )
+        target = out or Path("runs") / f"{(model or (checkpoint.stem if checkpoint else 'model')).replace(':', '_')}.pt"
+        result = tasks.train_task(
+            source,
+            tasks.DataSource(path=data, split="train", limit=limit, val_fraction=val_fraction, seed=seed),
+            config,
+            out=target,
+            resume=resume,
+            augment=Augment() if augment else Augment.none(),
+            num_threads=threads,
+            progress=not json_out,
+        )
+    if json_out:
+        print_json(result.to_dict())
+        return
+    last = result.history[-1] if result.history else {}
+    err_console.print(
+        f"checkpoint: [bold]{target}[/]  "
+        + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
+    )
+
+
+# -- bench ----------------------------------------------------------------------------------------
+@app.command("bench")
+def bench_cmd(
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    num_classes: NumClassesOpt = None,
+    batch_size: Annotated[list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")] = None,
+    image_size: Annotated[int, typer.Option("--image-size", min=8, help="Square input size.")] = 32,
+    runs: Annotated[int, typer.Option("--runs", min=1)] = 30,
+    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 5,
+    runtime: Annotated[str, typer.Option("--runtime", help="torch (more runtimes come with export)")] = "torch",
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = False,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure latency (median/p90), throughput, peak memory, size, parameters and MACs."""
+    with user_errors():
+        if runtime != "torch":
+            raise ConfigError(f"--runtime {runtime!r} is not available; available: torch")
+        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        m = tasks.bench_task(
+            source,
+            batch_sizes=tuple(batch_size or (1, 32)),
+            input_size=(3, image_size, image_size),
+            num_threads=threads,
+            warmup=warmup,
+            runs=runs,
+            channels_last=channels_last,
+        )
+    if json_out:
+        print_json(m.to_dict())
+        return
+    rows = [
+        ("runtime", f"{m.runtime} ({m.precision})"),
+        ("parameters", fmt_int(m.params)),
+        ("MACs / image", fmt_int(m.macs)),
+        ("size on disk", fmt_bytes(m.size_bytes)),
+        ("peak RSS", fmt_bytes(m.peak_rss_bytes)),
+    ]
+    for bs, stats in sorted((m.latency or {}).items()):
+        rows.append(
+            (
+                f"batch {bs}",
+                f"median {stats.median_ms:.2f} ms, p90 {stats.p90_ms:.2f} ms, {stats.throughput_ips:,.0f} img/s",
+            )
+        )
+    out_console.print(key_value_table(f"{m.model} benchmark ({m.env.get('torch_threads', '?')} threads)", rows))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Domain errors.
+
+Every error a user can cause by bad input is an :class:`EdgeslimError`; the CLI turns these into a
+one-line message on stderr and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgeslimError(Exception):
+    """Base class for errors caused by user input or environment, not by bugs."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgeslimError):
+    """A config field has an invalid value; the message names the field and a fix."""
+
+
+class DataError(EdgeslimError):
+    """A dataset is missing, empty, corrupt or unreadable; the message names the file."""
+
+
+class ModelError(EdgeslimError):
+    """An unknown model name or a model that cannot be built."""
+
+
+class CheckpointError(EdgeslimError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class TrainingError(EdgeslimError):
+    """Training diverged (NaN/inf loss) or cannot continue."""
+
+
+class DownloadError(EdgeslimError):
+    """A download failed or its checksum did not match."""

@@ -1,0 +1,250 @@
+"""High-level tasks behind the CLI commands: each takes typed arguments and returns records.
+
+The CLI only parses options and prints; everything it does is one call here, so the same work is
+available from Python and CLI tests can assert the exact arguments passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from edgeslim.bench import Measurement, benchmark_torch, count_macs, count_nonzero_params, count_params
+from edgeslim.bench import env_fingerprint, file_size_bytes, threads
+from edgeslim.checkpoint import read_file, is_edgeslim_checkpoint
+from edgeslim.data import BatchLoader, ImageTensors, load_dataset, resolve_data_path
+from edgeslim.data import Augment
+from edgeslim.errors import ConfigError, DataError
+from edgeslim.models import create_model, list_models, load_model_from_checkpoint, load_weights, model_info
+from edgeslim.train import TrainConfig, TrainResult, evaluate, train
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a zoo name (optionally with weights) or an edgeslim checkpoint."""
+
+    name: str | None = None
+    weights: Path | None = None
+    checkpoint: Path | None = None
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None and (self.name is not None or self.weights is not None):
+            raise ConfigError("give either --checkpoint FILE or --model NAME [--weights PATH], not both")
+        if self.checkpoint is None and self.name is None:
+            raise ConfigError("no model given: pass --model NAME (see `edgeslim models`) or --checkpoint FILE")
+
+    @property
+    def artifact(self) -> Path | None:
+        return self.checkpoint or self.weights
+
+    def build(self, default_num_classes: int = 10) -> tuple[nn.Module, dict[str, Any]]:
+        """Return the model (eval mode) and its spec {"name", "kwargs"} for checkpoints."""
+        if self.checkpoint is not None:
+            model, meta = load_model_from_checkpoint(self.checkpoint)
+            spec = read_file(self.checkpoint)["model"]
+            if self.num_classes is not None and spec["kwargs"].get("num_classes", 10) != self.num_classes:
+                raise ConfigError(
+                    f"--num-classes {self.num_classes} does not match the checkpoint "
+                    f"({spec['kwargs'].get('num_classes')})"
+                )
+            model.eval()
+            return model, {"name": spec["name"], "kwargs": dict(spec["kwargs"]), "meta": meta}
+        assert self.name is not None  # guaranteed by __post_init__
+        num_classes = self.num_classes or default_num_classes
+        model = create_model(self.name, num_classes=num_classes)
+        if self.weights is not None:
+            load_weights(model, self.weights)
+        model.eval()
+        return model, {"name": self.name, "kwargs": {"num_classes": num_classes}}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A dataset split on disk (CIFAR-10 pickles or an image-folder tree)."""
+
+    path: str | None = None
+    split: Split = "test"
+    limit: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def load(self, split: Split | None = None) -> ImageTensors:
+        root = resolve_data_path(self.path)
+        return load_dataset(
+            root, split or self.split, limit=self.limit, val_fraction=self.val_fraction, seed=self.seed
+        )
+
+
+def _check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, ...]) -> None:
+    with torch.inference_mode():
+        out = model(torch.zeros(1, *input_size))
+    if out.shape[-1] != data.num_classes:
+        raise DataError(
+            f"the model predicts {out.shape[-1]} classes but the data at {data.source!r} has "
+            f"{data.num_classes}; pass --num-classes or use matching data"
+        )
+
+
+def _state_dict_bytes(model: nn.Module) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def evaluate_task(
+    model_source: ModelSource,
+    data_source: DataSource,
+    *,
+    batch_size: int = 256,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> Measurement:
+    """Top-1/top-5 of a model on a dataset split, with its size, parameters and MACs."""
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    with threads(num_threads):
+        data = data_source.load()
+        model, spec = model_source.build(default_num_classes=data.num_classes)
+        input_size = tuple(data.images.shape[1:])
+        _check_classes(model, data, input_size)
+        loader = BatchLoader(data, batch_size)
+        result = evaluate(model, loader, progress=progress)
+        artifact = model_source.artifact
+        notes: list[str] = []
+        if artifact is not None:
+            size = file_size_bytes(artifact)
+        else:
+            size = _state_dict_bytes(model)
+            notes.append("size_bytes is the serialized state_dict (no file given)")
+        return Measurement(
+            model=spec["name"],
+            artifact=str(artifact) if artifact else None,
+            runtime="torch",
+            precision="fp32",
+            simulated=False,
+            params=count_params(model),
+            nonzero_params=count_nonzero_params(model),
+            macs=count_macs(model, (1, *input_size)),
+            size_bytes=size,
+            top1=result.top1,
+            top5=result.top5,
+            num_images=result.num_images,
+            env=env_fingerprint(),
+            notes=tuple(notes),
+            extra={"split": data_source.split, "data": data.source, "loss": result.loss},
+        )
+
+
+def train_task(
+    model_source: ModelSource,
+    data_source: DataSource,
+    config: TrainConfig,
+    *,
+    out: Path,
+    resume: bool = False,
+    validate: bool = True,
+    augment: Augment | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or fine-tune) a model; checkpoint to ``out`` every epoch; ``resume`` continues from it."""
+    if resume and not out.is_file():
+        raise ConfigError(f"--resume given but no checkpoint at {str(out)!r}; run without --resume first")
+    with threads(num_threads):
+        train_data = data_source.load("train")
+        model, spec = model_source.build(default_num_classes=train_data.num_classes)
+        _check_classes(model, train_data, tuple(train_data.images.shape[1:]))
+        val_loader = None
+        if validate and data_source.val_fraction > 0:
+            val_loader = BatchLoader(data_source.load("val"), 512)
+        loader = BatchLoader(
+            train_data,
+            config.batch_size,
+            shuffle=True,
+            augment=augment if augment is not None else Augment(),
+            drop_last=True,
+            seed=config.seed,
+            channels_last=config.channels_last,
+        )
+        if len(loader) == 0:
+            raise DataError(
+                f"{train_data.source!r}: {len(train_data)} training images is fewer than one batch of "
+                f"{config.batch_size}; lower --batch-size"
+            )
+        model.train()
+        return train(
+            model,
+            loader,
+            config,
+            val_loader=val_loader,
+            checkpoint_path=out,
+            resume=resume,
+            model_spec={"name": spec["name"], "kwargs": spec["kwargs"]},
+            progress=progress,
+        )
+
+
+def bench_task(
+    model_source: ModelSource,
+    *,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    input_size: tuple[int, int, int] = (3, 32, 32),
+    num_threads: int | None = None,
+    warmup: int = 5,
+    runs: int = 30,
+    channels_last: bool = False,
+) -> Measurement:
+    """Latency (median, p90) at each batch size, throughput, peak memory, size, params and MACs."""
+    if any(b < 1 for b in batch_sizes):
+        raise ConfigError("--batch-size values must be at least 1")
+    if runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    model, spec = model_source.build()
+    measurement = benchmark_torch(
+        model,
+        input_size,
+        batch_sizes=batch_sizes,
+        threads=num_threads or torch.get_num_threads(),
+        warmup=warmup,
+        runs=runs,
+        channels_last=channels_last,
+    )
+    artifact = model_source.artifact
+    size = file_size_bytes(artifact) if artifact else _state_dict_bytes(model)
+    return dataclasses.replace(
+        measurement, model=spec["name"], artifact=str(artifact) if artifact else None, size_bytes=size
+    )
+
+
+def list_models_task(
+    *, pattern: str | None = None, include_tiny: bool = False, details: bool = False
+) -> list[dict[str, Any]]:
+    """The zoo as plain rows; with ``details`` each model is built to count parameters and MACs."""
+    rows: list[dict[str, Any]] = []
+    for name in list_models(pattern):
+        info = model_info(name)
+        if info.is_tiny and not include_tiny:
+            continue
+        row: dict[str, Any] = {
+            "name": name,
+            "family": info.family,
+            "input_size": list(info.input_size),
+            "tiny": info.is_tiny,
+            "description": info.description,
+        }
+        if details:
+            model = create_model(name)
+            row["params"] = count_params(model)
+            row["macs"] = count_macs(model, (1, *info.input_size))
+        rows.append(row)
+    if pattern and not rows:
+        raise ConfigError(f"no model matches {pattern!r}; run `edgeslim models` for the list")
+    return rows
