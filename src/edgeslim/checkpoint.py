@@ -35,10 +35,11 @@ def read_file(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist (check --weights/--checkpoint)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {str(p)!r} is corrupt or not a PyTorch weights file ({first[:200]})"
+            f"checkpoint {str(p)!r} is corrupt or not a PyTorch weights file ({first[:160]})"
         ) from None
 
 
@@ -56,7 +57,11 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
                 if all(isinstance(v, torch.Tensor) for v in candidate.values()):
                     state = candidate
                     break
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
         raise CheckpointError(
             f"{source}: no state_dict found (expected a dict of tensors, or one under 'state_dict' or 'model')"
         )
@@ -73,7 +78,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return extract_state_dict(read_file(path), source=str(path))
 
 
-def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_state_dict_into(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Strict load with an error that lists missing/unexpected keys and shape mismatches."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -127,7 +134,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{str(path)!r} is not an edgeslim checkpoint; for plain weights use --model NAME --weights PATH"
         )
     if obj.get("version") != VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint version {obj.get('version')!r}; expected {VERSION}")
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint version {obj.get('version')!r}; expected {VERSION}"
+        )
     return dict(obj)
 
 

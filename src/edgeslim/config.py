@@ -63,7 +63,8 @@ class Config:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(
-                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+                f"valid fields: {', '.join(sorted(names))}"
             )
         hints = typing.get_type_hints(cls)
         kwargs = {k: _coerce(v, hints[k]) for k, v in data.items()}

@@ -14,13 +14,26 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgeslim.bench import Measurement, benchmark_torch, count_macs, count_nonzero_params, count_params
-from edgeslim.bench import env_fingerprint, file_size_bytes, threads
-from edgeslim.checkpoint import read_file, is_edgeslim_checkpoint
-from edgeslim.data import BatchLoader, ImageTensors, load_dataset, resolve_data_path
-from edgeslim.data import Augment
+from edgeslim.bench import (
+    Measurement,
+    benchmark_torch,
+    count_macs,
+    count_nonzero_params,
+    count_params,
+    env_fingerprint,
+    file_size_bytes,
+    threads,
+)
+from edgeslim.data import Augment, BatchLoader, ImageTensors, load_dataset, resolve_data_path
 from edgeslim.errors import ConfigError, DataError
-from edgeslim.models import create_model, list_models, load_model_from_checkpoint, load_weights, model_info
+from edgeslim.models import (
+    create_model,
+    list_models,
+    load_model_from_checkpoint,
+    load_weights,
+    model_info,
+    model_spec,
+)
 from edgeslim.train import TrainConfig, TrainResult, evaluate, train
 
 Split = Literal["train", "val", "test"]
@@ -39,7 +52,9 @@ class ModelSource:
         if self.checkpoint is not None and (self.name is not None or self.weights is not None):
             raise ConfigError("give either --checkpoint FILE or --model NAME [--weights PATH], not both")
         if self.checkpoint is None and self.name is None:
-            raise ConfigError("no model given: pass --model NAME (see `edgeslim models`) or --checkpoint FILE")
+            raise ConfigError(
+                "no model given: pass --model NAME (see `edgeslim models`) or --checkpoint FILE"
+            )
 
     @property
     def artifact(self) -> Path | None:
@@ -49,21 +64,19 @@ class ModelSource:
         """Return the model (eval mode) and its spec {"name", "kwargs"} for checkpoints."""
         if self.checkpoint is not None:
             model, meta = load_model_from_checkpoint(self.checkpoint)
-            spec = read_file(self.checkpoint)["model"]
-            if self.num_classes is not None and spec["kwargs"].get("num_classes", 10) != self.num_classes:
+            spec = model_spec(model) or {"name": "unknown", "kwargs": {}}
+            saved_classes = spec["kwargs"].get("num_classes")
+            if self.num_classes is not None and saved_classes != self.num_classes:
                 raise ConfigError(
-                    f"--num-classes {self.num_classes} does not match the checkpoint "
-                    f"({spec['kwargs'].get('num_classes')})"
+                    f"--num-classes {self.num_classes} does not match the checkpoint ({saved_classes})"
                 )
-            model.eval()
-            return model, {"name": spec["name"], "kwargs": dict(spec["kwargs"]), "meta": meta}
-        assert self.name is not None  # guaranteed by __post_init__
-        num_classes = self.num_classes or default_num_classes
-        model = create_model(self.name, num_classes=num_classes)
+            return model, {**spec, "meta": meta}
+        name = str(self.name)  # set: __post_init__ requires a name or a checkpoint
+        model = create_model(name, num_classes=self.num_classes or default_num_classes)
         if self.weights is not None:
             load_weights(model, self.weights)
         model.eval()
-        return model, {"name": self.name, "kwargs": {"num_classes": num_classes}}
+        return model, model_spec(model) or {"name": name, "kwargs": {}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,8 +47,23 @@ def test_eval_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(
         app,
         [
-            "eval", "--model", "resnet20", "--weights", "w.th", "--data", "somewhere",
-            "--split", "val", "--limit", "50", "--batch-size", "64", "--threads", "1", "--seed", "3",
+            "eval",
+            "--model",
+            "resnet20",
+            "--weights",
+            "w.th",
+            "--data",
+            "somewhere",
+            "--split",
+            "val",
+            "--limit",
+            "50",
+            "--batch-size",
+            "64",
+            "--threads",
+            "1",
+            "--seed",
+            "3",
             "--json",
         ],
     )
@@ -95,7 +110,8 @@ def test_train_passes_exact_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     calls: list[tuple[Any, ...]] = []
 
     class FakeResult:
-        history: list[dict[str, Any]] = [{"epoch": 1}]
+        def __init__(self) -> None:
+            self.history: list[dict[str, Any]] = [{"epoch": 1}]
 
         def to_dict(self) -> dict[str, Any]:
             return {"history": self.history}
@@ -109,9 +125,24 @@ def test_train_passes_exact_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     result = runner.invoke(
         app,
         [
-            "train", "--model", "resnet20", "--data", "d", "--epochs", "2", "--lr", "0.05",
-            "--optimizer", "adamw", "--fp32", "--no-channels-last", "--no-augment", "--out", str(out),
-            "--resume", "--json",
+            "train",
+            "--model",
+            "resnet20",
+            "--data",
+            "d",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--optimizer",
+            "adamw",
+            "--fp32",
+            "--no-channels-last",
+            "--no-augment",
+            "--out",
+            str(out),
+            "--resume",
+            "--json",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -119,11 +150,25 @@ def test_train_passes_exact_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert model_source == tasks.ModelSource(name="resnet20")
     assert data_source == tasks.DataSource(path="d", split="train", limit=None, val_fraction=0.1, seed=0)
     assert config == TrainConfig(
-        epochs=2, batch_size=128, optimizer="adamw", lr=0.05, weight_decay=5e-4, schedule="cosine",
-        warmup_epochs=0.0, label_smoothing=0.0, bf16=False, channels_last=False, grad_clip=None, seed=0,
+        epochs=2,
+        batch_size=128,
+        optimizer="adamw",
+        lr=0.05,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup_epochs=0.0,
+        label_smoothing=0.0,
+        bf16=False,
+        channels_last=False,
+        grad_clip=None,
+        seed=0,
     )
     assert kw == {
-        "out": out, "resume": True, "augment": Augment.none(), "num_threads": None, "progress": False,
+        "out": out,
+        "resume": True,
+        "augment": Augment.none(),
+        "num_threads": None,
+        "progress": False,
     }
     assert json.loads(result.stdout) == {"history": [{"epoch": 1}]}
 

@@ -75,7 +75,9 @@ def test_pickled_module_is_refused(tmp_path: Path) -> None:
 def test_save_and_read_checkpoint(tmp_path: Path) -> None:
     model = _net()
     _state(model)
-    path = save_checkpoint(tmp_path / "c.pt", model, model_name="x", model_kwargs={"num_classes": 3}, meta={"a": 1})
+    path = save_checkpoint(
+        tmp_path / "c.pt", model, model_name="x", model_kwargs={"num_classes": 3}, meta={"a": 1}
+    )
     ckpt = read_checkpoint(path)
     assert ckpt["model"] == {"name": "x", "kwargs": {"num_classes": 3}}
     assert ckpt["meta"] == {"a": 1}

@@ -28,7 +28,14 @@ def test_round_trip_dict_and_yaml() -> None:
     assert Example.from_dict(cfg.to_dict()) == cfg
     assert Example.from_yaml(cfg.to_yaml()) == cfg
     assert config_from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict() == {"type": "Example", "version": 1, "ratio": 0.25, "method": "l2", "steps": [3], "clip": 1.0}
+    assert cfg.to_dict() == {
+        "type": "Example",
+        "version": 1,
+        "ratio": 0.25,
+        "method": "l2",
+        "steps": [3],
+        "clip": 1.0,
+    }
 
 
 def test_int_coerced_to_float_and_list_to_tuple() -> None:

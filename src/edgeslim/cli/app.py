@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, cast
 
 import typer
 
@@ -30,16 +30,50 @@ app = typer.Typer(
 )
 
 # -- shared options ------------------------------------------------------------------------------
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Zoo model name (see `edgeslim models`) or package.module:factory.")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout).")]
-CheckpointOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights).")]
-NumClassesOpt = Annotated[int | None, typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10).")]
-DataOpt = Annotated[str | None, typer.Option("--data", "-d", help="CIFAR-10 pickle folder or image-folder tree (default: $EDGESLIM_DATA; relative paths are also looked up there).")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Zoo model name (see `edgeslim models`) or package.module:factory."),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout)."),
+]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights)."),
+]
+NumClassesOpt = Annotated[
+    int | None,
+    typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10)."),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="CIFAR-10 pickle folder or image-folder tree (default: $EDGESLIM_DATA; "
+        "relative paths are also looked up there).",
+    ),
+]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")]
-ValFractionOpt = Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Held-out share of train used as 'val' when the data has no val folder.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")
+]
+ValFractionOpt = Annotated[
+    float,
+    typer.Option(
+        "--val-fraction",
+        min=0.0,
+        max=0.9,
+        help="Held-out share of train used as 'val' when the data has no val folder.",
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 
@@ -57,7 +91,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """edgeslim: prune, quantize, distill and deploy CNNs, measured on real artifacts."""
 
@@ -67,7 +103,9 @@ def _root(
 def models_cmd(
     pattern: Annotated[str | None, typer.Argument(help="Glob filter, e.g. 'resnet*'.")] = None,
     tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", help="Include the tiny test variants.")] = False,
-    details: Annotated[bool, typer.Option("--details", help="Also build each model to count parameters and MACs.")] = False,
+    details: Annotated[
+        bool, typer.Option("--details", help="Also build each model to count parameters and MACs.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """List the model zoo."""
@@ -79,12 +117,12 @@ def models_cmd(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} models", title_justify="left")
-    for col in ("name", "family", "input", "description") + (("params", "MACs") if details else ()):
-        table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
+    columns = ("name", "family", "input") + (("params", "MACs") if details else ("description",))
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col != "description")
     for r in rows:
-        cells = [r["name"], r["family"], "x".join(str(s) for s in r["input_size"]), r["description"]]
-        if details:
-            cells += [fmt_int(r["params"]), fmt_int(r["macs"])]
+        cells = [r["name"], r["family"], "x".join(str(s) for s in r["input_size"])]
+        cells += [fmt_int(r["params"]), fmt_int(r["macs"])] if details else [r["description"]]
         table.add_row(*cells)
     out_console.print(table)
 
@@ -107,7 +145,9 @@ def eval_cmd(
 ) -> None:
     """Top-1/top-5 accuracy of a model on a dataset split, with size, parameters and MACs."""
     with user_errors():
-        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        source = tasks.ModelSource(
+            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+        )
         data_source = tasks.DataSource(
             path=data, split=_split(split), limit=limit, val_fraction=val_fraction, seed=seed
         )
@@ -150,12 +190,21 @@ def train_cmd(
     schedule: Annotated[str, typer.Option("--schedule", help="cosine | step | constant")] = "cosine",
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", min=0.0)] = 0.0,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99)] = 0.0,
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (about 2x faster on CPUs with BF16).")] = True,
+    bf16: Annotated[
+        bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (about 2x faster on CPUs with BF16).")
+    ] = True,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
-    grad_clip: Annotated[float | None, typer.Option("--grad-clip", min=0.0, help="Clip the gradient norm.")] = None,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random crop (pad 4) and flip.")] = True,
+    grad_clip: Annotated[
+        float | None, typer.Option("--grad-clip", min=0.0, help="Clip the gradient norm.")
+    ] = None,
+    augment: Annotated[
+        bool, typer.Option("--augment/--no-augment", help="Random crop (pad 4) and flip.")
+    ] = True,
     seed: SeedOpt = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Checkpoint written every epoch (default runs/MODEL.pt).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Checkpoint written every epoch (default runs/MODEL.pt)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint at --out.")] = False,
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
@@ -165,7 +214,9 @@ def train_cmd(
     from edgeslim.train import TrainConfig
 
     with user_errors():
-        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        source = tasks.ModelSource(
+            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+        )
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -180,7 +231,11 @@ def train_cmd(
             grad_clip=grad_clip,
             seed=seed,
         )
-        target = out or Path("runs") / f"{(model or (checkpoint.stem if checkpoint else 'model')).replace(':', '_')}.pt"
+        target = (
+            out
+            or Path("runs")
+            / f"{(model or (checkpoint.stem if checkpoint else 'model')).replace(':', '_')}.pt"
+        )
         result = tasks.train_task(
             source,
             tasks.DataSource(path=data, split="train", limit=limit, val_fraction=val_fraction, seed=seed),
@@ -208,11 +263,15 @@ def bench_cmd(
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
-    batch_size: Annotated[list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")] = None,
+    batch_size: Annotated[
+        list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")
+    ] = None,
     image_size: Annotated[int, typer.Option("--image-size", min=8, help="Square input size.")] = 32,
     runs: Annotated[int, typer.Option("--runs", min=1)] = 30,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 5,
-    runtime: Annotated[str, typer.Option("--runtime", help="torch (more runtimes come with export)")] = "torch",
+    runtime: Annotated[
+        str, typer.Option("--runtime", help="torch (more runtimes come with export)")
+    ] = "torch",
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = False,
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
@@ -221,7 +280,9 @@ def bench_cmd(
     with user_errors():
         if runtime != "torch":
             raise ConfigError(f"--runtime {runtime!r} is not available; available: torch")
-        source = tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes)
+        source = tasks.ModelSource(
+            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+        )
         m = tasks.bench_task(
             source,
             batch_sizes=tuple(batch_size or (1, 32)),
@@ -245,10 +306,13 @@ def bench_cmd(
         rows.append(
             (
                 f"batch {bs}",
-                f"median {stats.median_ms:.2f} ms, p90 {stats.p90_ms:.2f} ms, {stats.throughput_ips:,.0f} img/s",
+                f"median {stats.median_ms:.2f} ms, p90 {stats.p90_ms:.2f} ms, "
+                f"{stats.throughput_ips:,.0f} img/s",
             )
         )
-    out_console.print(key_value_table(f"{m.model} benchmark ({m.env.get('torch_threads', '?')} threads)", rows))
+    out_console.print(
+        key_value_table(f"{m.model} benchmark ({m.env.get('torch_threads', '?')} threads)", rows)
+    )
 
 
 def main() -> None:

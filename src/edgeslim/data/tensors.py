@@ -16,9 +16,12 @@ import torch
 Indices = Sequence[int] | npt.NDArray[np.integer] | torch.Tensor
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ImageTensors:
-    """Images (uint8 ``[N, 3, H, W]``, contiguous) with int64 labels ``[N]`` and class names."""
+    """Images (uint8 ``[N, 3, H, W]``, contiguous) with int64 labels ``[N]`` and class names.
+
+    Compared by identity (``eq=False``): element-wise tensor equality has no single truth value.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor

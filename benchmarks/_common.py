@@ -1,0 +1,52 @@
+"""Helpers shared by the benchmark scripts: data location, markdown tables, docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeslim.io import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+
+
+def data_root() -> Path:
+    """EDGESLIM_DATA, else ../shared/data beside the checkout."""
+    env = os.environ.get("EDGESLIM_DATA")
+    root = Path(env) if env else REPO.parent / "shared" / "data"
+    if not root.is_dir():
+        raise SystemExit(f"data folder {root} not found: set EDGESLIM_DATA")
+    return root.resolve()
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:,.2f}"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> Path:
+    """Replace (or append) the section between this benchmark's markers in docs/benchmarks.md."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    text = (
+        DOC.read_text()
+        if DOC.exists()
+        else "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`; rerun it to refresh.\n"
+    )
+    block = f"{begin}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
+    atomic_write_text(DOC, text)
+    return DOC

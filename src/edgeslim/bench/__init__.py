@@ -1,0 +1,28 @@
+"""Measurements: counts (params, non-zeros, MACs), size, latency, peak memory, environment.
+
+Every number ends up in a :class:`Measurement`, the one record type the rest of edgeslim reuses.
+"""
+
+from edgeslim.bench.counting import count_macs, count_nonzero_params, count_params
+from edgeslim.bench.env import env_fingerprint, fingerprint_hash
+from edgeslim.bench.latency import LatencyStats, measure_latency, threads
+from edgeslim.bench.measurement import Measurement, benchmark_torch
+from edgeslim.bench.memory import MemoryStats, measure_peak_rss
+from edgeslim.bench.size import file_size_bytes, state_dict_size_bytes
+
+__all__ = [
+    "LatencyStats",
+    "Measurement",
+    "MemoryStats",
+    "benchmark_torch",
+    "count_macs",
+    "count_nonzero_params",
+    "count_params",
+    "env_fingerprint",
+    "file_size_bytes",
+    "fingerprint_hash",
+    "measure_latency",
+    "measure_peak_rss",
+    "state_dict_size_bytes",
+    "threads",
+]

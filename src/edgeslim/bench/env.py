@@ -1,0 +1,77 @@
+"""Where a number was measured: CPU, threads and library versions, with a short stable hash.
+
+Latencies are only comparable between identical fingerprints, so every measurement carries one.
+Optional runtimes are looked up with ``importlib.metadata`` (never imported: importing OpenVINO or
+TensorRT is slow and may print).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+OPTIONAL_PACKAGES = ("onnx", "onnxruntime", "openvino", "tensorrt")
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def _cpuinfo() -> tuple[str | None, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None, []
+    model: str | None = None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "cpu model") and model is None:
+            model = value.strip() or None
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+    return model, [f for f in _ISA_FLAGS if f in flags]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def env_fingerprint() -> dict[str, Any]:
+    """Plain-data description of the machine and software; ``hash`` covers all other fields."""
+    model, isa = _cpuinfo()
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        capability = None
+    info: dict[str, Any] = {
+        "cpu_model": model or platform.processor() or platform.machine() or "unknown",
+        "cpu_isa": isa,
+        "torch_cpu_capability": capability,
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": str(torch.__version__),
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in OPTIONAL_PACKAGES},
+    }
+    info["hash"] = fingerprint_hash(info)
+    return info
+
+
+def fingerprint_hash(info: dict[str, Any]) -> str:
+    """12 hex digits of SHA-256 over the canonical JSON of ``info`` without its ``hash`` key."""
+    payload = json.dumps({k: v for k, v in info.items() if k != "hash"}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]

@@ -1,0 +1,137 @@
+"""CIFAR ResNet-20/32/44/56 (He et al. 2016, section 4.2) with "option A" shortcuts.
+
+The layout and key names are exactly those of akamaster/pytorch_resnet_cifar10, so its pretrained
+files load strictly: ``conv1``, ``bn1``, ``layer{1,2,3}.{i}.conv1/bn1/conv2/bn2``, ``linear``.
+The parameter-free downsampling shortcut is a named module (:class:`PadShortcut`) so pruning code
+can find it and adjust its padding when it removes channels.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edgeslim.errors import ModelError
+from edgeslim.models._common import check_int, check_num_classes, check_width, scale_channels
+from edgeslim.models.zoo import register_model
+
+__all__ = ["BasicBlockA", "PadShortcut", "ResNetCifar"]
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut: subsample ``x[:, :, ::stride, ::stride]`` and zero-pad the new channels.
+
+    With ``in_planes=16, planes=32`` this pads 8 channels on each side, i.e. ``planes // 4`` as in
+    the reference code. ``pad_front``/``pad_back`` are plain attributes a pruner may rewrite.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 2) -> None:
+        super().__init__()
+        if planes < in_planes:
+            raise ModelError(f"PadShortcut cannot shrink channels ({in_planes} -> {planes})")
+        self.in_planes = in_planes
+        self.planes = planes
+        self.stride = stride
+        self.pad_front = (planes - in_planes) // 2
+        self.pad_back = planes - in_planes - self.pad_front
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_front, self.pad_back), "constant", 0.0)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_planes}, {self.planes}, stride={self.stride}"
+
+
+class BasicBlockA(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU (post-activation, as in the paper)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module
+        if stride != 1 or in_planes != planes:
+            self.shortcut = PadShortcut(in_planes, planes, stride)
+        else:
+            self.shortcut = nn.Identity()
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNetCifar(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs: 16/32/64 channels (times ``width``), n blocks per stage."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, width: float = 1.0) -> None:
+        super().__init__()
+        check_int(depth, "depth", minimum=8)
+        if (depth - 2) % 6:
+            raise ModelError(f"depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+        num_classes = check_num_classes(num_classes)
+        width = check_width(width)
+        n = (depth - 2) // 6
+        c1, c2, c3 = (scale_channels(c, width) for c in (16, 32, 64))
+        self.conv1 = nn.Conv2d(3, c1, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.relu = nn.ReLU()
+        self.layer1 = self._make_layer(c1, c1, n, stride=1)
+        self.layer2 = self._make_layer(c1, c2, n, stride=2)
+        self.layer3 = self._make_layer(c2, c3, n, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.linear = nn.Linear(c3, num_classes)
+        for module in self.modules():  # the reference init (kaiming_normal_, fan_in)
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight)
+
+    @staticmethod
+    def _make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [BasicBlockA(in_planes, planes, stride)]
+        layers += [BasicBlockA(planes, planes, 1) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.linear(self.flatten(self.avgpool(out)))
+
+
+def _describe(depth: int) -> str:
+    return f"CIFAR ResNet-{depth}, option-A shortcuts, 16/32/64 channels (akamaster-compatible keys)"
+
+
+@register_model("resnet20", family="resnet_cifar", description=_describe(20))
+def resnet20(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
+    return ResNetCifar(20, num_classes, width)
+
+
+@register_model("resnet32", family="resnet_cifar", description=_describe(32))
+def resnet32(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
+    return ResNetCifar(32, num_classes, width)
+
+
+@register_model("resnet44", family="resnet_cifar", description=_describe(44))
+def resnet44(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
+    return ResNetCifar(44, num_classes, width)
+
+
+@register_model("resnet56", family="resnet_cifar", description=_describe(56))
+def resnet56(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
+    return ResNetCifar(56, num_classes, width)
+
+
+@register_model(
+    "resnet20_tiny",
+    family="resnet_cifar",
+    description="test variant: ResNet-20 structure at width 0.25 (4/8/16 channels)",
+    is_tiny=True,
+)
+def resnet20_tiny(num_classes: int = 10, width: float = 0.25) -> ResNetCifar:
+    return ResNetCifar(20, num_classes, width)
