@@ -1,7 +1,7 @@
 # Two entry points that do all set-up on a fresh machine:
 #   make demo   - the main job
 #   make test   - the test suite (what CI runs)
-EXTRAS ?= dev
+EXTRAS ?= dev,all
 VENV := .venv/bin
 DATA ?= $(if $(EDGESLIM_DATA),$(EDGESLIM_DATA),../shared/data)
 

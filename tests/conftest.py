@@ -40,3 +40,27 @@ def shared_data() -> Path:
     if root is None:
         pytest.skip("offline data not found: set EDGESLIM_DATA to the shared data folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CIFAR-10 folder in the standard pickle layout (320 train, 100 test 32x32 images).
+
+    The class of an image is visible in its mean colour, so a few training steps learn something.
+    """
+    import pickle
+
+    root = tmp_path_factory.mktemp("tiny_cifar") / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> dict[bytes, object]:
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 80, size=(n, 3, 32, 32), dtype=np.int64)
+        images[:, 0] += (labels * 17)[:, None, None]
+        return {b"data": images.clip(0, 255).astype(np.uint8).reshape(n, -1), b"labels": labels.tolist()}
+
+    for name, n in (("data_batch_1", 320), ("test_batch", 100)):
+        with open(root / name, "wb") as fh:
+            pickle.dump(batch(n), fh)
+    return root

@@ -128,7 +128,11 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an edgeslim checkpoint (format and version checked)."""
-    obj = read_file(path)
+    return as_checkpoint(read_file(path), path)
+
+
+def as_checkpoint(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check that an already-read file is an edgeslim checkpoint of a version this code reads."""
     if not is_edgeslim_checkpoint(obj):
         raise CheckpointError(
             f"{str(path)!r} is not an edgeslim checkpoint; for plain weights use --model NAME --weights PATH"

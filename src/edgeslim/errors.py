@@ -35,3 +35,7 @@ class TrainingError(EdgeslimError):
 
 class DownloadError(EdgeslimError):
     """A download failed or its checksum did not match."""
+
+
+class ExportError(EdgeslimError):
+    """A model could not be exported, an artifact failed parity, or its runtime is missing."""

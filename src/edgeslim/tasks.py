@@ -7,7 +7,6 @@ available from Python and CLI tests can assert the exact arguments passed.
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from edgeslim.bench import (
+    LatencyStats,
     Measurement,
     benchmark_torch,
     count_macs,
@@ -22,6 +22,8 @@ from edgeslim.bench import (
     count_params,
     env_fingerprint,
     file_size_bytes,
+    measure_latency,
+    state_dict_size_bytes,
     threads,
 )
 from edgeslim.data import Augment, BatchLoader, ImageTensors, load_dataset, resolve_data_path
@@ -34,6 +36,16 @@ from edgeslim.models import (
     model_info,
     model_spec,
 )
+from edgeslim.pruning import (
+    GradualPruning,
+    PruneReport,
+    PruningConfig,
+    SparseLayout,
+    gradual_config_for_training,
+    prune,
+    save_pruned,
+)
+from edgeslim.select import LayerSelection
 from edgeslim.train import TrainConfig, TrainResult, evaluate, train
 
 Split = Literal["train", "val", "test"]
@@ -88,12 +100,13 @@ class DataSource:
     limit: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
+    train_limit: int | None = None  # when set, the train split uses this instead of ``limit``
 
     def load(self, split: Split | None = None) -> ImageTensors:
         root = resolve_data_path(self.path)
-        return load_dataset(
-            root, split or self.split, limit=self.limit, val_fraction=self.val_fraction, seed=self.seed
-        )
+        split = split or self.split
+        limit = self.train_limit if (split == "train" and self.train_limit is not None) else self.limit
+        return load_dataset(root, split, limit=limit, val_fraction=self.val_fraction, seed=self.seed)
 
 
 def _check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, ...]) -> None:
@@ -104,12 +117,6 @@ def _check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, 
             f"the model predicts {out.shape[-1]} classes but the data at {data.source!r} has "
             f"{data.num_classes}; pass --num-classes or use matching data"
         )
-
-
-def _state_dict_bytes(model: nn.Module) -> int:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
 
 
 def evaluate_task(
@@ -135,7 +142,7 @@ def evaluate_task(
         if artifact is not None:
             size = file_size_bytes(artifact)
         else:
-            size = _state_dict_bytes(model)
+            size = state_dict_size_bytes(model)
             notes.append("size_bytes is the serialized state_dict (no file given)")
         return Measurement(
             model=spec["name"],
@@ -231,7 +238,7 @@ def bench_task(
         channels_last=channels_last,
     )
     artifact = model_source.artifact
-    size = file_size_bytes(artifact) if artifact else _state_dict_bytes(model)
+    size = file_size_bytes(artifact) if artifact else state_dict_size_bytes(model)
     return dataclasses.replace(
         measurement, model=spec["name"], artifact=str(artifact) if artifact else None, size_bytes=size
     )
@@ -261,3 +268,140 @@ def list_models_task(
     if pattern and not rows:
         raise ConfigError(f"no model matches {pattern!r}; run `edgeslim models` for the list")
     return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOutcome:
+    """What ``edgeslim prune`` reports: the pruning report plus measured accuracy, size and latency."""
+
+    report: PruneReport
+    out: Path
+    layout: str
+    size_bytes: int
+    dense_size_bytes: int
+    top1_before: float | None
+    top1_after: float | None
+    latency_before: dict[int, LatencyStats]
+    latency_after: dict[int, LatencyStats]
+    finetune_epochs: int
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {
+            "model_out": str(self.out),
+            "method": r.method,
+            "config": r.config,
+            "params_before": r.params_before,
+            "params_after": r.params_after,
+            "nonzero_params_before": r.nonzero_before,
+            "nonzero_params_after": r.nonzero_after,
+            "macs_before": r.macs_before,
+            "macs_after": r.macs_after,
+            "mac_reduction": r.mac_reduction,
+            "sparsity": r.sparsity,
+            "param_reduction_ratio": r.param_reduction_ratio,
+            "layout": self.layout,
+            "size_bytes": self.size_bytes,
+            "dense_size_bytes": self.dense_size_bytes,
+            "top1_before": self.top1_before,
+            "top1_after": self.top1_after,
+            "finetune_epochs": self.finetune_epochs,
+            "latency_before_ms": {str(b): s.to_dict() for b, s in self.latency_before.items()},
+            "latency_after_ms": {str(b): s.to_dict() for b, s in self.latency_after.items()},
+            "layers": [c.to_dict() for c in r.layers],
+            "notes": list(self.notes),
+        }
+
+
+def prune_task(
+    model_source: ModelSource,
+    config: PruningConfig,
+    *,
+    out: Path,
+    select: LayerSelection | None = None,
+    data_source: DataSource | None = None,
+    finetune: TrainConfig | None = None,
+    layout: SparseLayout = "dense",
+    latency_batch_sizes: tuple[int, ...] = (1, 32),
+    latency_runs: int = 20,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> PruneOutcome:
+    """Prune a model, optionally fine-tune it, and measure accuracy, size and latency before and after."""
+    if isinstance(config, GradualPruning) and finetune is None:
+        raise ConfigError("gradual pruning happens while training: give --finetune-epochs N (N >= 1)")
+    if finetune is not None and data_source is None:
+        raise ConfigError("fine-tuning needs training data: give --data PATH")
+    with threads(num_threads):
+        test_data = data_source.load("test") if data_source is not None else None
+        train_data = data_source.load("train") if (data_source is not None and finetune is not None) else None
+        default_classes = test_data.num_classes if test_data is not None else 10
+        model, spec = model_source.build(default_num_classes=default_classes)
+        input_size = tuple(test_data.images.shape[1:]) if test_data is not None else (3, 32, 32)
+        if test_data is not None:
+            _check_classes(model, test_data, input_size)
+        example = torch.randn(1, *input_size)
+
+        def accuracy() -> float | None:
+            if test_data is None:
+                return None
+            return evaluate(model, BatchLoader(test_data, 256), progress=False).top1
+
+        def latency() -> dict[int, LatencyStats]:
+            model.eval()
+            with torch.inference_mode():
+                return {
+                    b: measure_latency(model, torch.randn(b, *input_size), warmup=3, runs=latency_runs)
+                    for b in latency_batch_sizes
+                }
+
+        top1_before = accuracy()
+        latency_before = latency()
+        if isinstance(config, GradualPruning) and finetune is not None and train_data is not None:
+            steps_per_epoch = len(train_data) // finetune.batch_size
+            config = gradual_config_for_training(
+                config.final_sparsity,
+                steps_per_epoch=steps_per_epoch,
+                epochs=finetune.epochs,
+                initial_sparsity=config.initial_sparsity,
+                scope=config.scope,
+            )
+        result = prune(model, config, example_inputs=example, select=select)
+        notes: list[str] = []
+        if finetune is not None and train_data is not None:
+            loader = BatchLoader(
+                train_data,
+                finetune.batch_size,
+                shuffle=True,
+                augment=Augment(),
+                drop_last=True,
+                seed=finetune.seed,
+                channels_last=finetune.channels_last,
+            )
+            model.train()
+            train(model, loader, finetune, callbacks=result.callbacks, progress=progress)
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+            result.remeasure()  # the report describes the final, fine-tuned model
+        model.eval()
+        top1_after = accuracy()
+        latency_after = latency()
+        if result.report.macs_after == result.report.macs_before and result.report.sparsity > 0:
+            notes.append(
+                "unstructured sparsity: dense runtimes run the same MACs, so latency does not drop; "
+                "the gain is the compressed file (use --format csr) and sparse runtimes"
+            )
+        info = save_pruned(out, model, model_spec=spec, report=result.report, layout=layout)
+        return PruneOutcome(
+            report=result.report,
+            out=out,
+            layout=layout,
+            size_bytes=info.size_bytes,
+            dense_size_bytes=info.dense_size_bytes,
+            top1_before=top1_before,
+            top1_after=top1_after,
+            latency_before=latency_before,
+            latency_after=latency_after,
+            finetune_epochs=finetune.epochs if finetune is not None else 0,
+            notes=tuple(notes),
+        )

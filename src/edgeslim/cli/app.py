@@ -20,6 +20,7 @@ from edgeslim.cli.console import (
     user_errors,
 )
 from edgeslim.errors import ConfigError
+from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 
 app = typer.Typer(
     name="edgeslim",
@@ -119,7 +120,9 @@ def models_cmd(
     table = Table(title=f"{len(rows)} models", title_justify="left")
     columns = ("name", "family", "input") + (("params", "MACs") if details else ("description",))
     for col in columns:
-        table.add_column(col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col != "description")
+        table.add_column(
+            col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col != "description"
+        )
     for r in rows:
         cells = [r["name"], r["family"], "x".join(str(s) for s in r["input_size"])]
         cells += [fmt_int(r["params"]), fmt_int(r["macs"])] if details else [r["description"]]
@@ -313,6 +316,137 @@ def bench_cmd(
     out_console.print(
         key_value_table(f"{m.model} benchmark ({m.env.get('torch_threads', '?')} threads)", rows)
     )
+
+
+# -- prune ----------------------------------------------------------------------------------------
+PRUNE_METHODS = ("magnitude", "gradual", "l1", "l2", "fpgm", "random")
+
+
+def pruning_config(
+    method: str, ratio: float, scope: str, round_to: int, iterative_steps: int
+) -> PruningConfig:
+    """Map the CLI's --method/--ratio onto the typed config of that method."""
+    if method not in PRUNE_METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(PRUNE_METHODS)}, not {method!r}")
+    if scope not in ("layer", "global"):
+        raise ConfigError(f"--scope must be layer or global, not {scope!r}")
+    if method == "magnitude":
+        return MagnitudePruning(sparsity=ratio, scope=scope)  # type: ignore[arg-type]
+    if method == "gradual":
+        return GradualPruning(final_sparsity=ratio, scope=scope)  # type: ignore[arg-type]
+    return FilterPruning(
+        ratio=ratio,
+        criterion=method,  # type: ignore[arg-type]
+        scope=scope,  # type: ignore[arg-type]
+        round_to=round_to,
+        iterative_steps=iterative_steps,
+    )
+
+
+@app.command("prune")
+def prune_cmd(
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    num_classes: NumClassesOpt = None,
+    method: Annotated[
+        str, typer.Option("--method", help="magnitude | gradual | l1 | l2 | fpgm | random")
+    ] = "l1",
+    ratio: Annotated[
+        float,
+        typer.Option("--ratio", "-r", help="Sparsity (magnitude, gradual) or share of filters removed."),
+    ] = 0.5,
+    scope: Annotated[str, typer.Option("--scope", help="layer | global")] = "layer",
+    round_to: Annotated[
+        int, typer.Option("--round-to", min=1, help="Keep channel counts multiples of this.")
+    ] = 1,
+    iterative_steps: Annotated[int, typer.Option("--iterative-steps", min=1, help="Prune in N steps.")] = 1,
+    layer_types: Annotated[
+        list[str] | None, typer.Option("--layer-type", help="Layer types to prune (default conv, linear).")
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Only layers matching this name or glob.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip layers matching this name or glob.")
+    ] = None,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0)] = 0,
+    lr: Annotated[float, typer.Option("--lr", help="Fine-tuning peak learning rate.")] = 0.01,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning.")] = True,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    layout: Annotated[
+        str, typer.Option("--format", help="dense | coo | csr | csc (sparse layouts for unstructured)")
+    ] = "dense",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pruned model.")] = Path(
+        "pruned.pt"
+    ),
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prune a model (unstructured, gradual or filter pruning), optionally fine-tune, and measure it."""
+    from edgeslim.select import LayerSelection
+    from edgeslim.train import TrainConfig
+
+    with user_errors():
+        if layout not in ("dense", "coo", "csr", "csc"):
+            raise ConfigError(f"--format must be dense, coo, csr or csc, not {layout!r}")
+        config = pruning_config(method, ratio, scope, round_to, iterative_steps)
+        selection = LayerSelection(
+            types=tuple(layer_types) if layer_types else ("conv", "linear"),
+            patterns=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+        )
+        finetune = (
+            TrainConfig(
+                epochs=finetune_epochs, batch_size=batch_size, lr=lr, bf16=bf16, channels_last=bf16, seed=seed
+            )
+            if finetune_epochs > 0
+            else None
+        )
+        outcome = tasks.prune_task(
+            tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes),
+            config,
+            out=out,
+            select=selection,
+            data_source=tasks.DataSource(path=data, split="test", limit=limit, seed=seed) if data else None,
+            finetune=finetune,
+            layout=layout,  # type: ignore[arg-type]
+            num_threads=threads,
+            progress=not json_out,
+        )
+    if json_out:
+        print_json(outcome.to_dict())
+        return
+    d = outcome.to_dict()
+    rows = [
+        ("method", f"{d['method']} ({method}, ratio {ratio})"),
+        ("parameters", f"{fmt_int(d['params_before'])} -> {fmt_int(d['params_after'])}"),
+        (
+            "non-zero parameters",
+            f"{fmt_int(d['nonzero_params_before'])} -> {fmt_int(d['nonzero_params_after'])}",
+        ),
+        ("parameter reduction", f"{100 * d['param_reduction_ratio']:.1f}%"),
+        (
+            "MACs / image",
+            f"{fmt_int(d['macs_before'])} -> {fmt_int(d['macs_after'])} ({d['mac_reduction']:.2f}x fewer)",
+        ),
+        ("sparsity (selected layers)", f"{100 * d['sparsity']:.1f}%"),
+        (
+            "file",
+            f"{out} ({outcome.layout}) {fmt_bytes(d['size_bytes'])}; dense {fmt_bytes(d['dense_size_bytes'])}",
+        ),
+    ]
+    if d["top1_before"] is not None:
+        rows.append(("top-1", f"{fmt_pct(d['top1_before'])} -> {fmt_pct(d['top1_after'])}"))
+    for b in outcome.latency_before:
+        lb, la = outcome.latency_before[b], outcome.latency_after[b]
+        rows.append((f"latency batch {b} (torch)", f"{lb.median_ms:.2f} -> {la.median_ms:.2f} ms median"))
+    out_console.print(key_value_table(f"pruned {d['method']}", rows))
+    for note in outcome.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
 
 
 def main() -> None:

@@ -15,7 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeslim.checkpoint import extract_state_dict, load_state_dict_into, read_checkpoint, read_state_dict
+from edgeslim.checkpoint import (
+    as_checkpoint,
+    extract_state_dict,
+    load_state_dict_into,
+    read_file,
+    read_state_dict,
+)
 from edgeslim.errors import CheckpointError, ModelError
 from edgeslim.models.zoo import create_model
 
@@ -39,9 +45,23 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
 
 
 def load_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model an edgeslim checkpoint names, load its weights; return (model in eval mode, meta)."""
-    ckpt = read_checkpoint(path)
-    spec = ckpt.get("model")
+    """Rebuild the model an edgeslim file names and load its weights; return (model in eval mode, meta).
+
+    Reads edgeslim checkpoints and sparse (COO/CSR/CSC) files; a ``channel_spec`` in the meta (a
+    filter-pruned model) reshapes the freshly built model before its weights are loaded.
+    """
+    obj = read_file(path)
+    if isinstance(obj, dict) and obj.get("format") == "edgeslim.sparse":
+        from edgeslim.pruning.sparse_formats import decode_sparse
+
+        state, meta = decode_sparse(obj, source=repr(str(path)))
+        spec = meta.get("model")
+    else:
+        ckpt = as_checkpoint(obj, path)
+        spec = ckpt.get("model")
+        state = extract_state_dict(ckpt, source=str(path))
+        saved_meta = ckpt.get("meta")
+        meta = dict(saved_meta) if isinstance(saved_meta, dict) else {}
     if (
         not isinstance(spec, dict)
         or not isinstance(spec.get("name"), str)
@@ -56,10 +76,13 @@ def load_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module,
         model = create_model(spec["name"], num_classes=num_classes, **kwargs)
     except ModelError as exc:
         raise CheckpointError(f"{str(path)!r}: cannot rebuild its model {spec['name']!r}: {exc}") from None
-    load_state(model, extract_state_dict(ckpt, source=str(path)), source=str(path))
+    if meta.get("channel_spec"):
+        from edgeslim.pruning.surgery import apply_channel_spec
+
+        apply_channel_spec(model, meta["channel_spec"])
+    load_state(model, state, source=str(path))
     model.eval()
-    meta = ckpt.get("meta")
-    return model, dict(meta) if isinstance(meta, dict) else {}
+    return model, dict(meta)
 
 
 def _fill_num_batches_tracked(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

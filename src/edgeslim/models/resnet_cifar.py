@@ -2,12 +2,15 @@
 
 The layout and key names are exactly those of akamaster/pytorch_resnet_cifar10, so its pretrained
 files load strictly: ``conv1``, ``bn1``, ``layer{1,2,3}.{i}.conv1/bn1/conv2/bn2``, ``linear``.
-The parameter-free downsampling shortcut is a named module (:class:`PadShortcut`) so pruning code
-can find it and adjust its padding when it removes channels.
+The parameter-free downsampling shortcut is a named module (:class:`PadShortcut`) with an explicit
+channel index map, so filter pruning can remove channels on either side of it correctly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,22 +25,66 @@ class PadShortcut(nn.Module):
     """Option-A shortcut: subsample ``x[:, :, ::stride, ::stride]`` and zero-pad the new channels.
 
     With ``in_planes=16, planes=32`` this pads 8 channels on each side, i.e. ``planes // 4`` as in
-    the reference code. ``pad_front``/``pad_back`` are plain attributes a pruner may rewrite.
+    the reference code. Internally the padding is an explicit channel index map (output channel
+    ``c`` copies input channel ``index_map[c]``, or is zero where that is -1), so filter pruning can
+    remove input and output channels independently (:meth:`set_index_map`). The map is derived
+    state, not a parameter: the state_dict has no keys for this module, pruned or not, and pruned
+    models save the map in their channel spec (``edgeslim.pruning.surgery``).
     """
+
+    channel_index: Tensor
+    in_planes: int
+    planes: int
 
     def __init__(self, in_planes: int, planes: int, stride: int = 2) -> None:
         super().__init__()
         if planes < in_planes:
             raise ModelError(f"PadShortcut cannot shrink channels ({in_planes} -> {planes})")
-        self.in_planes = in_planes
-        self.planes = planes
         self.stride = stride
-        self.pad_front = (planes - in_planes) // 2
-        self.pad_back = planes - in_planes - self.pad_front
+        front = (planes - in_planes) // 2
+        back = planes - in_planes - front
+        self.register_buffer("channel_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.set_index_map([-1] * front + list(range(in_planes)) + [-1] * back, in_planes)
+
+    @property
+    def index_map(self) -> list[int]:
+        """Input channel copied to each output channel; -1 means that output channel is zero (a copy)."""
+        return list(self._index_map)
+
+    @property
+    def pad_front(self) -> int:
+        """Leading zero channels (the reference layout's front padding while unpruned)."""
+        return next((i for i, c in enumerate(self._index_map) if c >= 0), len(self._index_map))
+
+    @property
+    def pad_back(self) -> int:
+        """Trailing zero channels."""
+        return next((i for i, c in enumerate(reversed(self._index_map)) if c >= 0), 0)
+
+    def set_index_map(self, index_map: Sequence[int], in_planes: int | None = None) -> None:
+        """Rewire the shortcut: ``planes`` becomes ``len(index_map)``; ``in_planes`` may change too."""
+        in_planes = self.in_planes if in_planes is None else in_planes
+        if isinstance(in_planes, bool) or not isinstance(in_planes, int) or in_planes < 1:
+            raise ModelError(f"PadShortcut in_planes must be an integer >= 1, got {in_planes!r}")
+        entries = list(index_map)
+        bad = [c for c in entries if isinstance(c, bool) or not isinstance(c, int) or not -1 <= c < in_planes]
+        if bad or not entries:
+            raise ModelError(
+                f"PadShortcut index_map must be a non-empty list of ints in [-1, {in_planes}), "
+                f"got {bad[:5] if bad else entries}"
+            )
+        self.in_planes = in_planes
+        self.planes = len(entries)
+        self._index_map = entries
+        # the zero channel is appended at position in_planes by forward(); -1 selects it
+        gather = torch.tensor([c if c >= 0 else in_planes for c in entries], dtype=torch.long)
+        self.channel_index = gather.to(self.channel_index.device)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.pad_front, self.pad_back), "constant", 0.0)
+        # pad + index_select (ONNX Pad + Gather) rather than a Python loop: exportable and traceable
+        x = F.pad(x, (0, 0, 0, 0, 0, 1), "constant", 0.0)
+        return torch.index_select(x, 1, self.channel_index)
 
     def extra_repr(self) -> str:
         return f"{self.in_planes}, {self.planes}, stride={self.stride}"

@@ -1,0 +1,100 @@
+"""One typed, validated config per pruning method (frozen; round-trips to dict/YAML)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from edgeslim.config import Config
+from edgeslim.errors import ConfigError
+
+Scope = Literal["layer", "global"]
+Criterion = Literal["l1", "l2", "fpgm", "random"]
+
+
+def _fraction(owner: str, field: str, value: float, *, allow_one: bool = False) -> None:
+    upper_ok = value <= 1.0 if allow_one else value < 1.0
+    if not (value >= 0.0 and upper_ok):
+        bound = "[0, 1]" if allow_one else "[0, 1)"
+        raise ConfigError(f"{owner}.{field} must be in {bound}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MagnitudePruning(Config):
+    """Unstructured: zero the ``sparsity`` share of weights with the smallest magnitude.
+
+    ``scope="layer"`` gives every selected layer exactly that sparsity; ``"global"`` ranks all
+    selected weights together (layers end up with different sparsities, the total is exact).
+    Masks are kept and re-applied after every optimizer step while fine-tuning.
+    """
+
+    sparsity: float
+    scope: Scope = "layer"
+
+    def validate(self) -> None:
+        _fraction("MagnitudePruning", "sparsity", self.sparsity)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradualPruning(Config):
+    """Zhu & Gupta (2017) gradual magnitude pruning on the cubic schedule
+
+        s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3,   t0 <= t <= t0 + n * dt
+
+    with t0 = ``start_step``, n * dt = ``num_steps`` (the ramp length in optimizer steps) and
+    dt = ``frequency`` (steps between mask updates). Applied during training by a callback.
+    """
+
+    final_sparsity: float
+    initial_sparsity: float = 0.0
+    start_step: int = 0
+    num_steps: int = 1000
+    frequency: int = 100
+    scope: Scope = "layer"
+
+    def validate(self) -> None:
+        _fraction("GradualPruning", "final_sparsity", self.final_sparsity)
+        _fraction("GradualPruning", "initial_sparsity", self.initial_sparsity)
+        if self.initial_sparsity > self.final_sparsity:
+            raise ConfigError(
+                f"GradualPruning.initial_sparsity ({self.initial_sparsity}) exceeds final_sparsity "
+                f"({self.final_sparsity})"
+            )
+        if self.start_step < 0:
+            raise ConfigError(f"GradualPruning.start_step must be >= 0, got {self.start_step}")
+        if self.frequency < 1:
+            raise ConfigError(f"GradualPruning.frequency must be >= 1 step, got {self.frequency}")
+        if self.num_steps < self.frequency:
+            raise ConfigError(
+                f"GradualPruning.num_steps ({self.num_steps}) must be at least frequency ({self.frequency})"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterPruning(Config):
+    """Structured: remove the ``ratio`` share of output channels (filters) and every coupled input
+    channel, BN entry, residual partner and concatenation slice, so the model gets physically smaller.
+
+    ``criterion``: "l1"/"l2" norm of each filter (lowest removed), "fpgm" (filters nearest the
+    geometric median, He et al. 2019), "random" (the control baseline). ``scope="global"`` ranks
+    channels across layers. Channel counts are kept multiples of ``round_to``. ``iterative_steps``
+    > 1 prunes in equal steps with a fine-tune between them.
+    """
+
+    ratio: float
+    criterion: Criterion = "l1"
+    scope: Scope = "layer"
+    round_to: int = 1
+    iterative_steps: int = 1
+    max_layer_ratio: float = 0.9
+
+    def validate(self) -> None:
+        _fraction("FilterPruning", "ratio", self.ratio)
+        _fraction("FilterPruning", "max_layer_ratio", self.max_layer_ratio)
+        if self.round_to < 1:
+            raise ConfigError(f"FilterPruning.round_to must be >= 1, got {self.round_to}")
+        if self.iterative_steps < 1:
+            raise ConfigError(f"FilterPruning.iterative_steps must be >= 1, got {self.iterative_steps}")
+
+
+PruningConfig = MagnitudePruning | GradualPruning | FilterPruning
