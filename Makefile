@@ -22,8 +22,13 @@ lint: setup
 	$(VENV)/mypy
 
 demo: setup
-	$(VENV)/edgeslim eval --model resnet56 --weights $(DATA)/pretrained/resnet56-4bfd9763.th \
+	$(VENV)/edgeslim eval --model resnet20 --weights $(DATA)/pretrained/resnet20-12fca82f.th \
 		--data $(DATA)/cifar10-exact-subset --split test
+	$(VENV)/edgeslim prune --model resnet20 --weights $(DATA)/pretrained/resnet20-12fca82f.th \
+		--method fpgm --ratio 0.5 --include '*.conv1' --finetune-epochs 1 --limit 10000 \
+		--data $(DATA)/cifar10-jpeg --out runs/demo/resnet20-fpgm.pt
+	$(VENV)/edgeslim eval --checkpoint runs/demo/resnet20-fpgm.pt --data $(DATA)/cifar10-exact-subset --split test
+	$(VENV)/edgeslim bench --checkpoint runs/demo/resnet20-fpgm.pt -b 1 -b 32
 
 bench: setup
 	EDGESLIM_DATA=$(DATA) $(VENV)/python benchmarks/train_speed.py

@@ -12,7 +12,6 @@ on eager PyTorch and ONNX Runtime FP32 (batch 1 and 32); file sizes of the saved
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from edgeslim.bench import env_fingerprint
 from edgeslim.export import export_onnx, ort_latency, ort_session
 from edgeslim.models import create_model, load_weights
 from edgeslim.pruning import FilterPruning, GradualPruning, PruningConfig, ratio_for_mac_reduction
+from edgeslim.select import LayerSelection
 from edgeslim.train import TrainConfig
 
 WEIGHTS = {
@@ -36,7 +36,12 @@ WEIGHTS = {
 
 
 def run_one(
-    name: str, config: PruningConfig, label: str, args: argparse.Namespace, workdir: Path
+    name: str,
+    config: PruningConfig,
+    label: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    select: LayerSelection | None,
 ) -> list[object]:
     root = data_root()
     source = tasks.ModelSource(name=name, weights=root / "pretrained" / WEIGHTS[name])
@@ -57,6 +62,7 @@ def run_one(
         source,
         config,
         out=out,
+        select=select if isinstance(config, FilterPruning) else None,
         data_source=data,
         finetune=finetune,
         layout=layout,
@@ -98,6 +104,12 @@ def main() -> None:
     parser.add_argument("--mac-targets", default="1.5,2,3")
     parser.add_argument("--criteria", default="l1,l2,fpgm")
     parser.add_argument("--sparsities", default="0.5,0.7,0.9,0.95")
+    parser.add_argument(
+        "--include",
+        default="*.conv1",
+        help="layers whose output channels filter pruning may remove ('' = every conv; '*.conv1' = inside "
+        "residual blocks only, leaving the residual stream whole)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = data_root()
@@ -108,9 +120,10 @@ def main() -> None:
             model = create_model(name)
             load_weights(model, root / "pretrained" / WEIGHTS[name])
             example = torch.randn(1, 3, 32, 32)
+            select = LayerSelection(patterns=(args.include,)) if args.include else None
             plan: list[tuple[str, PruningConfig]] = [("unpruned", FilterPruning(ratio=0.0))]
             for target in (float(t) for t in args.mac_targets.split(",")):
-                ratio, _ = ratio_for_mac_reduction(copy.deepcopy(model), target, example_inputs=example)
+                ratio, _ = ratio_for_mac_reduction(model, target, example_inputs=example, select=select)
                 for crit in args.criteria.split(","):
                     plan.append(
                         (f"{crit} {target:g}x MACs (ratio {ratio:.3f})", FilterPruning(ratio, criterion=crit))
@@ -118,7 +131,7 @@ def main() -> None:
             for s in (float(x) for x in args.sparsities.split(",")):
                 plan.append((f"gradual {100 * s:.0f}%", GradualPruning(final_sparsity=s)))
             for label, config in plan:
-                row = run_one(name, config, label.split(" (")[0].replace(" ", "_"), args, workdir)
+                row = run_one(name, config, label.split(" (")[0].replace(" ", "_"), args, workdir, select)
                 row[1] = label
                 print(" | ".join(str(c) for c in row), flush=True)
                 rows.append(row)
@@ -141,9 +154,13 @@ def main() -> None:
         "## Pruning (`benchmarks/pruning.py`)\n\n"
         f"Pretrained CIFAR ResNets, each row fine-tuned for {args.epochs} epoch(s) on {args.limit:,} JPEG "
         f"CIFAR-10 training images (SGD lr {args.lr}, cosine, bf16) and evaluated on the 10,000-image JPEG "
-        f"test set; `unpruned` had the same fine-tuning. Latency: {args.threads} threads, median of "
+        f"test set; `unpruned` had the same fine-tuning. Filter pruning selects `{args.include or 'every conv'}`; "
+        f"gradual pruning covers every conv (classifier excluded) and ramps over the first 3/4 of the budget. "
+        f"Latency: {args.threads} threads, median of "
         f"{args.runs} runs, {env['cpu_model']}. Command: `python benchmarks/pruning.py --models {args.models} "
-        f"--epochs {args.epochs} --limit {args.limit}`.\n\n" + markdown_table(headers, rows) + "\n"
+        f"--epochs {args.epochs} --limit {args.limit} --include '{args.include}'`.\n\n"
+        + markdown_table(headers, rows)
+        + "\n"
     )
     print(body)
     print(f"written to {write_section('pruning', body)}")

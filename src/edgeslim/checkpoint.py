@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,24 @@ def as_checkpoint(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{str(path)!r} has checkpoint version {obj.get('version')!r}; expected {VERSION}"
         )
     return dict(obj)
+
+
+def find_unloadable(obj: Any, where: str) -> str | None:
+    """Describe the first value ``torch.load(weights_only=True)`` could not read back, else None.
+
+    Checked when saving, so a bad value fails at save time rather than when someone loads the file.
+    """
+    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
+        return None
+    if type(obj) in (list, tuple):
+        return next((p for p in (find_unloadable(item, where) for item in obj) if p), None)
+    if type(obj) in (dict, OrderedDict):
+        for key, value in obj.items():
+            problem = find_unloadable(key, where) or find_unloadable(value, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    return f"{where}: {type(obj).__name__} is not plain data (use numbers, strings, lists, dicts and tensors)"
 
 
 def _preview(items: list[str], n: int = 5) -> str:

@@ -51,7 +51,7 @@ class Parity:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """torch.onnx prints progress and deprecation chatter; keep stdout clean for --json."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -77,7 +77,7 @@ def export_onnx(
     model = model.eval()
     example = (torch.randn(2, *input_size),)
     errors: list[str] = []
-    with atomic_path(target) as tmp, _quiet():
+    with atomic_path(target) as tmp, quiet_exporter():
         exporter = ""
         try:
             batch = torch.export.Dim("batch", min=1, max=65536)

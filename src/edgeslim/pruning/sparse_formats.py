@@ -39,7 +39,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from edgeslim.checkpoint import read_file
+from edgeslim.checkpoint import find_unloadable, read_file
 from edgeslim.errors import CheckpointError, ConfigError
 from edgeslim.io import atomic_torch_save
 
@@ -247,22 +247,6 @@ def _warn_negative_zeros(tensors: Mapping[str, torch.Tensor]) -> None:
         )
 
 
-def _check_plain(obj: Any, where: str) -> None:
-    """Reject data that ``torch.load(weights_only=True)`` could not read back."""
-    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
-        return
-    if type(obj) in (list, tuple):
-        for item in obj:
-            _check_plain(item, where)
-        return
-    if type(obj) in (dict, OrderedDict):
-        for key, value in obj.items():
-            _check_plain(key, where)
-            _check_plain(value, f"{where}[{key!r}]")
-        return
-    raise ConfigError(f"{where}: {type(obj).__name__} is not plain data (use numbers, strings, lists, dicts)")
-
-
 def _as_state_dict(state_dict: Mapping[str, torch.Tensor] | nn.Module) -> dict[str, torch.Tensor]:
     items = state_dict.state_dict() if isinstance(state_dict, nn.Module) else state_dict
     out: dict[str, torch.Tensor] = {}
@@ -287,7 +271,9 @@ def encode_sparse(
     if signed_zeros:
         _warn_negative_zeros(tensors)
     meta_dict = dict(meta or {})
-    _check_plain(meta_dict, "meta")
+    problem = find_unloadable(meta_dict, "meta")
+    if problem:
+        raise ConfigError(problem)
     return {
         "format": SPARSE_FORMAT,
         "version": SPARSE_VERSION,

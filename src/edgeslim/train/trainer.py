@@ -22,7 +22,6 @@ import math
 import random
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,7 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import edgeslim
-from edgeslim.checkpoint import extract_state_dict, load_state_dict_into, read_checkpoint, save_checkpoint
+from edgeslim.checkpoint import (
+    extract_state_dict,
+    find_unloadable,
+    load_state_dict_into,
+    read_checkpoint,
+    save_checkpoint,
+)
 from edgeslim.config import Config
 from edgeslim.errors import CheckpointError, ConfigError, DataError, TrainingError
 from edgeslim.train.callbacks import Callback, TrainState
@@ -413,8 +418,11 @@ def _save(
         "edgeslim_version": edgeslim.__version__,
         "torch_version": str(torch.__version__),
     }
-    _check_plain(train_state["history"], "history (metrics added by callbacks)")
-    _check_plain(train_state["callbacks"], "callback state_dict()")
+    problem = find_unloadable(
+        train_state["history"], "history (metrics added by callbacks)"
+    ) or find_unloadable(train_state["callbacks"], "callback state_dict()")
+    if problem:
+        raise TrainingError(f"cannot checkpoint {problem}")
     save_checkpoint(
         path,
         state.model,
@@ -422,25 +430,6 @@ def _save(
         model_kwargs=dict(spec.get("kwargs") or {}),
         meta=meta,
         train_state=train_state,
-    )
-
-
-def _check_plain(obj: Any, where: str) -> None:
-    """Fail at save time, not at resume time, on data ``torch.load(weights_only=True)`` rejects."""
-    if obj is None or type(obj) in (bool, int, float, str) or isinstance(obj, torch.Tensor):
-        return
-    if type(obj) in (list, tuple):
-        for item in obj:
-            _check_plain(item, where)
-        return
-    if type(obj) in (dict, OrderedDict):
-        for key, value in obj.items():
-            _check_plain(key, where)
-            _check_plain(value, f"{where}[{key!r}]")
-        return
-    raise TrainingError(
-        f"cannot checkpoint {where}: {type(obj).__name__} is not plain data "
-        "(use numbers, strings, lists, dicts and tensors)"
     )
 
 

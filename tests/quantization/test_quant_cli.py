@@ -1,0 +1,155 @@
+"""The quantize task end to end on tiny data, and the quantize command's exact arguments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeslim import tasks
+from edgeslim.cli.app import app
+from edgeslim.quantization import QAT, DynamicQuant, StaticQuant
+from edgeslim.train import TrainConfig
+
+pytest.importorskip("onnxruntime")
+
+
+def test_static_int8_task_reports_simulated_and_deployed(tiny_cifar: Path, tmp_path: Path) -> None:
+    outcome = tasks.quantize_task(
+        tasks.ModelSource(name="resnet20_tiny"),
+        StaticQuant(bits=8, calibration_batches=2, scope="all_layers"),
+        out=tmp_path / "q.pt",
+        data_source=tasks.DataSource(path=str(tiny_cifar), split="test", val_fraction=0.0),
+        progress=False,
+    )
+    d = outcome.to_dict()
+    assert d["bits"] == 8 and d["executed_bits"] == 8 and d["runtime"] == "onnxruntime"
+    assert Path(d["packed_path"]).stat().st_size == d["size_bytes"]
+    assert Path(d["onnx_path"]).stat().st_size == d["onnx_size_bytes"]
+    assert d["size_bytes"] < d["size_bytes_fp32"]
+    assert d["parity"]["top1_agreement"] >= 0.95
+    # the int8 artifact in ONNX Runtime and the fake-quant model classify (almost) the same images
+    assert abs(d["top1_deployed"] - d["top1_simulated"]) <= 3.0
+
+
+def test_four_bit_file_is_smaller_and_says_executed_at_8(tiny_cifar: Path, tmp_path: Path) -> None:
+    data = tasks.DataSource(path=str(tiny_cifar), split="test", val_fraction=0.0)
+    model = tasks.ModelSource(name="small_cnn_tiny")
+    eight = tasks.quantize_task(
+        model,
+        StaticQuant(bits=8, calibration_batches=1),
+        out=tmp_path / "8.pt",
+        data_source=data,
+        progress=False,
+    )
+    four = tasks.quantize_task(
+        model,
+        StaticQuant(bits=4, act_bits=8, calibration_batches=1),
+        out=tmp_path / "4.pt",
+        data_source=data,
+        progress=False,
+    )
+    assert four.size_bytes < eight.size_bytes
+    assert any("executes them as int8" in n for n in four.notes)
+
+
+def test_qat_needs_epochs(tiny_cifar: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "quantize",
+            "--model",
+            "resnet20_tiny",
+            "--method",
+            "qat",
+            "--data",
+            str(tiny_cifar),
+            "--out",
+            str(tmp_path / "q.pt"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--epochs" in result.output
+
+
+def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Outcome:
+        def to_dict(self) -> dict[str, Any]:
+            return {"bits": 4}
+
+    def fake(model_source: Any, config: Any, **kw: Any) -> Outcome:
+        calls.append((model_source, config, kw))
+        return Outcome()
+
+    monkeypatch.setattr(tasks, "quantize_task", fake)
+    out = tmp_path / "q.pt"
+    argv = [
+        "quantize",
+        "--model",
+        "resnet20",
+        "--method",
+        "qat",
+        "--bits",
+        "4",
+        "--act-bits",
+        "8",
+        "--per-tensor",
+        "--no-fuse",
+        "--scope",
+        "weights_and_activations",
+        "--epochs",
+        "2",
+        "--data",
+        "d",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    model_source, config, kw = calls[0]
+    assert model_source == tasks.ModelSource(name="resnet20")
+    assert config == QAT(
+        weight_bits=4,
+        act_bits=8,
+        per_channel=False,
+        symmetric=True,
+        fuse_bn=False,
+        scope="weights_and_activations",
+    )
+    assert kw == {
+        "out": out,
+        "data_source": tasks.DataSource(path="d", split="test", limit=None, seed=0),
+        "qat_training": TrainConfig(epochs=2, batch_size=128, lr=0.005, seed=0),
+        "num_threads": None,
+        "progress": False,
+    }
+    assert json.loads(result.stdout) == {"bits": 4}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--method", "float"], "--method must be"),
+        (["--bits", "9"], "bits"),
+        (["--observer", "max"], "observer"),
+    ],
+)
+def test_quantize_cli_errors(argv: list[str], needle: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["quantize", "--model", "resnet20_tiny", "--data", "x", *argv])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dynamic_config_mapping() -> None:
+    from edgeslim.cli.app import quantization_config
+
+    assert quantization_config(
+        "dynamic", 8, None, True, True, True, "all_layers", "minmax", 10
+    ) == DynamicQuant(bits=8, per_channel=True)
