@@ -64,6 +64,27 @@ def quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def dynamo_export_to(
+    model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, opset: int, dynamic_batch: bool = True
+) -> str:
+    """torch.export-based ONNX export to one self-contained file ("input" -> "logits"); returns "dynamo"."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    program = torch.onnx.export(
+        model,
+        example,
+        dynamo=True,
+        opset_version=opset,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},) if dynamic_batch else None,
+        external_data=False,
+    )
+    if program is None:
+        raise ExportError("the exporter returned no program")
+    program.save(str(path), external_data=False)
+    return "dynamo"
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -80,21 +101,7 @@ def export_onnx(
     with atomic_path(target) as tmp, quiet_exporter():
         exporter = ""
         try:
-            batch = torch.export.Dim("batch", min=1, max=65536)
-            program = torch.onnx.export(
-                model,
-                example,
-                dynamo=True,
-                opset_version=opset,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_shapes=({0: batch},) if dynamic_batch else None,
-                external_data=False,
-            )
-            if program is None:
-                raise ExportError("the exporter returned no program")
-            program.save(str(tmp), external_data=False)
-            exporter = "dynamo"
+            exporter = dynamo_export_to(model, example, tmp, opset=opset, dynamic_batch=dynamic_batch)
         except Exception as exc:  # the new exporter fails on some graphs: fall back, keep the reason
             errors.append(
                 f"dynamo: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from edgeslim.bench.latency import LatencyStats, measure_latency
 from edgeslim.errors import ExportError
-from edgeslim.export.onnx import Parity, ort_latency, quiet_exporter
+from edgeslim.export.onnx import Parity, dynamo_export_to, ort_latency, quiet_exporter
 from edgeslim.io import atomic_path
 from edgeslim.quantization.packing import (
     QuantParams,
@@ -272,21 +272,7 @@ def _torch_export(
 def _dynamo_export(model: nn.Module, tmp: Path, example: tuple[Tensor, ...], opset: int) -> str:
     importlib.import_module("torch.ao.quantization.fx._decomposed")  # registers quantized_decomposed ops
     shimmed = _export_copy(model, "decomposed").model
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    program = torch.onnx.export(
-        shimmed,
-        example,
-        dynamo=True,
-        opset_version=opset,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_shapes=({0: batch},),
-        external_data=False,
-    )
-    if program is None:
-        raise ExportError("the exporter returned no program")
-    program.save(str(tmp), external_data=False)
-    return "dynamo"
+    return dynamo_export_to(shimmed, example, tmp, opset=opset)
 
 
 def export_qdq_onnx(
