@@ -437,7 +437,8 @@ def prune_cmd(
         ("sparsity (selected layers)", f"{100 * d['sparsity']:.1f}%"),
         (
             "file",
-            f"{out} ({outcome.layout}) {fmt_bytes(d['size_bytes'])}; dense {fmt_bytes(d['dense_size_bytes'])}",
+            f"{out} ({outcome.layout}) {fmt_bytes(d['size_bytes'])}"
+            + ("" if outcome.layout == "dense" else f"; dense would be {fmt_bytes(d['dense_size_bytes'])}"),
         ),
     ]
     if d["top1_before"] is not None:
