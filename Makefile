@@ -31,7 +31,9 @@ demo: setup
 	$(VENV)/edgeslim bench --checkpoint runs/demo/resnet20-fpgm.pt -b 1 -b 32
 
 bench: setup
-	EDGESLIM_DATA=$(DATA) $(VENV)/python benchmarks/train_speed.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python train_speed.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python pruning.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python quantization.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -125,7 +125,7 @@ def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tm
     assert kw == {
         "out": out,
         "data_source": tasks.DataSource(path="d", split="test", limit=None, seed=0),
-        "qat_training": TrainConfig(epochs=2, batch_size=128, lr=0.005, seed=0),
+        "qat_training": TrainConfig(epochs=2, batch_size=128, lr=0.0005, seed=0),
         "num_threads": None,
         "progress": False,
     }

@@ -1,0 +1,190 @@
+"""Quantization benchmark: static int8 PTQ variants, QAT at 8/4/2 bits in both scopes, and dynamic int8
+on the linear-heavy small CNN, each reported with simulated (fake-quant) and deployed accuracy, file
+sizes and measured latency of the deployed artifact.
+
+    python benchmarks/quantization.py [--models resnet20] [--qat-epochs 1] [--threads 2]
+
+Data: the pixel-exact CIFAR-10 subset (calibration and QAT on its train split, accuracy on its 1,017
+test images). Latency: ONNX Runtime FP32 vs int8 QDQ, OpenVINO int8, batch 1 and 32. Writes its table
+into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import data_root, markdown_table, write_section
+from edgeslim import tasks
+from edgeslim.bench import env_fingerprint
+from edgeslim.export import export_onnx, ort_latency, ort_session
+from edgeslim.quantization import QAT, DynamicQuant, QuantizationConfig, StaticQuant, openvino_latency
+from edgeslim.train import TrainConfig
+
+WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
+
+
+def latencies(onnx: Path | None, threads: int, runs: int) -> tuple[str, str]:
+    if onnx is None:
+        return "-", "-"
+    ort = ort_latency(ort_session(onnx, threads=threads), (3, 32, 32), (1, 32), runs=runs)
+    try:
+        ov = openvino_latency(onnx, (3, 32, 32), (1, 32), threads=threads, runs=runs)
+        ov_cell = f"{ov[1].median_ms:.2f} / {ov[32].median_ms:.1f}"
+    except Exception as exc:  # OpenVINO is optional
+        ov_cell = f"n/a ({type(exc).__name__})"
+    return f"{ort[1].median_ms:.2f} / {ort[32].median_ms:.1f}", ov_cell
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20")
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-bits", default="8,4,2")
+    parser.add_argument(
+        "--qat-lr", type=float, default=0.0005, help="0.005 made QAT of the pretrained nets diverge"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    root = data_root()
+    data = tasks.DataSource(path=str(root / "cifar10-exact-subset"), split="test", seed=0)
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in args.models.split(","):
+            source = tasks.ModelSource(name=name, weights=root / "pretrained" / WEIGHTS[name])
+            model, _ = source.build()
+            fp32 = export_onnx(model, work / f"{name}-fp32.onnx")
+            ort_fp32 = ort_latency(
+                ort_session(fp32.path, threads=args.threads), (3, 32, 32), (1, 32), runs=args.runs
+            )
+            ov_fp32 = openvino_latency(fp32.path, (3, 32, 32), (1, 32), threads=args.threads, runs=args.runs)
+            plan: list[tuple[str, QuantizationConfig, TrainConfig | None]] = []
+            for per_channel in (False, True):
+                for fuse in (True, False):
+                    granularity = "per-channel" if per_channel else "per-tensor"
+                    label = f"PTQ int8 {granularity}, fuse {'on' if fuse else 'off'}, all_layers"
+                    plan.append(
+                        (
+                            label,
+                            StaticQuant(bits=8, per_channel=per_channel, fuse_bn=fuse, scope="all_layers"),
+                            None,
+                        )
+                    )
+            plan.append(
+                (
+                    "PTQ int8, weights_and_activations",
+                    StaticQuant(bits=8, scope="weights_and_activations"),
+                    None,
+                )
+            )
+            for bits in (int(b) for b in args.qat_bits.split(",")):
+                for scope in ("all_layers", "weights_and_activations"):
+                    qat_cfg = QAT(weight_bits=bits, act_bits=8, scope=scope)  # type: ignore[arg-type]
+                    train = TrainConfig(epochs=args.qat_epochs, batch_size=128, lr=args.qat_lr, seed=0)
+                    plan.append((f"QAT w{bits}/a8 {scope}", qat_cfg, train))
+            first = True
+            for label, config, train_cfg in plan:
+                t0 = time.perf_counter()
+                o = tasks.quantize_task(
+                    source,
+                    config,
+                    out=work / f"{name}.pt",
+                    data_source=data,
+                    qat_training=train_cfg,
+                    num_threads=args.threads,
+                    progress=False,
+                )
+                ort_cell, ov_cell = latencies(o.onnx_path, args.threads, args.runs)
+                if first:
+                    rows.append(
+                        [
+                            name,
+                            "FP32",
+                            f"{o.top1_fp32:.2f}",
+                            "-",
+                            "-",
+                            f"{o.size_bytes_fp32 / 1e6:.2f}",
+                            f"{fp32.size_bytes / 1e6:.2f}",
+                            f"{ort_fp32[1].median_ms:.2f} / {ort_fp32[32].median_ms:.1f}",
+                            f"{ov_fp32[1].median_ms:.2f} / {ov_fp32[32].median_ms:.1f} (FP32)",
+                            "-",
+                        ]
+                    )
+                    first = False
+                rows.append(
+                    [
+                        name,
+                        label,
+                        f"{o.top1_fp32:.2f}",
+                        f"{o.top1_simulated:.2f}",
+                        f"{o.top1_deployed:.2f}",
+                        f"{o.size_bytes / 1e6:.3f}",
+                        f"{(o.onnx_size_bytes or 0) / 1e6:.2f}",
+                        ort_cell,
+                        ov_cell,
+                        f"{time.perf_counter() - t0:.0f}",
+                    ]
+                )
+                print(" | ".join(str(c) for c in rows[-1]), flush=True)
+        # dynamic int8 on the linear-heavy small CNN (random init: accuracy is not the point, size/fidelity is)
+        small = tasks.ModelSource(name="small_cnn")
+        o = tasks.quantize_task(
+            small,
+            DynamicQuant(bits=8),
+            out=Path(tmp) / "small.pt",
+            data_source=data,
+            num_threads=args.threads,
+            progress=False,
+        )
+        rows.append(
+            [
+                "small_cnn (untrained)",
+                "dynamic int8",
+                f"{o.top1_fp32:.2f}",
+                f"{o.top1_simulated:.2f}",
+                f"{o.top1_deployed:.2f} (torch int8)",
+                f"{o.size_bytes / 1e6:.3f}",
+                f"FP32 {o.size_bytes_fp32 / 1e6:.2f}",
+                "-",
+                "-",
+                "-",
+            ]
+        )
+    env = env_fingerprint()
+    headers = [
+        "model",
+        "quantization",
+        "top-1 FP32",
+        "top-1 simulated",
+        "top-1 deployed (ORT int8)",
+        "packed file MB",
+        "ONNX MB",
+        "ORT ms b1 / b32",
+        "OpenVINO ms b1 / b32",
+        "time s",
+    ]
+    body = (
+        "## Quantization (`benchmarks/quantization.py`)\n\n"
+        f"Pretrained CIFAR ResNets on the pixel-exact CIFAR-10 subset (1,017 test images; calibration and "
+        f"{args.qat_epochs}-epoch QAT, SGD lr {args.qat_lr}, on its train split). "
+        "Weights symmetric (per-channel unless stated), activations asymmetric uint8. "
+        "Deployed = the QDQ ONNX artifact in "
+        "ONNX Runtime; below 8 bits the runtimes execute int8 (the packed file holds the low-bit codes). "
+        f"Latency: median, {args.threads} threads, {env['cpu_model']}. Command: `python "
+        f"benchmarks/quantization.py --models {args.models} --qat-epochs {args.qat_epochs}`.\n\n"
+        + markdown_table(headers, rows)
+        + "\n"
+    )
+    print(body)
+    print(f"written to {write_section('quantization', body)}")
+
+
+if __name__ == "__main__":
+    main()
