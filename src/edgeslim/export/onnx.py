@@ -85,6 +85,29 @@ def dynamo_export_to(
     return "dynamo"
 
 
+def torchscript_export_to(
+    model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, opset: int, dynamic_batch: bool = True
+) -> str:
+    """The TorchScript-based exporter (opset at most 17), the fallback; returns "torchscript"."""
+    torch.onnx.export(
+        model,
+        example,
+        str(path),
+        dynamo=False,
+        opset_version=min(opset, 17),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+    )
+    return "torchscript"
+
+
+def export_failure(exc: BaseException) -> str:
+    """One short line naming why an exporter failed (its messages run to pages)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -103,23 +126,13 @@ def export_onnx(
         try:
             exporter = dynamo_export_to(model, example, tmp, opset=opset, dynamic_batch=dynamic_batch)
         except Exception as exc:  # the new exporter fails on some graphs: fall back, keep the reason
-            errors.append(
-                f"dynamo: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            )
+            errors.append(f"dynamo: {export_failure(exc)}")
             try:
-                torch.onnx.export(
-                    model,
-                    example,
-                    str(tmp),
-                    dynamo=False,
-                    opset_version=min(opset, 17),
-                    input_names=["input"],
-                    output_names=["logits"],
-                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+                exporter = torchscript_export_to(
+                    model, example, tmp, opset=opset, dynamic_batch=dynamic_batch
                 )
-                exporter = "torchscript"
             except Exception as exc2:
-                errors.append(f"torchscript: {type(exc2).__name__}: {str(exc2)[:200]}")
+                errors.append(f"torchscript: {export_failure(exc2)}")
                 raise ExportError(f"ONNX export failed ({'; '.join(errors)})") from None
     return OnnxExport(
         target, opset if exporter == "dynamo" else min(opset, 17), exporter, target.stat().st_size

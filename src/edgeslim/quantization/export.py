@@ -43,7 +43,14 @@ from torch import Tensor, nn
 
 from edgeslim.bench.latency import LatencyStats, measure_latency
 from edgeslim.errors import ExportError
-from edgeslim.export.onnx import Parity, dynamo_export_to, ort_latency, quiet_exporter
+from edgeslim.export.onnx import (
+    Parity,
+    dynamo_export_to,
+    export_failure,
+    ort_latency,
+    quiet_exporter,
+    torchscript_export_to,
+)
 from edgeslim.io import atomic_path
 from edgeslim.quantization.packing import (
     QuantParams,
@@ -248,24 +255,13 @@ def _torch_export(
         try:
             return _dynamo_export(model, tmp, example, opset), opset
         except Exception as exc:  # fall back, keep the reason
-            text = str(exc).strip()
-            errors.append(f"dynamo: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
+            errors.append(f"dynamo: {export_failure(exc)}")
     if exporter in ("auto", "torchscript"):
         try:
             shimmed = _export_copy(model, "fake").model
-            torch.onnx.export(
-                shimmed,
-                example,
-                str(tmp),
-                dynamo=False,
-                opset_version=min(opset, 17),
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            )
-            return "torchscript", min(opset, 17)
+            return torchscript_export_to(shimmed, example, tmp, opset=opset), min(opset, 17)
         except Exception as exc:
-            errors.append(f"torchscript: {type(exc).__name__}: {str(exc)[:200]}")
+            errors.append(f"torchscript: {export_failure(exc)}")
     raise ExportError(f"QDQ ONNX export failed ({'; '.join(errors)})")
 
 
