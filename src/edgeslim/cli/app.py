@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
@@ -19,6 +19,20 @@ from edgeslim.cli.console import (
     print_json,
     user_errors,
 )
+from edgeslim.cli.options import (
+    CheckpointOpt,
+    DataOpt,
+    JsonOpt,
+    LimitOpt,
+    ModelOpt,
+    NumClassesOpt,
+    SeedOpt,
+    SplitOpt,
+    ThreadsOpt,
+    ValFractionOpt,
+    WeightsOpt,
+    parse_split,
+)
 from edgeslim.errors import ConfigError
 from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 from edgeslim.quantization.configs import QAT, DynamicQuant, QuantizationConfig, StaticQuant
@@ -30,59 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-# -- shared options ------------------------------------------------------------------------------
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Zoo model name (see `edgeslim models`) or package.module:factory."),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout)."),
-]
-CheckpointOpt = Annotated[
-    Path | None,
-    typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights)."),
-]
-NumClassesOpt = Annotated[
-    int | None,
-    typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10)."),
-]
-DataOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--data",
-        "-d",
-        help="CIFAR-10 pickle folder or image-folder tree (default: $EDGESLIM_DATA; "
-        "relative paths are also looked up there).",
-    ),
-]
-SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
-LimitOpt = Annotated[
-    int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")
-]
-ValFractionOpt = Annotated[
-    float,
-    typer.Option(
-        "--val-fraction",
-        min=0.0,
-        max=0.9,
-        help="Held-out share of train used as 'val' when the data has no val folder.",
-    ),
-]
-SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")
-]
-ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
-
-
-def _split(value: str) -> tasks.Split:
-    if value not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, not {value!r}")
-    return cast(tasks.Split, value)
 
 
 def _version(value: bool) -> None:
@@ -153,7 +114,7 @@ def eval_cmd(
             name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
         )
         data_source = tasks.DataSource(
-            path=data, split=_split(split), limit=limit, val_fraction=val_fraction, seed=seed
+            path=data, split=parse_split(split), limit=limit, val_fraction=val_fraction, seed=seed
         )
         m = tasks.evaluate_task(
             source, data_source, batch_size=batch_size, num_threads=threads, progress=not json_out
@@ -563,6 +524,17 @@ def quantize_cmd(
     out_console.print(key_value_table("quantized", rows))
     for note in outcome.notes:
         err_console.print(f"[yellow]note:[/] {note}")
+
+
+def _register_command_groups() -> None:
+    """Commands that live in their own modules add themselves here."""
+    from edgeslim.cli import deploy, distill, sweep
+
+    for module in (deploy, distill, sweep):
+        module.register(app)
+
+
+_register_command_groups()
 
 
 def main() -> None:

@@ -1,0 +1,63 @@
+"""Options shared by several commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+
+from edgeslim import tasks
+from edgeslim.errors import ConfigError
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Zoo model name (see `edgeslim models`) or package.module:factory."),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout)."),
+]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights)."),
+]
+NumClassesOpt = Annotated[
+    int | None,
+    typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10)."),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="CIFAR-10 pickle folder or image-folder tree (default: $EDGESLIM_DATA; "
+        "relative paths are also looked up there).",
+    ),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")
+]
+ValFractionOpt = Annotated[
+    float,
+    typer.Option(
+        "--val-fraction",
+        min=0.0,
+        max=0.9,
+        help="Held-out share of train used as 'val' when the data has no val folder.",
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+
+
+def parse_split(value: str) -> tasks.Split:
+    if value not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val or test, not {value!r}")
+    return cast(tasks.Split, value)

@@ -1,0 +1,24 @@
+"""High-level tasks behind the CLI commands: each takes typed arguments and returns records.
+
+The CLI only parses options and prints; everything it does is one call here, so the same work is
+available from Python and CLI tests can assert the exact arguments passed.
+"""
+
+from edgeslim.tasks.common import DataSource, ModelSource, Split
+from edgeslim.tasks.core import bench_task, evaluate_task, list_models_task, train_task
+from edgeslim.tasks.prune import PruneOutcome, prune_task
+from edgeslim.tasks.quantize import QuantizeOutcome, quantize_task
+
+__all__ = [
+    "DataSource",
+    "ModelSource",
+    "PruneOutcome",
+    "QuantizeOutcome",
+    "Split",
+    "bench_task",
+    "evaluate_task",
+    "list_models_task",
+    "prune_task",
+    "quantize_task",
+    "train_task",
+]

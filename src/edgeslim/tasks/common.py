@@ -1,0 +1,89 @@
+"""Where models and data come from: the sources every task reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from edgeslim.data import ImageTensors, load_dataset, resolve_data_path
+from edgeslim.errors import ConfigError, DataError
+from edgeslim.models import (
+    create_model,
+    load_model_from_checkpoint,
+    load_weights,
+    model_spec,
+)
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a zoo name (optionally with weights) or an edgeslim checkpoint."""
+
+    name: str | None = None
+    weights: Path | None = None
+    checkpoint: Path | None = None
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None and (self.name is not None or self.weights is not None):
+            raise ConfigError("give either --checkpoint FILE or --model NAME [--weights PATH], not both")
+        if self.checkpoint is None and self.name is None:
+            raise ConfigError(
+                "no model given: pass --model NAME (see `edgeslim models`) or --checkpoint FILE"
+            )
+
+    @property
+    def artifact(self) -> Path | None:
+        return self.checkpoint or self.weights
+
+    def build(self, default_num_classes: int = 10) -> tuple[nn.Module, dict[str, Any]]:
+        """Return the model (eval mode) and its spec {"name", "kwargs"} for checkpoints."""
+        if self.checkpoint is not None:
+            model, meta = load_model_from_checkpoint(self.checkpoint)
+            spec = model_spec(model) or {"name": "unknown", "kwargs": {}}
+            saved_classes = spec["kwargs"].get("num_classes")
+            if self.num_classes is not None and saved_classes != self.num_classes:
+                raise ConfigError(
+                    f"--num-classes {self.num_classes} does not match the checkpoint ({saved_classes})"
+                )
+            return model, {**spec, "meta": meta}
+        name = str(self.name)  # set: __post_init__ requires a name or a checkpoint
+        model = create_model(name, num_classes=self.num_classes or default_num_classes)
+        if self.weights is not None:
+            load_weights(model, self.weights)
+        model.eval()
+        return model, model_spec(model) or {"name": name, "kwargs": {}}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A dataset split on disk (CIFAR-10 pickles or an image-folder tree)."""
+
+    path: str | None = None
+    split: Split = "test"
+    limit: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    train_limit: int | None = None  # when set, the train split uses this instead of ``limit``
+
+    def load(self, split: Split | None = None) -> ImageTensors:
+        root = resolve_data_path(self.path)
+        split = split or self.split
+        limit = self.train_limit if (split == "train" and self.train_limit is not None) else self.limit
+        return load_dataset(root, split, limit=limit, val_fraction=self.val_fraction, seed=self.seed)
+
+
+def check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, ...]) -> None:
+    with torch.inference_mode():
+        out = model(torch.zeros(1, *input_size))
+    if out.shape[-1] != data.num_classes:
+        raise DataError(
+            f"the model predicts {out.shape[-1]} classes but the data at {data.source!r} has "
+            f"{data.num_classes}; pass --num-classes or use matching data"
+        )

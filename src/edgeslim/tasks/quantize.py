@@ -1,0 +1,160 @@
+"""The quantization task behind ``edgeslim quantize``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeslim.bench import (
+    state_dict_size_bytes,
+    threads,
+)
+from edgeslim.data import Augment, BatchLoader, ImageTensors
+from edgeslim.errors import ConfigError
+from edgeslim.quantization.configs import QuantizationConfig
+from edgeslim.tasks.common import DataSource, ModelSource, check_classes
+from edgeslim.train import TrainConfig, evaluate, train
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeOutcome:
+    """What ``edgeslim quantize`` reports: simulated (fake-quant) and deployed accuracy side by side."""
+
+    method: str
+    bits: int
+    act_bits: int | None
+    packed_path: Path
+    size_bytes: int
+    size_bytes_fp32: int
+    onnx_path: Path | None
+    onnx_size_bytes: int | None
+    top1_fp32: float | None
+    top1_simulated: float | None
+    top1_deployed: float | None
+    runtime: str
+    executed_bits: int
+    parity: dict[str, Any] | None
+    report: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["packed_path"] = str(self.packed_path)
+        data["onnx_path"] = None if self.onnx_path is None else str(self.onnx_path)
+        data["notes"] = list(self.notes)
+        return data
+
+
+def _deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> float:
+    from edgeslim.quantization import run_deployed
+
+    correct = 0
+    for x, y in BatchLoader(data, batch_size):
+        correct += int((torch.from_numpy(run_deployed(runner, x.numpy())).argmax(1) == y).sum())
+    return 100.0 * correct / len(data)
+
+
+def quantize_task(
+    model_source: ModelSource,
+    config: QuantizationConfig,
+    *,
+    out: Path,
+    data_source: DataSource,
+    qat_training: TrainConfig | None = None,
+    calibration_batch_size: int = 64,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> QuantizeOutcome:
+    """Quantize (static PTQ, QAT or dynamic), save the packed low-bit file, deploy int8 and measure both.
+
+    Static and QAT models are exported to a QDQ ONNX file beside ``out`` and evaluated in ONNX
+    Runtime; dynamic quantization runs torch's int8 kernels. Accuracy of the fake-quantized model
+    (``top1_simulated``) and of the deployed artifact (``top1_deployed``) use the same test images.
+    """
+    from edgeslim.export import ort_session
+    from edgeslim.quantization import (
+        QAT,
+        DynamicQuant,
+        StaticQuant,
+        convert,
+        deployed_parity,
+        export_qdq_onnx,
+        quantize,
+        save_packed,
+    )
+
+    if not isinstance(config, StaticQuant | QAT | DynamicQuant):
+        raise ConfigError(
+            f"quantize_task takes StaticQuant, QAT or DynamicQuant, not {type(config).__name__}"
+        )
+    if isinstance(config, QAT) and qat_training is None:
+        raise ConfigError("quantization-aware training needs --epochs N (N >= 1)")
+    with threads(num_threads):
+        test_data = data_source.load("test")
+        model, spec = model_source.build(default_num_classes=test_data.num_classes)
+        input_size = tuple(test_data.images.shape[1:])
+        check_classes(model, test_data, input_size)
+        fp32_bytes = state_dict_size_bytes(model)
+        top1_fp32 = evaluate(model, BatchLoader(test_data, 256)).top1
+        train_data = data_source.load("train")
+        calibration = BatchLoader(train_data, calibration_batch_size, shuffle=True, seed=data_source.seed)
+        example = torch.randn(2, *input_size)
+        result = quantize(model, config, calibration=calibration, example_inputs=example)
+        if isinstance(config, QAT) and qat_training is not None:
+            loader = BatchLoader(
+                train_data,
+                qat_training.batch_size,
+                shuffle=True,
+                augment=Augment(),
+                drop_last=True,
+                seed=qat_training.seed,
+            )
+            result.model.train()
+            train(result.model, loader, qat_training, callbacks=result.callbacks, progress=progress)
+            convert(result.model)
+            result.remeasure()
+        qmodel = result.model.eval()
+        top1_sim = evaluate(qmodel, BatchLoader(test_data, 256)).top1
+        bits = config.weight_bits if isinstance(config, QAT) else config.bits
+        act_bits = None if isinstance(config, DynamicQuant) else (config.act_bits or bits)
+        packed = save_packed(out, qmodel, model_spec=spec, meta={"quantization": config.to_dict()})
+        notes: list[str] = []
+        onnx_path = onnx_size = top1_deployed = parity = None
+        executed_bits, runtime = 8, "onnxruntime"
+        if isinstance(config, StaticQuant | QAT):
+            export = export_qdq_onnx(qmodel, out.with_suffix(".onnx"), input_size=input_size)
+            onnx_path, onnx_size = export.path, export.size_bytes
+            notes.extend(export.notes)
+            session = ort_session(export.path, threads=num_threads)
+            top1_deployed = _deployed_top1(session, test_data)
+            first_batch = next(iter(BatchLoader(test_data, 256)))[0]
+            parity = deployed_parity(qmodel, session, first_batch).to_dict()
+        else:
+            real = quantize(
+                model, DynamicQuant(bits=config.bits, per_channel=config.per_channel, engine="torch")
+            )
+            top1_deployed = evaluate(real.model, BatchLoader(test_data, 256)).top1
+            runtime = "torch (dynamic int8 kernels)"
+        if bits < 8:
+            notes.append(f"{bits}-bit weights are stored packed but the runtime executes them as int8")
+        return QuantizeOutcome(
+            method=type(config).__name__,
+            bits=bits,
+            act_bits=act_bits,
+            packed_path=packed.path,
+            size_bytes=packed.bytes,
+            size_bytes_fp32=fp32_bytes,
+            onnx_path=onnx_path,
+            onnx_size_bytes=onnx_size,
+            top1_fp32=top1_fp32,
+            top1_simulated=top1_sim,
+            top1_deployed=top1_deployed,
+            runtime=runtime,
+            executed_bits=executed_bits,
+            parity=parity,
+            report=result.report.to_dict() if hasattr(result.report, "to_dict") else {},
+            notes=tuple(notes),
+        )
