@@ -42,7 +42,7 @@ def run_one(
     args: argparse.Namespace,
     workdir: Path,
     select: LayerSelection | None,
-) -> list[object]:
+) -> tuple[list[object], dict[str, float]]:
     root = data_root()
     source = tasks.ModelSource(name=name, weights=root / "pretrained" / WEIGHTS[name])
     data = tasks.DataSource(path=str(root / "cifar10-jpeg"), split="test", train_limit=args.limit, seed=0)
@@ -77,6 +77,14 @@ def run_one(
     session = ort_session(onnx.path, threads=args.threads)
     ort = ort_latency(session, (3, 32, 32), (1, 32), runs=args.runs)
     r = outcome.report
+    metrics = {
+        "top1": float(outcome.top1_after or 0.0),
+        "macs": r.mac_reduction,
+        "sparsity": r.sparsity,
+        "bytes": float(outcome.size_bytes),
+        "torch32": outcome.latency_after[32].median_ms,
+        "ort32": ort[32].median_ms,
+    }
     return [
         name,
         label,
@@ -90,7 +98,38 @@ def run_one(
         f"{ort[1].median_ms:.2f}",
         f"{ort[32].median_ms:.1f}",
         f"{seconds:.0f}",
-    ]
+    ], metrics
+
+
+def summarize(name: str, results: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """The issue's goals, checked against this run's rows for one model."""
+    base = dict(results)["unpruned"]
+    lines: list[str] = []
+    two_x = [(k, m) for k, m in results if " 2x MACs" in k]
+    if two_x:
+        best_label, best = max(two_x, key=lambda km: km[1]["top1"])
+        gap = base["top1"] - best["top1"]
+        lines.append(
+            f"{name}: at {best['macs']:.2f}x fewer MACs the best criterion ({best_label.split()[0]}) reaches "
+            f"{best['top1']:.2f}% vs {base['top1']:.2f}% unpruned, {gap:+.2f} points behind "
+            f"(goal <= 0.5: {'met' if gap <= 0.5 else 'not met'})"
+        )
+        for runtime, key in (("torch", "torch32"), ("ORT", "ort32")):
+            ratios = [(base[key] / m[key]) / m["macs"] for _, m in two_x]
+            lines.append(
+                f"{name}: batch-32 {runtime} speed-up / MAC reduction at 2x: "
+                + ", ".join(f"{r:.2f}" for r in ratios)
+                + f" (goal >= 0.8: {'met' if min(ratios) >= 0.8 else 'not met' if max(ratios) < 0.8 else 'partly met'})"
+            )
+    ninety = dict(results).get("gradual 90%")
+    if ninety is not None:
+        gap = base["top1"] - ninety["top1"]
+        lines.append(
+            f"{name}: 90% sparsity {ninety['top1']:.2f}% vs {base['top1']:.2f}%, {gap:+.2f} points "
+            f"(goal <= 1: {'met' if gap <= 1.0 else 'not met'}); CSR file {ninety['bytes'] / base['bytes']:.2f}x "
+            f"the dense one (goal <= 0.25: {'met' if ninety['bytes'] <= 0.25 * base['bytes'] else 'not met'})"
+        )
+    return lines
 
 
 def main() -> None:
@@ -105,6 +144,9 @@ def main() -> None:
     parser.add_argument("--criteria", default="l1,l2,fpgm")
     parser.add_argument("--sparsities", default="0.5,0.7,0.9,0.95")
     parser.add_argument(
+        "--section", default="pruning", help="docs/benchmarks.md section to write (keeps other runs' tables)"
+    )
+    parser.add_argument(
         "--include",
         default="*.conv1",
         help="layers whose output channels filter pruning may remove ('' = every conv; '*.conv1' = inside "
@@ -114,6 +156,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = data_root()
     rows: list[list[object]] = []
+    goals: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in args.models.split(","):
@@ -130,11 +173,16 @@ def main() -> None:
                     )  # type: ignore[arg-type]
             for s in (float(x) for x in args.sparsities.split(",")):
                 plan.append((f"gradual {100 * s:.0f}%", GradualPruning(final_sparsity=s)))
+            results: list[tuple[str, dict[str, float]]] = []
             for label, config in plan:
-                row = run_one(name, config, label.split(" (")[0].replace(" ", "_"), args, workdir, select)
+                row, metrics = run_one(
+                    name, config, label.split(" (")[0].replace(" ", "_"), args, workdir, select
+                )
                 row[1] = label
                 print(" | ".join(str(c) for c in row), flush=True)
                 rows.append(row)
+                results.append((label.split(" (")[0], metrics))
+            goals += summarize(name, results)
     env = env_fingerprint()
     headers = [
         "model",
@@ -151,19 +199,22 @@ def main() -> None:
         "time s",
     ]
     body = (
-        "## Pruning (`benchmarks/pruning.py`)\n\n"
+        f"## Pruning: {args.models} (`benchmarks/pruning.py`)\n\n"
         f"Pretrained CIFAR ResNets, each row fine-tuned for {args.epochs} epoch(s) on {args.limit:,} JPEG "
         f"CIFAR-10 training images (SGD lr {args.lr}, cosine, bf16) and evaluated on the 10,000-image JPEG "
         f"test set; `unpruned` had the same fine-tuning. Filter pruning selects `{args.include or 'every conv'}`; "
         f"gradual pruning covers every conv (classifier excluded) and ramps over the first 3/4 of the budget. "
         f"Latency: {args.threads} threads, median of "
         f"{args.runs} runs, {env['cpu_model']}. Command: `python benchmarks/pruning.py --models {args.models} "
-        f"--epochs {args.epochs} --limit {args.limit} --include '{args.include}'`.\n\n"
+        f"--epochs {args.epochs} --limit {args.limit} --mac-targets {args.mac_targets} --criteria {args.criteria} "
+        f"--sparsities {args.sparsities} --include '{args.include}' --section {args.section}`.\n\n"
         + markdown_table(headers, rows)
+        + "\n\nGoals, checked on this run:\n\n"
+        + "\n".join(f"- {line}" for line in goals)
         + "\n"
     )
     print(body)
-    print(f"written to {write_section('pruning', body)}")
+    print(f"written to {write_section(args.section, body)}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class QuantizeOutcome:
     packed_path: Path
     size_bytes: int
     size_bytes_fp32: int
+    size_bytes_ideal: int  # bits x quantized params / 8 + scales + other tensors as stored
     onnx_path: Path | None
     onnx_size_bytes: int | None
     top1_fp32: float | None
@@ -146,6 +147,7 @@ def quantize_task(
             act_bits=act_bits,
             packed_path=packed.path,
             size_bytes=packed.bytes,
+            size_bytes_ideal=packed.ideal_bytes,
             size_bytes_fp32=fp32_bytes,
             onnx_path=onnx_path,
             onnx_size_bytes=onnx_size,
