@@ -78,6 +78,15 @@ def main() -> None:
         default=2,
         help="train small_cnn this long on the JPEG train set before dynamic quantization (0: untrained)",
     )
+    parser.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="all PTQ variants (per-tensor/per-channel x fuse on/off, both scopes); --no-variants: per-channel, "
+        "fused, all_layers only",
+    )
+    parser.add_argument("--scopes", default="all_layers,weights_and_activations", help="QAT scopes")
+    parser.add_argument("--section", default="quantization", help="docs/benchmarks.md section to write")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
@@ -102,26 +111,31 @@ def main() -> None:
             ov_fp32 = openvino_latency(fp32.path, (3, 32, 32), (1, 32), threads=args.threads, runs=args.runs)
             fp32_jpeg = deployed_top1(ort_session(fp32.path, threads=args.threads), jpeg)
             plan: list[tuple[str, QuantizationConfig, TrainConfig | None]] = []
-            for per_channel in (False, True):
-                for fuse in (True, False):
-                    granularity = "per-channel" if per_channel else "per-tensor"
-                    label = f"PTQ int8 {granularity}, fuse {'on' if fuse else 'off'}, all_layers"
-                    plan.append(
-                        (
-                            label,
-                            StaticQuant(bits=8, per_channel=per_channel, fuse_bn=fuse, scope="all_layers"),
-                            None,
-                        )
-                    )
-            plan.append(
-                (
-                    "PTQ int8, weights_and_activations",
-                    StaticQuant(bits=8, scope="weights_and_activations"),
-                    None,
-                )
+            variants = (
+                [(False, True), (False, False), (True, True), (True, False)]
+                if args.variants
+                else [(True, True)]
             )
-            for bits in (int(b) for b in args.qat_bits.split(",")):
-                for scope in ("all_layers", "weights_and_activations"):
+            for per_channel, fuse in variants:
+                granularity = "per-channel" if per_channel else "per-tensor"
+                label = f"PTQ int8 {granularity}, fuse {'on' if fuse else 'off'}, all_layers"
+                plan.append(
+                    (
+                        label,
+                        StaticQuant(bits=8, per_channel=per_channel, fuse_bn=fuse, scope="all_layers"),
+                        None,
+                    )
+                )
+            if args.variants:
+                plan.append(
+                    (
+                        "PTQ int8, weights_and_activations",
+                        StaticQuant(bits=8, scope="weights_and_activations"),
+                        None,
+                    )
+                )
+            for bits in (int(b) for b in args.qat_bits.split(",") if b):
+                for scope in args.scopes.split(","):
                     qat_cfg = QAT(weight_bits=bits, act_bits=8, scope=scope)  # type: ignore[arg-type]
                     train = TrainConfig(epochs=args.qat_epochs, batch_size=128, lr=args.qat_lr, seed=0)
                     plan.append((f"QAT w{bits}/a8 {scope}", qat_cfg, train))
@@ -231,7 +245,7 @@ def main() -> None:
         "time s",
     ]
     body = (
-        "## Quantization (`benchmarks/quantization.py`)\n\n"
+        f"## Quantization: {args.models} (`benchmarks/quantization.py`)\n\n"
         f"Pretrained CIFAR ResNets on the pixel-exact CIFAR-10 subset (1,017 test images; calibration and "
         f"{args.qat_epochs}-epoch QAT, SGD lr {args.qat_lr}, on its train split). "
         "Weights symmetric (per-channel unless stated), activations asymmetric uint8. "
@@ -242,10 +256,12 @@ def main() -> None:
         "plus scales, zero points and the other tensors as stored. "
         f"Latency: median, {args.threads} threads, {env['cpu_model']}. Command: `python "
         f"benchmarks/quantization.py --models {args.models} --qat-epochs {args.qat_epochs} "
-        f"--small-cnn-epochs {args.small_cnn_epochs}`.\n\n" + markdown_table(headers, rows) + "\n"
+        f"--qat-bits {args.qat_bits} --scopes {args.scopes} --small-cnn-epochs {args.small_cnn_epochs} "
+        f"--threads {args.threads} --runs {args.runs}{'' if args.variants else ' --no-variants'} "
+        f"--section {args.section}`.\n\n" + markdown_table(headers, rows) + "\n"
     )
     print(body)
-    print(f"written to {write_section('quantization', body)}")
+    print(f"written to {write_section(args.section, body)}")
 
 
 if __name__ == "__main__":
