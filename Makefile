@@ -22,18 +22,17 @@ lint: setup
 	$(VENV)/mypy
 
 demo: setup
-	$(VENV)/edgeslim eval --model resnet20 --weights $(DATA)/pretrained/resnet20-12fca82f.th \
-		--data $(DATA)/cifar10-exact-subset --split test
-	$(VENV)/edgeslim prune --model resnet20 --weights $(DATA)/pretrained/resnet20-12fca82f.th \
-		--method fpgm --ratio 0.5 --include '*.conv1' --finetune-epochs 1 --limit 10000 \
-		--data $(DATA)/cifar10-jpeg --out runs/demo/resnet20-fpgm.pt
-	$(VENV)/edgeslim eval --checkpoint runs/demo/resnet20-fpgm.pt --data $(DATA)/cifar10-exact-subset --split test
-	$(VENV)/edgeslim bench --checkpoint runs/demo/resnet20-fpgm.pt -b 1 -b 32
+	EDGESLIM_DATA=$(DATA) $(VENV)/edgeslim sweep examples/quickstart.yaml --db runs/demo/sweeps.db
+	$(VENV)/edgeslim report quickstart --db runs/demo/sweeps.db --out runs/demo/quickstart-report.html
+	$(VENV)/edgeslim recommend quickstart --db runs/demo/sweeps.db \
+		--max-latency-ms 0.5 --max-size-mb 0.8 --max-accuracy-drop 2
 
 bench: setup
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python train_speed.py
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python pruning.py
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python quantization.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python distillation.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python sweep.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -12,3 +12,13 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[${extras}]"
 .venv/bin/edgeslim --version
+# The HTML report is tested in headless Chromium (the system browser; playwright drives it, so no
+# browser download is needed). Install it when missing and we may use apt; otherwise those tests skip.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || echo "warning: could not install chromium; the report's browser test will be skipped" >&2
+    else
+        echo "note: install chromium (sudo apt-get install chromium) to run the report's browser test" >&2
+    fi
+fi

@@ -33,7 +33,7 @@ from edgeslim.cli.options import (
     WeightsOpt,
     parse_split,
 )
-from edgeslim.errors import ConfigError
+from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 from edgeslim.quantization.configs import QAT, DynamicQuant, QuantizationConfig, StaticQuant
 
@@ -95,6 +95,14 @@ def models_cmd(
 # -- eval -----------------------------------------------------------------------------------------
 @app.command("eval")
 def eval_cmd(
+    artifact: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An exported artifact (.onnx, .xml, .engine, .pt2, TorchScript) or a packed/pruned file, "
+            "run on its runtime (instead of --model/--checkpoint).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
@@ -105,26 +113,52 @@ def eval_cmd(
     val_fraction: ValFractionOpt = 0.1,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime", "-r", help="torch | ort | openvino | tensorrt (default: the artifact's best)."
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Top-1/top-5 accuracy of a model on a dataset split, with size, parameters and MACs."""
+    """Top-1/top-5 accuracy of a model or an exported artifact on a dataset split."""
     with user_errors():
-        source = tasks.ModelSource(
-            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
-        )
         data_source = tasks.DataSource(
             path=data, split=parse_split(split), limit=limit, val_fraction=val_fraction, seed=seed
         )
-        m = tasks.evaluate_task(
-            source, data_source, batch_size=batch_size, num_threads=threads, progress=not json_out
-        )
+        if artifact is None and checkpoint is not None and (runtime is not None or _is_packed(checkpoint)):
+            artifact, checkpoint = checkpoint, None  # packed low-bit files and --runtime go the artifact way
+        if artifact is not None:
+            if model is not None or weights is not None or checkpoint is not None:
+                raise ConfigError("give either an artifact FILE or --model/--weights/--checkpoint, not both")
+            m = tasks.evaluate_artifact_task(
+                artifact,
+                data_source,
+                runtime=runtime,
+                batch_size=batch_size,
+                num_threads=threads,
+                progress=not json_out,
+            )
+        else:
+            if runtime not in (None, "torch"):
+                raise ConfigError(
+                    f"--runtime {runtime} runs an exported artifact: `edgeslim export` the model, then "
+                    "`edgeslim eval FILE --runtime ...`"
+                )
+            source = tasks.ModelSource(
+                name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+            )
+            m = tasks.evaluate_task(
+                source, data_source, batch_size=batch_size, num_threads=threads, progress=not json_out
+            )
     if json_out:
         print_json(m.to_dict())
         return
+    where = f" ({m.runtime}, {m.precision}{', simulated' if m.simulated else ''})" if artifact else ""
     out_console.print(
         key_value_table(
-            f"{m.model} on {split} ({m.num_images:,} images)",
+            f"{m.model}{where} on {split} ({m.num_images:,} images)",
             [
                 ("top-1", fmt_pct(m.top1)),
                 ("top-5", fmt_pct(m.top5)),
@@ -135,6 +169,16 @@ def eval_cmd(
             ],
         )
     )
+
+
+def _is_packed(path: Path) -> bool:
+    """A packed low-bit file (``edgeslim quantize``) has no torch model of its own: eval runs it as an artifact."""
+    from edgeslim.export.runners import inspect_artifact
+
+    try:
+        return path.is_file() and inspect_artifact(path).kind == "packed"
+    except EdgeslimError:
+        return False
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -224,6 +268,13 @@ def train_cmd(
 # -- bench ----------------------------------------------------------------------------------------
 @app.command("bench")
 def bench_cmd(
+    artifact: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An artifact to measure (.onnx, .xml, .engine, .pt2, TorchScript, checkpoint, packed file).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
@@ -231,32 +282,74 @@ def bench_cmd(
     batch_size: Annotated[
         list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")
     ] = None,
-    image_size: Annotated[int, typer.Option("--image-size", min=8, help="Square input size.")] = 32,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", min=8, help="Square input size (default 32, or the file's).")
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", min=1)] = 30,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 5,
     runtime: Annotated[
-        str, typer.Option("--runtime", help="torch (more runtimes come with export)")
-    ] = "torch",
+        str | None,
+        typer.Option(
+            "--runtime",
+            "-r",
+            help="torch | ort | openvino | tensorrt | all (one table across the runtimes present; "
+            "a model or checkpoint is exported and parity-checked for the others).",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", "-d", help="Test images for the parity checks of converted copies (default: random)."
+        ),
+    ] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = False,
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure latency (median/p90), throughput, peak memory, size, parameters and MACs."""
+    """Measure latency (median/p90), throughput, peak memory and size, on one runtime or all of them."""
+    from edgeslim.export.runners import RUNTIMES
+
     with user_errors():
-        if runtime != "torch":
-            raise ConfigError(f"--runtime {runtime!r} is not available; available: torch")
-        source = tasks.ModelSource(
-            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
-        )
-        m = tasks.bench_task(
-            source,
-            batch_sizes=tuple(batch_size or (1, 32)),
-            input_size=(3, image_size, image_size),
-            num_threads=threads,
-            warmup=warmup,
-            runs=runs,
-            channels_last=channels_last,
-        )
+        if runtime is not None and runtime not in (*RUNTIMES, "all"):
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} or all, not {runtime!r}")
+        if artifact is None and runtime in (None, "torch"):
+            source = tasks.ModelSource(
+                name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+            )
+            m = tasks.bench_task(
+                source,
+                batch_sizes=tuple(batch_size or (1, 32)),
+                input_size=(3, image_size or 32, image_size or 32),
+                num_threads=threads,
+                warmup=warmup,
+                runs=runs,
+                channels_last=channels_last,
+            )
+        else:
+            if artifact is not None and (model is not None or weights is not None or checkpoint is not None):
+                raise ConfigError("give either an artifact FILE or --model/--weights/--checkpoint, not both")
+            comparison = tasks.bench_artifact_task(
+                artifact,
+                model_source=None
+                if artifact is not None
+                else tasks.ModelSource(
+                    name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+                ),
+                runtimes=(runtime or "default",),
+                batch_sizes=tuple(batch_size or (1, 32)),
+                image_size=image_size,
+                num_threads=threads,
+                warmup=warmup,
+                runs=runs,
+                data_source=tasks.DataSource(path=data, split="test") if data else None,
+            )
+            if json_out:
+                print_json(comparison.to_dict())
+                return
+            from edgeslim.cli.deploy import print_comparison
+
+            print_comparison(comparison)
+            return
     if json_out:
         print_json(m.to_dict())
         return

@@ -1,9 +1,313 @@
-"""CLI commands: distill and run (recipes)."""
+"""CLI commands ``edgeslim distill`` and ``edgeslim run``: thin layers over
+:func:`edgeslim.tasks.distill_task` and :func:`edgeslim.tasks.recipe_task`.
+
+Options that belong to another method (``--margin`` with ``--method kd``) are errors, not ignored.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from edgeslim import tasks
+from edgeslim.cli.console import (
+    err_console,
+    fmt_bytes,
+    fmt_int,
+    fmt_pct,
+    key_value_table,
+    out_console,
+    print_json,
+    user_errors,
+)
+from edgeslim.cli.options import DataOpt, JsonOpt, LimitOpt, NumClassesOpt, SeedOpt, ThreadsOpt
+from edgeslim.distillation import AB, KD, METHODS, DistillConfig, Hint
+from edgeslim.errors import ConfigError
+
+
+def split_layers(values: list[str] | None) -> tuple[str, ...]:
+    """``--layers a=b --layers c=d`` or ``--layers a=b,c=d`` -> ``("a=b", "c=d")``."""
+    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
+def distill_config(
+    method: str,
+    *,
+    alpha: float | None = None,
+    temperature: float | None = None,
+    layers: tuple[str, ...] = (),
+    init_epochs: int | None = None,
+    margin: float | None = None,
+    feature_weight: float | None = None,
+    finish: str | None = None,
+) -> DistillConfig:
+    """Map ``--method`` and its options onto the typed config; options of another method are errors."""
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    given: dict[str, Any] = {
+        "alpha": alpha,
+        "temperature": temperature,
+        "layers": layers or None,
+        "init_epochs": init_epochs,
+        "margin": margin,
+        "weight": feature_weight,
+        "finish": finish,
+    }
+    flags = {
+        "alpha": "--alpha",
+        "temperature": "--temperature",
+        "layers": "--layers",
+        "init_epochs": "--init-epochs",
+        "margin": "--margin",
+        "weight": "--feature-weight",
+        "finish": "--finish",
+    }
+    cls = METHODS[method]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    unused = [flags[k] for k in kwargs if k not in fields]
+    if unused:
+        raise ConfigError(f"{', '.join(unused)} do(es) not apply to --method {method}")
+    if "finish" in kwargs and kwargs["finish"] not in ("ce", "kd"):
+        raise ConfigError(f"--finish must be ce or kd, not {kwargs['finish']!r}")
+    config: KD | AB | Hint = cls(**kwargs)
+    return config
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.3f} MB"
+
+
+def recipe_table(data: dict[str, Any]) -> Table:
+    """One row per step: what it did and what it measured ("-" where it measured nothing)."""
+    table = Table(
+        title=f"recipe {data['recipe']}: {data['ran']} ran, {data['cached']} cached",
+        title_justify="left",
+    )
+    for column in ("#", "step", "status", "top-1", "size", "latency (median)"):
+        table.add_column(column, justify="left" if column in ("step", "status") else "right")
+    for step in data["steps"]:
+        m = step["metrics"]
+        latency = "-"
+        if m.get("latency_ms_by_batch"):
+            runtime = m.get("runtime") or "torch"
+            latency = (
+                " ".join(f"b{b}: {ms:.2f}" for b, ms in m["latency_ms_by_batch"].items()) + f" ms {runtime}"
+            )
+        table.add_row(
+            str(step["index"]),
+            step["name"],
+            step["status"],
+            fmt_pct(m.get("top1")),
+            _mb(m.get("size_bytes")),
+            latency,
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
+    @app.command("run")
+    def run_cmd(
+        recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see docs/recipes.md).")],
+        db: Annotated[
+            Path | None,
+            typer.Option(
+                "--db", help="The SQLite result store (default runs/sweeps.db, shared with sweeps)."
+            ),
+        ] = None,
+        out_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--out-dir", help="Folder for every step's artifact (default: recipes/NAME beside --db)."
+            ),
+        ] = None,
+        threads: ThreadsOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Run a recipe (train/distill -> prune -> quantize -> export -> measure); resumes where it stopped."""
+        with user_errors():
+            outcome = tasks.recipe_task(
+                recipe, db=db, out_dir=out_dir, num_threads=threads, progress=not json_out
+            )
+        data = outcome.to_dict()
+        if json_out:
+            print_json(data)
+            return
+        out_console.print(recipe_table(data))
+        err_console.print(
+            f"store: {data['db']} (experiment {data['recipe']!r}); artifacts: {data['out_dir']}"
+        )
+
+    @app.command("distill")
+    def distill_cmd(
+        teacher: Annotated[
+            str | None, typer.Option("--teacher", help="Teacher zoo model name (with --teacher-weights).")
+        ] = None,
+        teacher_weights: Annotated[
+            Path | None, typer.Option("--teacher-weights", help="Trained weights for --teacher.")
+        ] = None,
+        teacher_checkpoint: Annotated[
+            Path | None,
+            typer.Option(
+                "--teacher-checkpoint", help="An edgeslim checkpoint as the teacher (instead of --teacher)."
+            ),
+        ] = None,
+        student: Annotated[str | None, typer.Option("--student", help="Student zoo model name.")] = None,
+        student_weights: Annotated[
+            Path | None,
+            typer.Option(
+                "--student-weights", help="Start the student from these weights (default: from scratch)."
+            ),
+        ] = None,
+        num_classes: NumClassesOpt = None,
+        method: Annotated[
+            str, typer.Option("--method", help="kd (Hinton) | ab (activation boundaries) | hint (FitNets)")
+        ] = "kd",
+        alpha: Annotated[
+            float | None,
+            typer.Option("--alpha", help="Weight of the label cross-entropy in KD (default 0.1)."),
+        ] = None,
+        temperature: Annotated[
+            float | None, typer.Option("--temperature", "-T", help="KD temperature (default 4).")
+        ] = None,
+        layers: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--layers",
+                help="Layer pairs STUDENT=TEACHER (or one NAME in both) for ab/hint; repeat or comma-separate. "
+                "Default: matched automatically.",
+            ),
+        ] = None,
+        init_epochs: Annotated[
+            int | None,
+            typer.Option(
+                "--init-epochs",
+                min=0,
+                help="ab/hint: epochs of feature transfer without labels first (default 1).",
+            ),
+        ] = None,
+        margin: Annotated[
+            float | None, typer.Option("--margin", min=0.0, help="ab: boundary margin mu (default 1).")
+        ] = None,
+        feature_weight: Annotated[
+            float | None, typer.Option("--feature-weight", help="ab/hint: scale of the feature loss.")
+        ] = None,
+        finish: Annotated[
+            str | None,
+            typer.Option(
+                "--finish", help="ab/hint: train on ce or kd after the init phase (ab: ce, hint: kd)."
+            ),
+        ] = None,
+        epochs: Annotated[
+            int, typer.Option("--epochs", "-e", min=1, help="Training epochs in all (init phase included).")
+        ] = 30,
+        batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+        lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD Nesterov, cosine).")] = 0.1,
+        weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
+        bf16: Annotated[
+            bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (student and teacher).")
+        ] = True,
+        channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
+        augment: Annotated[
+            bool,
+            typer.Option(
+                "--augment/--no-augment", help="Random crop and flip (off: teacher logits are cached for KD)."
+            ),
+        ] = True,
+        data: DataOpt = None,
+        limit: LimitOpt = None,
+        seed: SeedOpt = 0,
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="Where to write the student checkpoint.")
+        ] = Path("distilled.pt"),
+        threads: ThreadsOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Train a student from a frozen teacher (Hinton KD, activation boundaries or FitNets hints)."""
+        from edgeslim.data import Augment
+        from edgeslim.train import TrainConfig
+
+        with user_errors():
+            if teacher_checkpoint is not None and (teacher is not None or teacher_weights is not None):
+                raise ConfigError(
+                    "give either --teacher-checkpoint FILE or --teacher NAME --teacher-weights PATH"
+                )
+            if teacher_checkpoint is None and teacher is None:
+                raise ConfigError(
+                    "no teacher: give --teacher NAME --teacher-weights PATH or --teacher-checkpoint FILE"
+                )
+            if teacher is not None and teacher_weights is None:
+                raise ConfigError(
+                    f"--teacher {teacher} needs --teacher-weights PATH (an untrained teacher has nothing to teach)"
+                )
+            if student is None:
+                raise ConfigError("no student: give --student NAME (see `edgeslim models`)")
+            config = distill_config(
+                method,
+                alpha=alpha,
+                temperature=temperature,
+                layers=split_layers(layers),
+                init_epochs=init_epochs,
+                margin=margin,
+                feature_weight=feature_weight,
+                finish=finish,
+            )
+            train_config = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                bf16=bf16,
+                channels_last=channels_last,
+                seed=seed,
+            )
+            outcome = tasks.distill_task(
+                tasks.ModelSource(name=student, weights=student_weights, num_classes=num_classes),
+                tasks.ModelSource(
+                    name=teacher,
+                    weights=teacher_weights,
+                    checkpoint=teacher_checkpoint,
+                    num_classes=num_classes,
+                ),
+                config,
+                tasks.DataSource(path=data, split="test", limit=limit, val_fraction=0.0, seed=seed),
+                train_config,
+                out=out,
+                augment=Augment() if augment else Augment.none(),
+                num_threads=threads,
+                progress=not json_out,
+            )
+        if json_out:
+            print_json(outcome.to_dict())
+            return
+        d = outcome.to_dict()
+        before = d["top1_student_before"]
+        settings = ", ".join(f"{k}={v}" for k, v in d["config"].items() if k not in ("type", "version"))
+        rows = [
+            ("method", f"{d['method']} ({settings})"),
+            (
+                "teacher",
+                f"{d['teacher']}: {fmt_int(d['params_teacher'])} params, top-1 {fmt_pct(d['top1_teacher'])}",
+            ),
+            (
+                "student",
+                f"{d['student']}: {fmt_int(d['params_student'])} params, top-1 "
+                + (f"{fmt_pct(before)} -> " if before is not None else "")
+                + fmt_pct(d["top1_student"]),
+            ),
+            ("teacher - student", f"{d['top1_gap']:.2f} points"),
+            ("epochs", f"{d['epochs']}" + (f" ({d['init_epochs']} init)" if d["init_epochs"] else "")),
+            ("test images", fmt_int(d["num_test_images"])),
+            ("student file", f"{outcome.out} {fmt_bytes(d['size_bytes'])}"),
+        ]
+        if d["layer_pairs"]:
+            rows.append(("layer pairs", ", ".join(f"{s}={t}" for s, t in d["layer_pairs"])))
+        out_console.print(key_value_table("distilled", rows))
+        for note in outcome.notes:
+            err_console.print(f"[yellow]note:[/] {note}")

@@ -2,8 +2,200 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from edgeslim import tasks
+from edgeslim.cli.console import err_console, fmt_pct, key_value_table, out_console, print_json, user_errors
+from edgeslim.cli.options import JsonOpt
+from edgeslim.sweep.runner import DEFAULT_DB
+
+DbOpt = Annotated[
+    Path,
+    typer.Option("--db", help="The SQLite result store (created if missing by `sweep`)."),
+]
+ExpArg = Annotated[str, typer.Argument(help="Experiment name (or its YAML file).")]
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.3f} MB"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f} ms"
+
+
+def sweep_cmd(
+    experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see docs/sweeps.md).")],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", min=1, help="Trials in parallel (default: the file's, else half the CPUs)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", "-t", min=1, help="Torch threads per trial (default: CPUs / workers)."),
+    ] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster address (default: start a local Ray instance)."),
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Also rerun trials that failed before.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run every combination of an experiment file (resumable: finished trials are skipped).
+
+    Exit code 1 when some trial failed (the others still ran), 2 for a bad experiment file.
+    """
+    with user_errors():
+        summary = tasks.sweep_task(
+            experiment_file,
+            db=db,
+            executor=executor,
+            workers=workers,
+            threads=threads,
+            address=address,
+            retry_failed=retry_failed,
+            progress=not json_out,
+        )
+    if json_out:
+        print_json(summary.to_dict())
+    else:
+        err_console.print(
+            key_value_table(
+                f"sweep {summary.experiment}",
+                [
+                    ("trials", f"{summary.total} ({summary.done} done, {summary.failed} failed)"),
+                    ("this run", f"{summary.ran} finished, {summary.skipped} skipped (done before)"),
+                    (
+                        "executor",
+                        f"{summary.executor}: {summary.workers} worker(s) x {summary.threads} thread(s)",
+                    ),
+                    ("wall time", f"{summary.wall_s:.1f} s"),
+                    ("store", summary.db),
+                    ("artifacts", summary.artifacts),
+                ],
+            )
+        )
+        err_console.print(
+            f"next: [bold]edgeslim report {summary.experiment} --db {summary.db} --out report.html[/]"
+        )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = False) -> None:
+    """All trial records of an experiment (config, status, metrics, timings, environment, errors)."""
+    with user_errors():
+        data = tasks.results_task(experiment, db=db)
+    if json_out:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{data['experiment']['name']}: {len(data['trials'])} trials", title_justify="left")
+    for col in ("trial", "status", "top-1", "drop pp", "param red.", "size", "latency", "error"):
+        table.add_column(
+            col, justify="left" if col in ("trial", "status", "error") else "right", no_wrap=col != "error"
+        )
+    for t in data["trials"]:
+        m: dict[str, Any] = t["metrics"]
+        red = m.get("param_reduction_ratio")
+        drop = m.get("top1_drop")
+        table.add_row(
+            t["name"],
+            t["status"],
+            fmt_pct(m.get("top1")),
+            "-" if drop is None else f"{drop:.2f}",
+            "-" if red is None else f"{100 * red:.1f}%",
+            _mb(m.get("size_bytes")),
+            _ms(m.get("latency_ms")),
+            (t["error"] or "")[:80],
+        )
+    out_console.print(table)
+
+
+def report_cmd(
+    experiment: ExpArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file (PNGs go beside it).")] = Path(
+        "report.html"
+    ),
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML report (works offline) and a PNG of each plot."""
+    with user_errors():
+        files = tasks.report_task(experiment, db=db, out=out)
+    if json_out:
+        print_json(files.to_dict())
+        return
+    err_console.print(
+        f"report: [bold]{files.html}[/] ({files.trials} trials: {files.done} done, {files.failed} failed)"
+    )
+    for png in files.pngs.values():
+        err_console.print(f"  {png}")
+
+
+def recommend_cmd(
+    experiment: ExpArg,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option("--max-latency-ms", help="Latency limit (primary runtime, smallest batch)."),
+    ] = None,
+    max_size_mb: Annotated[
+        float | None, typer.Option("--max-size-mb", help="Size limit on disk (MB = 10^6 bytes).")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            "--max-accuracy-drop", help="Largest top-1 drop from the baseline, in percentage points."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")] = 3,
+    db: DbOpt = DEFAULT_DB,
+    json_out: JsonOpt = False,
+) -> None:
+    """The best trials that fit the limits, and why; exit code 1 if none fits."""
+    with user_errors():
+        rec = tasks.recommend_task(
+            experiment,
+            db=db,
+            max_latency_ms=max_latency_ms,
+            max_size_mb=max_size_mb,
+            max_accuracy_drop=max_accuracy_drop,
+            top=top,
+        )
+    if json_out:
+        print_json(rec.to_dict())
+    elif rec.found:
+        for rank, choice in enumerate(rec.fitting, start=1):
+            r = choice.row
+            err_console.print(
+                f"[bold green]#{rank}[/] [bold]{r['name']}[/]  top-1 {fmt_pct(r['top1'])}  "
+                f"{_ms(r['latency_ms'])}  {_mb(r['size_bytes'])}"
+            )
+            for reason in choice.reasons:
+                err_console.print(f"    - {reason}")
+    else:
+        err_console.print(
+            f"[bold red]no trial fits[/] ({rec.num_candidates} finished trial(s) checked); closest:"
+        )
+        for choice in rec.near_misses:
+            err_console.print(f"  [bold]{choice.row['name']}[/]: {'; '.join(choice.reasons)}")
+    if not rec.found:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("sweep")(sweep_cmd)
+    app.command("results")(results_cmd)
+    app.command("report")(report_cmd)
+    app.command("recommend")(recommend_cmd)

@@ -1,5 +1,71 @@
-"""Export models to deployable artifacts and run them on their runtimes."""
+"""Export models to deployable artifacts, check them against PyTorch, and run them on their runtimes.
 
-from edgeslim.export.onnx import OnnxExport, Parity, check_parity, export_onnx, ort_latency, ort_session
+- :func:`export` (``api.py``): ONNX (FP32, int8 QDQ), OpenVINO IR (FP32, FP16, int8), TensorRT
+  engines (FP32, FP16, int8; CUDA only), LiteRT ``.tflite`` (optional converter), ExportedProgram
+  ``.pt2`` and TorchScript, each parity-checked;
+- ``runners.py``: :func:`inspect_artifact` / :func:`open_runner` load any artifact edgeslim writes
+  (also checkpoints, pruned sparse files and packed low-bit files) on torch, ONNX Runtime, OpenVINO
+  or TensorRT behind one ``run(x)``; :func:`default_runtime` is the runtime choice policy;
+- ``bench.py``: :func:`benchmark_artifact` measures an artifact on one or all runtimes present;
+- ``onnx.py``, ``openvino.py``, ``tensorrt.py``, ``litert.py``, ``torchscript.py``: per-format pieces.
+"""
 
-__all__ = ["OnnxExport", "Parity", "check_parity", "export_onnx", "ort_latency", "ort_session"]
+from edgeslim.export.api import FORMATS, ExportResult, export, format_for_path
+from edgeslim.export.bench import RuntimeComparison, benchmark_artifact, benchmark_runner
+from edgeslim.export.litert import export_litert, litert_status
+from edgeslim.export.onnx import OnnxExport, check_parity, export_onnx, ort_latency, ort_session
+from edgeslim.export.openvino import openvino_compile, openvino_latency, save_openvino_ir
+from edgeslim.export.parity import Parity, compare_outputs, default_tolerance
+from edgeslim.export.runners import (
+    RUNTIMES,
+    ArtifactInfo,
+    Runner,
+    available_runtimes,
+    default_runtime,
+    inspect_artifact,
+    load_packed_model,
+    load_torch_artifact,
+    open_runner,
+    run_deployed,
+    runtime_status,
+)
+from edgeslim.export.tensorrt import build_tensorrt_engine, tensorrt_status
+from edgeslim.export.torchscript import export_program, export_torchscript
+
+__all__ = [
+    "FORMATS",
+    "RUNTIMES",
+    "ArtifactInfo",
+    "ExportResult",
+    "OnnxExport",
+    "Parity",
+    "Runner",
+    "RuntimeComparison",
+    "available_runtimes",
+    "benchmark_artifact",
+    "benchmark_runner",
+    "build_tensorrt_engine",
+    "check_parity",
+    "compare_outputs",
+    "default_runtime",
+    "default_tolerance",
+    "export",
+    "export_litert",
+    "export_onnx",
+    "export_program",
+    "export_torchscript",
+    "format_for_path",
+    "inspect_artifact",
+    "litert_status",
+    "load_packed_model",
+    "load_torch_artifact",
+    "open_runner",
+    "openvino_compile",
+    "openvino_latency",
+    "ort_latency",
+    "ort_session",
+    "run_deployed",
+    "runtime_status",
+    "save_openvino_ir",
+    "tensorrt_status",
+]

@@ -22,6 +22,7 @@ from torch import nn
 
 from edgeslim.bench.latency import LatencyStats, measure_latency
 from edgeslim.errors import ExportError
+from edgeslim.export.parity import Parity
 from edgeslim.io import atomic_path
 
 
@@ -31,23 +32,6 @@ class OnnxExport:
     opset: int
     exporter: str  # "dynamo" or "torchscript"
     size_bytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Parity:
-    """How closely an artifact reproduces PyTorch on the same inputs."""
-
-    max_abs_diff: float
-    top1_agreement: float  # share of inputs with the same arg-max class (0..1)
-    num_inputs: int
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance and self.top1_agreement >= 0.99
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ok": self.ok}
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import importlib
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,16 +40,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edgeslim.bench.latency import LatencyStats, measure_latency
 from edgeslim.errors import ExportError
 from edgeslim.export.onnx import (
-    Parity,
     dynamo_export_to,
     export_failure,
-    ort_latency,
     quiet_exporter,
     torchscript_export_to,
 )
+from edgeslim.export.openvino import (
+    openvino_compile,
+    openvino_latency,
+    openvino_module,
+    save_openvino_ir,
+)
+from edgeslim.export.parity import Parity
+from edgeslim.export.runners import deployed_latency, run_deployed
 from edgeslim.io import atomic_path
 from edgeslim.quantization.packing import (
     QuantParams,
@@ -76,7 +80,6 @@ __all__ = [
 ]
 
 EXECUTED_BITS = 8
-OPENVINO_HINT = "OpenVINO is not installed: pip install openvino (or 'edgeslim[runtimes]')"
 
 _LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul", "ConvTranspose"})
 # ONNX Runtime's integer kernels after QDQ fusion (ai.onnx and com.microsoft domains)
@@ -577,53 +580,13 @@ def count_quantized_layers(path: str | os.PathLike[str]) -> LayerCount:
 # OpenVINO
 
 
-def _openvino() -> Any:
-    try:
-        import openvino
-    except ImportError:
-        raise ExportError(OPENVINO_HINT) from None
-    return openvino
-
-
-def openvino_compile(
-    model_path: str | os.PathLike[str],
-    *,
-    threads: int | None = None,
-    batch_size: int | None = None,
-    precision_hint: str | None = "f32",
-) -> Any:
-    """Compile an ONNX (QDQ) or OpenVINO IR file for the CPU; returns an ``openvino.CompiledModel``.
-
-    ``batch_size`` fixes the batch dimension (static shapes run faster than a dynamic batch).
-    ``precision_hint="f32"`` keeps the layers that are not quantized in float32: on CPUs with AMX
-    OpenVINO would otherwise run them in bf16, which is another approximation than the model's.
-    Quantized layers run in int8 regardless. One stream, latency mode.
-    """
-    ov = _openvino()
-    core = ov.Core()
-    try:
-        model = core.read_model(str(model_path))
-        if batch_size is not None:
-            shape = list(model.input(0).get_partial_shape())
-            shape[0] = batch_size
-            model.reshape({model.input(0): ov.PartialShape(shape)})
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision_hint:
-            config["INFERENCE_PRECISION_HINT"] = precision_hint
-        return core.compile_model(model, "CPU", config)
-    except Exception as exc:
-        raise ExportError(f"OpenVINO cannot compile {str(model_path)!r}: {str(exc)[:300]}") from None
-
-
 def count_openvino_layers(compiled: Any) -> LayerCount:
     """Conv/FC/MatMul layers of a compiled OpenVINO model and how many run in an integer precision.
 
     Read from the runtime graph (``layerType`` / ``runtimePrecision``): what the CPU plugin really
     executes after its low-precision transformations.
     """
-    _openvino()
+    openvino_module()
     ops: collections.Counter[str] = collections.Counter()
     floats: list[str] = []
     quantized = layers = 0
@@ -643,46 +606,8 @@ def count_openvino_layers(compiled: Any) -> LayerCount:
     )
 
 
-def save_openvino_ir(model_path: str | os.PathLike[str], xml_path: str | os.PathLike[str]) -> Path:
-    """Convert an ONNX file to OpenVINO IR (``.xml`` + ``.bin`` beside it), written atomically.
-
-    Weights are not compressed to fp16 (the int8 ones stay int8). Returns the ``.xml`` path.
-    """
-    ov = _openvino()
-    target = Path(xml_path)
-    if target.suffix != ".xml":
-        raise ExportError(f"OpenVINO IR path must end in .xml, got {str(target)!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.stem}.", dir=target.parent))
-    try:
-        try:
-            model = ov.Core().read_model(str(model_path))
-            ov.save_model(model, str(tmp_dir / "model.xml"), compress_to_fp16=False)
-        except Exception as exc:
-            raise ExportError(f"OpenVINO cannot convert {str(model_path)!r}: {str(exc)[:300]}") from None
-        os.replace(tmp_dir / "model.bin", target.with_suffix(".bin"))  # weights first, then the graph
-        os.replace(tmp_dir / "model.xml", target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return target
-
-
 # ---------------------------------------------------------------------------------------------
 # running, parity and latency
-
-
-def _is_openvino(runner: Any) -> bool:
-    return hasattr(runner, "create_infer_request")
-
-
-def run_deployed(runner: Any, x: np.ndarray) -> np.ndarray:
-    """Outputs of an ONNX Runtime session or OpenVINO compiled model on ``x`` (first output)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if _is_openvino(runner):
-        return np.asarray(runner(x)[runner.output(0)])
-    if hasattr(runner, "run") and hasattr(runner, "get_inputs"):
-        return np.asarray(runner.run(None, {runner.get_inputs()[0].name: x})[0])
-    raise ExportError(f"cannot run a {type(runner).__name__}: expected an ORT session or OpenVINO model")
 
 
 def deployed_parity(
@@ -721,43 +646,3 @@ def deployed_parity(
     if tolerance is None:
         tolerance = 0.05 * float(np.abs(expected).max()) if expected.size else 0.0
     return Parity(diff, agree, int(inputs.shape[0]), tolerance)
-
-
-def openvino_latency(
-    model_path: str | os.PathLike[str],
-    input_size: Sequence[int],
-    batch_sizes: Sequence[int] = (1, 32),
-    *,
-    threads: int | None = None,
-    warmup: int = 5,
-    runs: int = 30,
-) -> dict[int, LatencyStats]:
-    """Median/p90 latency of OpenVINO at each batch size (compiled with a static batch for each)."""
-    out: dict[int, LatencyStats] = {}
-    for b in batch_sizes:
-        compiled = openvino_compile(model_path, threads=threads, batch_size=b)
-        request = compiled.create_infer_request()
-        x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
-        out[b] = measure_latency(
-            lambda a, r=request: r.infer({0: a}), x, warmup=warmup, runs=runs, batch_size=b
-        )
-    return out
-
-
-def deployed_latency(
-    runner: Any,
-    input_size: Sequence[int],
-    batch_sizes: Sequence[int] = (1, 32),
-    *,
-    warmup: int = 5,
-    runs: int = 30,
-) -> dict[int, LatencyStats]:
-    """Latency of an ORT session or an OpenVINO compiled model (as compiled: dynamic or static batch)."""
-    if not _is_openvino(runner):
-        return ort_latency(runner, input_size, batch_sizes, warmup=warmup, runs=runs)
-    request = runner.create_infer_request()
-    out: dict[int, LatencyStats] = {}
-    for b in batch_sizes:
-        x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
-        out[b] = measure_latency(lambda a: request.infer({0: a}), x, warmup=warmup, runs=runs, batch_size=b)
-    return out

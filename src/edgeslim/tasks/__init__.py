@@ -6,19 +6,34 @@ available from Python and CLI tests can assert the exact arguments passed.
 
 from edgeslim.tasks.common import DataSource, ModelSource, Split
 from edgeslim.tasks.core import bench_task, evaluate_task, list_models_task, train_task
+from edgeslim.tasks.distill import DistillOutcome, distill_task
+from edgeslim.tasks.export import ExportOutcome, bench_artifact_task, evaluate_artifact_task, export_task
 from edgeslim.tasks.prune import PruneOutcome, prune_task
 from edgeslim.tasks.quantize import QuantizeOutcome, quantize_task
+from edgeslim.tasks.recipe import recipe_task
+from edgeslim.tasks.sweep import recommend_task, report_task, results_task, sweep_task
 
 __all__ = [
     "DataSource",
+    "DistillOutcome",
+    "ExportOutcome",
     "ModelSource",
     "PruneOutcome",
     "QuantizeOutcome",
     "Split",
+    "bench_artifact_task",
     "bench_task",
+    "distill_task",
+    "evaluate_artifact_task",
     "evaluate_task",
+    "export_task",
     "list_models_task",
     "prune_task",
     "quantize_task",
+    "recipe_task",
+    "recommend_task",
+    "report_task",
+    "results_task",
+    "sweep_task",
     "train_task",
 ]

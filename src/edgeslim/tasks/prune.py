@@ -86,8 +86,13 @@ def prune_task(
     latency_runs: int = 20,
     num_threads: int | None = None,
     progress: bool = True,
+    measure_before: bool = True,
 ) -> PruneOutcome:
-    """Prune a model, optionally fine-tune it, and measure accuracy, size and latency before and after."""
+    """Prune a model, optionally fine-tune it, and measure accuracy, size and latency before and after.
+
+    ``measure_before=False`` skips the 'before' accuracy and latency (``top1_before`` None,
+    ``latency_before`` empty) for callers that measured the unpruned model once already (sweeps).
+    """
     if isinstance(config, GradualPruning) and finetune is None:
         raise ConfigError("gradual pruning happens while training: give --finetune-epochs N (N >= 1)")
     if finetune is not None and data_source is None:
@@ -115,8 +120,8 @@ def prune_task(
                     for b in latency_batch_sizes
                 }
 
-        top1_before = accuracy()
-        latency_before = latency()
+        top1_before = accuracy() if measure_before else None
+        latency_before = latency() if measure_before else {}
         if isinstance(config, GradualPruning) and finetune is not None and train_data is not None:
             steps_per_epoch = len(train_data) // finetune.batch_size
             config = gradual_config_for_training(

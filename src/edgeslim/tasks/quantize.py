@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from edgeslim.bench import (
     state_dict_size_bytes,
@@ -16,7 +17,7 @@ from edgeslim.data import Augment, BatchLoader, ImageTensors
 from edgeslim.errors import ConfigError
 from edgeslim.quantization.configs import QuantizationConfig
 from edgeslim.tasks.common import DataSource, ModelSource, check_classes
-from edgeslim.train import TrainConfig, evaluate, train
+from edgeslim.train import Callback, TrainConfig, evaluate, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,22 @@ def _deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> fl
     return 100.0 * correct / len(data)
 
 
+def _zero_mask_callback(model: nn.Module) -> Callback:
+    """Keep every conv/linear weight entry that is exactly zero now at zero while training."""
+    from edgeslim.pruning import MaskCallback, PruningMasks
+
+    names = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear) and bool((m.weight == 0).any())
+    ]
+    if not names:
+        raise ConfigError(
+            "keep_sparsity: the model has no zero weights to keep (was it pruned with magnitude or gradual?)"
+        )
+    return MaskCallback(PruningMasks.from_model(model, names))
+
+
 def quantize_task(
     model_source: ModelSource,
     config: QuantizationConfig,
@@ -66,6 +83,7 @@ def quantize_task(
     data_source: DataSource,
     qat_training: TrainConfig | None = None,
     calibration_batch_size: int = 64,
+    keep_sparsity: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
 ) -> QuantizeOutcome:
@@ -74,6 +92,9 @@ def quantize_task(
     Static and QAT models are exported to a QDQ ONNX file beside ``out`` and evaluated in ONNX
     Runtime; dynamic quantization runs torch's int8 kernels. Accuracy of the fake-quantized model
     (``top1_simulated``) and of the deployed artifact (``top1_deployed``) use the same test images.
+    ``keep_sparsity`` keeps the weights that are exactly zero (an unstructured-pruned model) at zero
+    during QAT, which would otherwise let them grow back. A filter-pruned checkpoint's channel spec
+    is carried into the packed file, so it rebuilds with its pruned shape.
     """
     from edgeslim.export import ort_session
     from edgeslim.quantization import (
@@ -113,15 +134,22 @@ def quantize_task(
                 drop_last=True,
                 seed=qat_training.seed,
             )
+            callbacks = list(result.callbacks)
+            if keep_sparsity:
+                callbacks.append(_zero_mask_callback(result.model))
             result.model.train()
-            train(result.model, loader, qat_training, callbacks=result.callbacks, progress=progress)
+            train(result.model, loader, qat_training, callbacks=callbacks, progress=progress)
             convert(result.model)
             result.remeasure()
         qmodel = result.model.eval()
         top1_sim = evaluate(qmodel, BatchLoader(test_data, 256)).top1
         bits = config.weight_bits if isinstance(config, QAT) else config.bits
         act_bits = None if isinstance(config, DynamicQuant) else (config.act_bits or bits)
-        packed = save_packed(out, qmodel, model_spec=spec, meta={"quantization": config.to_dict()})
+        packed_meta: dict[str, Any] = {"quantization": config.to_dict()}
+        channel_spec = (spec.get("meta") or {}).get("channel_spec")
+        if channel_spec:
+            packed_meta["channel_spec"] = channel_spec  # a filter-pruned model keeps its shape
+        packed = save_packed(out, qmodel, model_spec=spec, meta=packed_meta)
         notes: list[str] = []
         onnx_path = onnx_size = top1_deployed = parity = None
         executed_bits, runtime = 8, "onnxruntime"

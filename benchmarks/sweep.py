@@ -1,0 +1,193 @@
+"""Sweep orchestration benchmark: per-trial overhead of the executors, and parallel throughput.
+
+    python benchmarks/sweep.py [--trials 40] [--work-trials 8] [--work-s 1.0] [--no-ray]
+
+* Overhead: a sweep of trials that do nothing, one worker; the overhead per trial is the median time
+  between consecutive trial completions (claim, hand-off, the trial's bookkeeping - limits, env
+  fingerprint - and the store writes), plus the one-off start-up (worker processes, Ray).
+* Throughput: trials of fixed single-threaded CPU work (torch matmuls, 1 thread), 1 worker against
+  2 workers; the ratio of wall times is the parallel speed-up.
+* Ray against local: the same trivial sweep on a local Ray instance.
+
+Writes its table into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import data_root, markdown_table, write_section
+from edgeslim.bench import env_fingerprint
+from edgeslim.sweep import Store, TrialJob, TrialOutput, parse_experiment, run_sweep
+from edgeslim.sweep.executors import usable_cpus
+
+
+def trivial_trial(job: TrialJob) -> TrialOutput:
+    """No work: what is left is orchestration."""
+    return TrialOutput(metrics={"top1": 0.0})
+
+
+def cpu_trial(job: TrialJob) -> TrialOutput:
+    """A fixed amount of single-threaded CPU work (workers inherit the iteration count from the environment)."""
+    iterations = int(os.environ["SWEEP_BENCH_ITERS"])
+    a = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    for _ in range(iterations):
+        a = torch.tanh(a @ a)
+    return TrialOutput(metrics={"top1": float(a.mean())})
+
+
+def experiment(name: str, trials: int) -> str:
+    data = data_root() / "cifar10-exact-subset"
+    ratios = ", ".join(f"{(i + 1) / 1000:.3f}" for i in range(trials - 1))
+    return f"""name: {name}
+models: [resnet20_tiny]
+data: {{path: {data}}}
+methods:
+  - prune: {{method: l1, ratio: [{ratios}]}}
+"""
+
+
+def completion_gaps(db: Path, name: str) -> list[float]:
+    """Gaps between consecutive trial completions."""
+    with Store.open(db) as store:
+        exp = store.get_experiment(name)
+        assert exp is not None
+        trials = store.trials(exp.id)
+    ends = sorted(t.finished_at for t in trials if t.finished_at is not None)
+    return [b - a for a, b in itertools.pairwise(ends)]
+
+
+def overhead(executor: str, trials: int, work: Path) -> dict[str, float]:
+    name = f"overhead-{executor}"
+    exp = parse_experiment(experiment(name, trials))
+    db = work / f"{name}.db"
+    t0 = time.perf_counter()
+    summary = run_sweep(
+        exp, db=db, executor=executor, workers=1, threads=1, progress=False, trial_fn=trivial_trial
+    )
+    wall = time.perf_counter() - t0
+    gaps = completion_gaps(db, name)
+    if summary.done != trials:
+        raise SystemExit(f"{executor}: {summary.done} of {trials} trivial trials finished")
+    return {
+        "wall": wall,
+        "median_gap": statistics.median(gaps),
+        "p90_gap": sorted(gaps)[int(0.9 * len(gaps))],
+    }
+
+
+def throughput(workers: int, trials: int, iterations: int, work: Path) -> float:
+    name = f"throughput-{workers}"
+    os.environ["SWEEP_BENCH_ITERS"] = str(iterations)
+    exp = parse_experiment(experiment(name, trials))
+    db = work / f"{name}.db"
+    run_sweep(exp, db=db, workers=workers, threads=1, progress=False, trial_fn=cpu_trial)
+    with Store.open(db) as store:
+        e = store.get_experiment(name)
+        assert e is not None
+        records = store.trials(e.id)
+    start = min(t.started_at or 0 for t in records)
+    end = max(t.finished_at or 0 for t in records)
+    return end - start  # from the first claim: worker start-up excluded
+
+
+def calibrate(work_s: float) -> int:
+    torch.set_num_threads(1)
+    a = torch.randn(256, 256)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        a = torch.tanh(a @ a)
+    per = (time.perf_counter() - t0) / 200
+    return max(1, int(work_s / per))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--work-trials", type=int, default=8)
+    parser.add_argument("--work-s", type=float, default=1.0)
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    env = env_fingerprint()
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        local = overhead("local", args.trials, work)
+        rows.append(
+            [
+                "local, 1 worker",
+                f"{1000 * local['median_gap']:.1f}",
+                f"{1000 * local['p90_gap']:.1f}",
+                f"{local['wall']:.1f}",
+            ]
+        )
+        if not args.no_ray:
+            try:
+                ray = overhead("ray", args.trials, work)
+                rows.append(
+                    [
+                        "ray (local instance), 1 task at a time",
+                        f"{1000 * ray['median_gap']:.1f}",
+                        f"{1000 * ray['p90_gap']:.1f}",
+                        f"{ray['wall']:.1f}",
+                    ]
+                )
+            except SystemExit as exc:
+                rows.append(["ray", f"n/a ({exc})", "-", "-"])
+        iterations = calibrate(args.work_s)
+        one = throughput(1, args.work_trials, iterations, work)
+        two = throughput(2, args.work_trials, iterations, work)
+    load = os.getloadavg()
+    overhead_table = markdown_table(
+        [
+            "executor",
+            "overhead per trial, median ms",
+            "p90 ms",
+            f"wall for {args.trials} trials incl. start-up, s",
+        ],
+        rows,
+    )
+    speed = markdown_table(
+        [
+            "workers x threads",
+            f"wall for {args.work_trials} trials of ~{args.work_s:g} s, s",
+            "throughput trials/s",
+            "speed-up",
+        ],
+        [
+            ["1 x 1", f"{one:.1f}", f"{args.work_trials / one:.2f}", "1.00"],
+            ["2 x 1", f"{two:.1f}", f"{args.work_trials / two:.2f}", f"{one / two:.2f}"],
+        ],
+    )
+    command = "python benchmarks/sweep.py " + " ".join(
+        f"--{k.replace('_', '-')} {v:g}" for k, v in vars(args).items() if k != "no_ray"
+    )
+    body = f"""## Sweep orchestration (`benchmarks/sweep.py`)
+
+{env["cpu_model"]}, {usable_cpus()} usable CPUs, torch {env["torch_version"]}; load average at the end
+{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min). Command: `{command}`.
+
+Orchestration overhead: trials that do no work, one worker; per trial = median gap between consecutive
+completions (claim in SQLite, hand-off to the worker, limits and environment fingerprint, record
+written). Goal: median <= 500 ms for the local executor.
+
+{overhead_table}
+
+Parallel throughput on single-threaded CPU-bound trials (goal: 2 workers >= 1.7x one worker on 2 cores):
+
+{speed}
+"""
+    print(body)
+    write_section("sweep", body)
+
+
+if __name__ == "__main__":
+    main()

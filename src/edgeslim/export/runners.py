@@ -1,0 +1,551 @@
+"""Load any artifact edgeslim writes and run it on its runtime, through one small interface.
+
+Artifacts: ONNX (``.onnx``, FP32 or int8 QDQ), OpenVINO IR (``.xml`` + ``.bin``), TensorRT engines
+(``.engine``/``.plan``), LiteRT flatbuffers (``.tflite``), ExportedPrograms (``.pt2``), TorchScript
+files, edgeslim checkpoints (dense or sparse pruned files) and packed low-bit quantization files.
+:func:`inspect_artifact` says what a file is, its precision and which runtimes run it;
+:func:`open_runner` returns a :class:`Runner` whose ``run(x)`` maps a float32 NCHW batch to logits,
+whatever executes it.
+
+Runtimes: "torch" (eager PyTorch), "ort" (ONNX Runtime, CPU), "openvino" (OpenVINO, CPU),
+"tensorrt" (TensorRT, CUDA) and "litert" (LiteRT/TFLite, optional). :func:`default_runtime` is the
+policy edgeslim uses when none is named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeslim.bench.latency import LatencyStats, measure_latency
+from edgeslim.errors import CheckpointError, ConfigError, ExportError
+
+__all__ = [
+    "ARTIFACT_KINDS",
+    "RUNTIMES",
+    "ArtifactInfo",
+    "OpenVinoRunner",
+    "OrtRunner",
+    "Runner",
+    "TorchRunner",
+    "available_runtimes",
+    "default_runtime",
+    "deployed_latency",
+    "inspect_artifact",
+    "load_packed_model",
+    "load_torch_artifact",
+    "open_runner",
+    "run_deployed",
+    "runtime_status",
+]
+
+RUNTIMES = ("torch", "ort", "openvino", "tensorrt", "litert")
+RUNTIME_LABELS = {
+    "torch": "PyTorch eager",
+    "ort": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "tensorrt": "TensorRT",
+    "litert": "LiteRT",
+}
+#: artifact kind -> runtimes that execute the file as it is
+ARTIFACT_KINDS: dict[str, tuple[str, ...]] = {
+    "onnx": ("ort", "openvino", "tensorrt"),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt",),
+    "litert": ("litert",),
+    "exported_program": ("torch",),
+    "torchscript": ("torch",),
+    "checkpoint": ("torch",),
+    "packed": ("torch",),
+}
+TORCH_KINDS = frozenset({"exported_program", "torchscript", "checkpoint", "packed"})
+
+
+# ---------------------------------------------------------------------------------------------
+# what a file is
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactInfo:
+    """What :func:`inspect_artifact` found out about a file without running it."""
+
+    path: Path
+    kind: str  # a key of ARTIFACT_KINDS
+    precision: str  # fp32 | fp16 | int8
+    runtimes: tuple[str, ...]  # runtimes that run the file as it is
+    size_bytes: int
+    model: str | None = None  # zoo name, when the file records it
+    simulated: bool = False  # torch runs a packed file as fake quantization (float arithmetic)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        data["runtimes"] = list(self.runtimes)
+        return data
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _onnx_precision(path: Path) -> str:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("onnx is not installed: pip install 'edgeslim[runtimes]'") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"{str(path)!r} is not a readable ONNX file ({str(exc)[:160]})") from None
+    ops = {node.op_type for node in proto.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}:
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
+    """Identify an artifact by its suffix and contents; a clear error for anything else."""
+    from edgeslim.bench.size import file_size_bytes
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"artifact {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    size = file_size_bytes(p)
+    model: str | None = None
+    simulated = False
+    if suffix == ".onnx":
+        kind, precision = "onnx", _onnx_precision(p)
+    elif suffix == ".xml":
+        from edgeslim.export.openvino import openvino_ir_precision
+
+        if not p.with_suffix(".bin").is_file():
+            raise ExportError(f"OpenVINO IR {str(p)!r} has no weights file {str(p.with_suffix('.bin'))!r}")
+        kind, precision = "openvino", openvino_ir_precision(p)
+    elif suffix in (".engine", ".plan", ".trt"):
+        from edgeslim.export.tensorrt import engine_precision
+
+        kind, precision = "tensorrt", engine_precision(p)
+    elif suffix == ".tflite":
+        kind, precision = "litert", "fp32"
+    elif suffix == ".pt2":
+        kind, precision = "exported_program", "fp32"
+    elif any("/code/" in name or name.endswith("constants.pkl") for name in _zip_names(p)):
+        kind, precision = "torchscript", "fp32"
+    else:
+        from edgeslim.checkpoint import read_file
+
+        obj = read_file(p)
+        fmt = obj.get("format") if isinstance(obj, dict) else None
+        spec = obj.get("model") if isinstance(obj, dict) else None
+        if fmt == "edgeslim.packed":
+            kind, precision, simulated = "packed", "int8", True
+            bits = _packed_bits(obj)
+            precision = f"int{bits}" if bits else "int8"
+        elif fmt in ("edgeslim.checkpoint", "edgeslim.sparse"):
+            kind, precision = "checkpoint", "fp32"
+            if fmt == "edgeslim.sparse":
+                spec = (obj.get("meta") or {}).get("model")
+        else:
+            raise ExportError(
+                f"{str(p)!r} is a weights file without a model description: evaluate it with "
+                "--model NAME --weights FILE, or pass an edgeslim checkpoint, .onnx, .xml, .pt2 or packed file"
+            )
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            model = spec["name"]
+    return ArtifactInfo(p, kind, precision, ARTIFACT_KINDS[kind], size, model, simulated)
+
+
+def _packed_bits(obj: dict[str, Any]) -> int | None:
+    quant = (obj.get("meta") or {}).get("quantization")
+    if isinstance(quant, dict):
+        bits = quant.get("bits", quant.get("weight_bits"))
+        if isinstance(bits, int):
+            return bits
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# runtimes present
+
+
+def runtime_status() -> dict[str, str | None]:
+    """Each runtime -> None when it can run here, else why not (one line)."""
+    import importlib.util
+
+    from edgeslim.export.tensorrt import tensorrt_status
+
+    status: dict[str, str | None] = {"torch": None}
+    status["ort"] = (
+        None
+        if importlib.util.find_spec("onnxruntime")
+        else "onnxruntime is not installed: pip install 'edgeslim[runtimes]'"
+    )
+    from edgeslim.export.openvino import OPENVINO_HINT
+
+    status["openvino"] = None if importlib.util.find_spec("openvino") else OPENVINO_HINT
+    status["tensorrt"] = tensorrt_status()
+    from edgeslim.export.litert import litert_status
+
+    status["litert"] = litert_status()
+    return status
+
+
+def available_runtimes() -> tuple[str, ...]:
+    return tuple(name for name, reason in runtime_status().items() if reason is None)
+
+
+def default_runtime(
+    precision: str = "fp32",
+    *,
+    candidates: Sequence[str] | None = None,
+    batch_size: int = 1,
+    ort_float_layers: int | None = None,
+) -> str:
+    """The runtime edgeslim picks when none is named, from what was measured on x86 CPUs here.
+
+    TensorRT when CUDA and TensorRT are present. On CPUs the batch size decides between ONNX Runtime
+    and OpenVINO: at small batches (``batch_size`` <= 4, the latency case) ONNX Runtime's lower
+    per-call overhead wins (OpenVINO even to 50% slower at batch 1), at larger batches OpenVINO's
+    kernels do (10-40% faster at FP32, 2-5x at int8 at batch 32). One exception: an int8 artifact
+    of which ONNX Runtime leaves layers in float (``ort_float_layers`` > 0, e.g. scope
+    "weights_and_activations", where convs that feed float adds stay float; None: not known) runs
+    2x slower there than in OpenVINO, which runs every quantized layer in u8/i8, so OpenVINO is
+    picked at every batch size. Then LiteRT, then PyTorch eager. ``benchmarks/runtimes.py`` checks
+    the pick against the fastest runtime measured.
+    """
+    present = set(available_runtimes() if candidates is None else candidates)
+    is_int = precision.startswith("int") and precision[3:].isdigit()
+    if precision not in ("fp32", "fp16") and not is_int:
+        raise ConfigError(f"precision must be fp32, fp16 or intN, not {precision!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    ort_runs_it_all = not is_int or ort_float_layers == 0
+    small = batch_size <= 4
+    cpu = ("ort", "openvino") if small and ort_runs_it_all else ("openvino", "ort")
+    for name in ("tensorrt", *cpu, "litert", "torch"):
+        if name in present:
+            return name
+    raise ExportError("no runtime can run this artifact here (install 'edgeslim[runtimes]')")
+
+
+# ---------------------------------------------------------------------------------------------
+# runners
+
+
+class Runner:
+    """One artifact loaded on one runtime: ``run(x)`` maps a float32 NCHW batch to logits."""
+
+    runtime = "none"
+
+    def __init__(self, path: Path | None, precision: str) -> None:
+        self.path = path
+        self.precision = precision
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def timed_call(self, batch_size: int) -> Callable[[np.ndarray], Any]:
+        """The fastest way to run one batch of ``batch_size`` (e.g. a static-shape compile)."""
+        del batch_size
+        return self.run
+
+    def latency(
+        self,
+        input_size: Sequence[int],
+        batch_sizes: Sequence[int] = (1, 32),
+        *,
+        warmup: int = 5,
+        runs: int = 30,
+        min_seconds: float = 0.0,
+    ) -> dict[int, LatencyStats]:
+        """Median/p90 latency at each batch size on random inputs of ``input_size`` (C, H, W)."""
+        out: dict[int, LatencyStats] = {}
+        for b in batch_sizes:
+            x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
+            call = self.timed_call(b)
+            out[b] = measure_latency(call, x, warmup=warmup, runs=runs, min_seconds=min_seconds, batch_size=b)
+        return out
+
+    simulated = False
+
+    def describe(self) -> str:
+        kind = f"{self.precision}, simulated" if self.simulated else self.precision
+        return f"{RUNTIME_LABELS.get(self.runtime, self.runtime)} ({kind})"
+
+
+class TorchRunner(Runner):
+    """Eager PyTorch under ``inference_mode`` (a zoo model, checkpoint, packed file, .pt2, TorchScript)."""
+
+    runtime = "torch"
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[..., Any],
+        path: Path | None = None,
+        precision: str = "fp32",
+        *,
+        simulated: bool = False,
+    ) -> None:
+        super().__init__(path, precision)
+        self.simulated = simulated  # fake quantization: low-bit values, float arithmetic
+        if isinstance(model, nn.Module):
+            with contextlib.suppress(NotImplementedError):  # ExportedProgram modules have no eval()
+                model.eval()
+        self.model = model
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return out.float().numpy()
+
+
+class OrtRunner(Runner):
+    """An ONNX Runtime CPU session (all graph optimizations; dynamic batch as exported)."""
+
+    runtime = "ort"
+
+    def __init__(self, path: Path, precision: str = "fp32", *, threads: int | None = None) -> None:
+        from edgeslim.export.onnx import ort_session
+
+        super().__init__(path, precision)
+        try:
+            self.session = ort_session(path, threads=threads)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"ONNX Runtime cannot load {str(path)!r}: {str(exc)[:300]}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        return np.asarray(self.session.run(None, feed)[0])
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on the CPU, compiled once per batch size with a static shape (faster than dynamic)."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: Path, precision: str = "fp32", *, threads: int | None = None) -> None:
+        super().__init__(path, precision)
+        self.threads = threads
+        self._compiled: dict[int, Any] = {}
+        self._requests: dict[int, Any] = {}
+        self._request(1)  # compile once now so that a broken file fails here, not mid-benchmark
+
+    def _request(self, batch_size: int) -> Any:
+        from edgeslim.export.openvino import openvino_compile
+
+        if batch_size not in self._requests:
+            if len(self._requests) >= 4:  # evaluation sees a few batch sizes; keep memory bounded
+                self._requests.clear()
+                self._compiled.clear()
+            compiled = openvino_compile(str(self.path), threads=self.threads, batch_size=batch_size)
+            self._compiled[batch_size] = compiled
+            self._requests[batch_size] = compiled.create_infer_request()
+        return self._requests[batch_size]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        request = self._request(int(x.shape[0]))
+        request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(request.get_output_tensor(0).data)
+
+    def timed_call(self, batch_size: int) -> Callable[[np.ndarray], Any]:
+        request = self._request(batch_size)
+        return lambda a: request.infer({0: a})
+
+
+# ---------------------------------------------------------------------------------------------
+# torch artifacts
+
+
+def load_packed_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the fake-quantized model a packed low-bit file was written from, with its weights.
+
+    The file holds the zoo spec and the quantization config: the model is built, quantized the
+    same way (a throwaway calibration on zeros gives the structure; the file's scales replace its
+    ranges) and the dequantized weights are loaded strictly. Returns (model in eval mode, meta).
+    """
+    from edgeslim.models import create_model
+    from edgeslim.quantization import QAT, DynamicQuant, StaticQuant, convert, load_packed, quantize
+
+    source = repr(str(path))
+    state, meta = load_packed(path)
+    spec = meta.get("model")
+    config_data = meta.get("quantization")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise CheckpointError(f"{source}: packed file has no model spec")
+    configs: dict[str, Any] = {"StaticQuant": StaticQuant, "QAT": QAT, "DynamicQuant": DynamicQuant}
+    if not isinstance(config_data, dict) or config_data.get("type") not in configs:
+        raise CheckpointError(
+            f"{source}: packed file does not say how it was quantized (meta 'quantization' with a "
+            "StaticQuant, QAT or DynamicQuant config); it was not written by `edgeslim quantize`"
+        )
+    config = configs[config_data["type"]].from_dict(config_data)
+    kwargs = dict(spec.get("kwargs") or {})
+    num_classes = kwargs.pop("num_classes", 10)
+    model = create_model(spec["name"], num_classes=num_classes, **kwargs).eval()
+    if meta.get("channel_spec"):
+        from edgeslim.pruning.surgery import apply_channel_spec
+
+        apply_channel_spec(model, meta["channel_spec"])
+    input_size = _input_size_for(spec["name"])
+    example = torch.zeros(2, *input_size)
+    if isinstance(config, StaticQuant):
+        batches = [example] * config.calibration_batches
+        qmodel = quantize(model, config, calibration=batches, example_inputs=example).model
+    elif isinstance(config, QAT):
+        qmodel = convert(quantize(model, config, example_inputs=example).model)
+    else:
+        qmodel = quantize(model, config).model
+    try:
+        qmodel.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{source} does not fit the model it names ({first})") from None
+    return qmodel.eval(), meta
+
+
+def _input_size_for(name: str) -> tuple[int, ...]:
+    from edgeslim.models import model_info
+
+    try:
+        return tuple(model_info(name).input_size)
+    except Exception:
+        return (3, 32, 32)
+
+
+def load_torch_artifact(path: str | os.PathLike[str], kind: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The callable model in a torch artifact (checkpoint, packed file, .pt2, TorchScript) and its meta."""
+    import warnings
+
+    kind = kind or inspect_artifact(path).kind
+    if kind == "packed":
+        return load_packed_model(path)
+    if kind == "checkpoint":
+        from edgeslim.models import load_model_from_checkpoint
+
+        return load_model_from_checkpoint(path)
+    if kind == "exported_program":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise ExportError(f"cannot load the ExportedProgram {str(path)!r}: {str(exc)[:200]}") from None
+        return program.module(), {}
+    if kind == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.10+
+            try:
+                return torch.jit.load(str(path), map_location="cpu"), {}
+            except Exception as exc:
+                raise ExportError(
+                    f"cannot load the TorchScript file {str(path)!r}: {str(exc)[:200]}"
+                ) from None
+    raise ExportError(f"{str(path)!r} is a {kind} artifact, not a PyTorch one")
+
+
+def open_runner(
+    path: str | os.PathLike[str],
+    runtime: str | None = None,
+    *,
+    threads: int | None = None,
+    info: ArtifactInfo | None = None,
+) -> Runner:
+    """Load ``path`` on ``runtime`` (None: :func:`default_runtime` among those that run the file)."""
+    info = info or inspect_artifact(path)
+    status = runtime_status()
+    if runtime is None:
+        present = [r for r in info.runtimes if status.get(r) is None]
+        if not present:
+            reasons = "; ".join(f"{r}: {status.get(r)}" for r in info.runtimes)
+            raise ExportError(f"no runtime here runs {str(info.path)!r} ({reasons})")
+        runtime = default_runtime(info.precision, candidates=present)
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime not in info.runtimes:
+        hint = (
+            "export it first: edgeslim export --format onnx|openvino|tensorrt|litert"
+            if info.kind in TORCH_KINDS
+            else f"it runs on {', '.join(info.runtimes)}"
+        )
+        raise ConfigError(f"a {info.kind} artifact does not run on --runtime {runtime}; {hint}")
+    reason = status.get(runtime)
+    if reason is not None:
+        raise ExportError(reason)
+    if runtime == "torch":
+        model, _ = load_torch_artifact(info.path, info.kind)
+        return TorchRunner(model, info.path, info.precision, simulated=info.simulated)
+    if runtime == "ort":
+        return OrtRunner(info.path, info.precision, threads=threads)
+    if runtime == "openvino":
+        return OpenVinoRunner(info.path, info.precision, threads=threads)
+    if runtime == "litert":
+        from edgeslim.export.litert import LiteRTRunner
+
+        return LiteRTRunner(info.path, info.precision, threads=threads)
+    from edgeslim.export.tensorrt import TensorRTRunner
+
+    if info.kind == "onnx":
+        raise ConfigError(
+            f"TensorRT runs engines: build one with `edgeslim export --format tensorrt` from {str(info.path)!r}"
+        )
+    return TensorRTRunner(info.path, info.precision)
+
+
+# ---------------------------------------------------------------------------------------------
+# raw runtime handles (an ORT session or an OpenVINO compiled model), used by quantization
+
+
+def _is_openvino(handle: Any) -> bool:
+    return hasattr(handle, "create_infer_request")
+
+
+def run_deployed(runner: Any, x: np.ndarray) -> np.ndarray:
+    """Outputs of a :class:`Runner`, an ONNX Runtime session or an OpenVINO compiled model on ``x``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if isinstance(runner, Runner):
+        return runner.run(x)
+    if _is_openvino(runner):
+        return np.asarray(runner(x)[runner.output(0)])
+    if hasattr(runner, "run") and hasattr(runner, "get_inputs"):
+        return np.asarray(runner.run(None, {runner.get_inputs()[0].name: x})[0])
+    raise ExportError(f"cannot run a {type(runner).__name__}: expected an ORT session or OpenVINO model")
+
+
+def deployed_latency(
+    runner: Any,
+    input_size: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 32),
+    *,
+    warmup: int = 5,
+    runs: int = 30,
+) -> dict[int, LatencyStats]:
+    """Latency of an ORT session or an OpenVINO compiled model (as compiled: dynamic or static batch)."""
+    from edgeslim.export.onnx import ort_latency
+
+    if isinstance(runner, Runner):
+        return runner.latency(input_size, batch_sizes, warmup=warmup, runs=runs)
+    if not _is_openvino(runner):
+        return ort_latency(runner, input_size, batch_sizes, warmup=warmup, runs=runs)
+    request = runner.create_infer_request()
+    out: dict[int, LatencyStats] = {}
+    for b in batch_sizes:
+        x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
+        out[b] = measure_latency(lambda a: request.infer({0: a}), x, warmup=warmup, runs=runs, batch_size=b)
+    return out

@@ -1,0 +1,336 @@
+"""The sweep report: one self-contained HTML file (inline SVG plots, inline CSS and a little JS; no
+network access needed) plus a PNG of each plot beside it.
+
+The page holds the four plots of :mod:`edgeslim.report.plots` (hover a point for its trial), a
+sortable table of every trial (click a column header) with failed trials and their errors, and
+where the numbers were measured (environment fingerprint, runtime, workers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import html
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from edgeslim.io import atomic_write, atomic_write_text
+from edgeslim.report.plots import PLOTS, Series, pareto_front, rows
+
+_RC: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "edgeslim", "font.size": 9}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    pngs: dict[str, Path]
+    trials: int
+    done: int
+    failed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "html": str(self.html),
+            "pngs": {k: str(v) for k, v in self.pngs.items()},
+            "trials": self.trials,
+            "done": self.done,
+            "failed": self.failed,
+        }
+
+
+def _svg(fig: Figure, prefix: str) -> str:
+    """The figure as inline SVG with every id prefixed, so several plots can share one page."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]  # typed keys; ours are valid
+        fig.savefig(buffer, format="svg", metadata={"Date": None})  # same records, same page
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]  # drop the XML prolog and doctype: invalid inside HTML
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)
+    ids = set(re.findall(r'\bid="([^"]+)"', text))
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
+    text = re.sub(
+        r"(url\(#|xlink:href=\"#|href=\"#)([^\")]+)",
+        lambda m: f"{m.group(1)}{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(0),
+        text,
+    )
+    text = re.sub(r'<svg ([^>]*?)width="[^"]+" height="[^"]+"', r'<svg \1width="100%"', text, count=1)
+    return text
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]  # typed keys; ours are valid
+        fig.savefig(buffer, format="png", dpi=150)
+    return buffer.getvalue()
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "pct":
+        return f"{100 * value:.1f}"
+    if kind == "mb":
+        return f"{value / 1e6:.3f}"
+    if kind == "x":
+        return f"{value:.2f}x"
+    if kind.startswith("f"):
+        return f"{value:.{int(kind[1:])}f}"
+    return str(value)
+
+
+#: (header, row key, format, tooltip)
+COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("trial", "name", "s", "model/method and grid point"),
+    ("model", "model", "s", ""),
+    ("method", "method", "s", ""),
+    ("rate %", "rate", "pct", "share of filters removed (or sparsity)"),
+    ("bits", "bits", "s", "quantization weight bits"),
+    ("status", "status", "s", ""),
+    ("top-1 %", "top1", "f2", "accuracy on the evaluation split (deployed runtime for int8)"),
+    ("drop pp", "top1_drop", "f2", "percentage points below the model's baseline"),
+    ("params", "params", "int", ""),
+    ("param red. %", "param_reduction_ratio", "pct", "share of non-zero parameters removed"),
+    ("MACs", "macs", "int", "multiply-accumulates per image"),
+    ("MAC red.", "mac_reduction", "x", "baseline MACs / trial MACs"),
+    ("size MB", "size_bytes", "mb", "artifact on disk (10^6 bytes)"),
+    ("latency ms", "latency_ms", "f3", "median, primary runtime, smallest batch size"),
+    ("runtime", "runtime", "s", ""),
+    ("peak RSS MB", "peak_rss_bytes", "mb", "process resident memory during inference"),
+    ("ft epochs", "finetune_epochs", "s", "fine-tuning epochs"),
+    ("time s", "seconds", "f1", "wall time of the trial"),
+    ("Pareto", "pareto", "s", "on the accuracy-vs-latency (L) / accuracy-vs-size (S) front"),
+    ("error", "error", "s", ""),
+)
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;
+color:#1b1f24;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#57606a}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:18px}
+figure{margin:0;border:1px solid #d0d7de;border-radius:8px;padding:8px;background:#fff}
+figcaption{font-size:12px;color:#57606a;padding:4px 6px}
+table{border-collapse:collapse;font-size:12.5px;width:100%}th,td{border-bottom:1px solid #eaeef2;
+padding:4px 6px;text-align:right;white-space:nowrap}th{position:sticky;top:0;background:#f6f8fa;cursor:pointer;
+user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+td.s,th.s{text-align:left}tr.failed td{color:#a40e26}td.err{white-space:normal;max-width:420px;text-align:left}
+.tablewrap{overflow:auto;max-height:70vh;border:1px solid #d0d7de;border-radius:8px}
+code{background:#f6f8fa;padding:1px 4px;border-radius:4px}ul{margin:4px 0}
+"""
+
+_JS = """
+(function(){
+  var labels = JSON.parse(document.getElementById('point-labels').textContent);
+  Object.keys(labels).forEach(function(id){
+    var group = document.getElementById(id);
+    if(!group){return;}
+    var marks = group.querySelectorAll('use, path');
+    var names = labels[id];
+    var uses = group.querySelectorAll('use');
+    var targets = uses.length === names.length ? uses : marks;
+    for(var i = 0; i < targets.length && i < names.length; i++){
+      var t = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+      t.textContent = names[i];
+      targets[i].appendChild(t);
+      targets[i].setAttribute('data-trial', names[i]);
+    }
+  });
+  var table = document.getElementById('trials');
+  var heads = table.tHead.rows[0].cells;
+  function value(cell){
+    var v = cell.getAttribute('data-v');
+    if(v === null || v === ''){return null;}
+    var n = Number(v);
+    return isNaN(n) ? v.toLowerCase() : n;
+  }
+  function sortBy(col){
+    var th = heads[col];
+    var asc = !th.classList.contains('sorted-asc');
+    for(var i = 0; i < heads.length; i++){heads[i].classList.remove('sorted-asc', 'sorted-desc');}
+    th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function(a, b){
+      var x = value(a.cells[col]), y = value(b.cells[col]);
+      if(x === null && y === null){return 0;}
+      if(x === null){return 1;}
+      if(y === null){return -1;}
+      var r = x < y ? -1 : (x > y ? 1 : 0);
+      return asc ? r : -r;
+    });
+    rows.forEach(function(r){body.appendChild(r);});
+  }
+  for(var i = 0; i < heads.length; i++){
+    (function(col){heads[col].addEventListener('click', function(){sortBy(col);});})(i);
+  }
+  document.body.setAttribute('data-ready', 'true');
+})();
+"""
+
+
+def _pareto_flags(data: Sequence[dict[str, Any]]) -> dict[str, str]:
+    done = [r for r in data if r["status"] == "done" and r["top1"] is not None]
+    flags: dict[str, str] = {}
+    for metric, letter in (("latency_ms", "L"), ("size_bytes", "S")):
+        have = [r for r in done if r[metric] is not None]
+        for i in pareto_front([(r[metric], r["top1"]) for r in have]):
+            flags[have[i]["key"]] = flags.get(have[i]["key"], "") + letter
+    return flags
+
+
+def _table(data: Sequence[dict[str, Any]]) -> str:
+    flags = _pareto_flags(data)
+    head = "".join(
+        f'<th class="{"s" if f == "s" else ""}" title="{html.escape(tip)}">{html.escape(h)}</th>'
+        for h, _k, f, tip in COLUMNS
+    )
+    body = []
+    for r in data:
+        row = {**r, "pareto": flags.get(r["key"], "")}
+        cells = []
+        for _h, key, kind, _tip in COLUMNS:
+            value = row.get(key)
+            sort_value = "" if value is None else str(value)
+            css = "err" if key == "error" else ("s" if kind == "s" else "")
+            cells.append(
+                f'<td class="{css}" data-v="{html.escape(sort_value)}">{html.escape(_fmt(value, kind))}</td>'
+            )
+        cls = ' class="failed"' if r["status"] == "failed" else ""
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return f'<table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _environment(records: Sequence[dict[str, Any]]) -> str:
+    envs: dict[str, dict[str, Any]] = {}
+    for r in records:
+        env = r.get("env") or {}
+        if env.get("hash"):
+            envs.setdefault(env["hash"], env)
+    if not envs:
+        return "<p>No finished trial recorded an environment.</p>"
+    items = []
+    for h, env in envs.items():
+        items.append(
+            f"<li><code>{html.escape(h)}</code>: {html.escape(str(env.get('cpu_model')))}, "
+            f"{env.get('logical_cores')} logical cores, torch {html.escape(str(env.get('torch_version')))} "
+            f"with {env.get('worker_threads', env.get('torch_threads'))} thread(s) per trial, "
+            f"{env.get('sweep_workers', 1)} trial(s) in parallel</li>"
+        )
+    note = ""
+    if any((e.get("sweep_workers") or 1) > 1 for e in envs.values()):
+        note = (
+            "<p>Trials ran in parallel, so latencies were measured while other trials used the machine: "
+            "compare them with that in mind, and confirm a chosen model with <code>edgeslim bench</code>.</p>"
+        )
+    return f"<ul>{''.join(items)}</ul>{note}"
+
+
+def render(
+    experiment: dict[str, Any], records: Sequence[dict[str, Any]], *, png_stem: str = "report"
+) -> tuple[str, dict[str, Figure]]:
+    """The HTML page and the figures (for PNG export, named ``<png_stem>.<plot>.png``)."""
+    data = rows(records)
+    figures: dict[str, Figure] = {}
+    labels: dict[str, list[str]] = {}
+    sections = []
+    for i, (name, (title, build)) in enumerate(PLOTS.items()):
+        fig, series = build(data)
+        figures[name] = fig
+        prefix = f"p{i}"
+        for j, s in enumerate(series):
+            labels[f"{prefix}-pts-{j}"] = [_point_label(p.label, p.x, p.y, name) for p in s.points]
+        sections.append(
+            f'<figure id="plot-{name}" class="plot">{_svg(fig, prefix)}'
+            f"<figcaption>{html.escape(title)} (PNG: <code>{html.escape(png_stem)}.{html.escape(name)}.png"
+            "</code>)</figcaption></figure>"
+        )
+    counts = {s: sum(r["status"] == s for r in records) for s in ("done", "failed", "queued", "running")}
+    failed = [r for r in records if r["status"] == "failed"]
+    failed_html = (
+        "<ul>"
+        + "".join(
+            f"<li><b>{html.escape(r['name'])}</b>: {html.escape(r.get('error') or '')}</li>" for r in failed
+        )
+        + "</ul>"
+        if failed
+        else "<p>None.</p>"
+    )
+    updated = datetime.datetime.fromtimestamp(experiment.get("updated_at", 0)).strftime("%Y-%m-%d %H:%M")
+    source = (experiment.get("config") or {}).get("source", "")
+    labels_json = json.dumps(labels).replace("</", "<\\/")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgeslim sweep: {html.escape(experiment["name"])}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>Sweep <code>{html.escape(experiment["name"])}</code></h1>
+<p class="meta">{len(records)} trials: {counts["done"]} done, {counts["failed"]} failed,
+{counts["queued"] + counts["running"]} not run yet. Experiment file <code>{html.escape(str(source))}</code>,
+last updated {updated}. Accuracy is top-1 on the evaluation split; int8 models are measured on their
+deployed runtime; sizes are the artifact files on disk (MB = 10<sup>6</sup> bytes).</p>
+<h2>Plots</h2>
+<div class="grid">{"".join(sections)}</div>
+<h2>All trials</h2>
+<p class="meta">Click a column header to sort. Pareto: L = on the accuracy-vs-latency front, S = on the
+accuracy-vs-size front.</p>
+<div class="tablewrap">{_table(data)}</div>
+<h2>Failed trials</h2>
+{failed_html}
+<h2>Where this was measured</h2>
+{_environment(records)}
+<script type="application/json" id="point-labels">{labels_json}</script>
+<script>{_JS}</script>
+</body></html>
+"""
+    return page, figures
+
+
+def _point_label(name: str, x: float, y: float, plot: str) -> str:
+    if plot == "accuracy_vs_latency":
+        return f"{name}: {y:.2f}% at {x:.3f} ms"
+    if plot == "accuracy_vs_size":
+        return f"{name}: {y:.2f}% at {x:.3f} MB"
+    if plot == "reduction_vs_rate":
+        return f"{name}: {y:.1f}% fewer parameters at rate {x:.0f}%"
+    return f"{name}: {y:.2f}% at rate {x:.0f}%"
+
+
+def _write_bytes(fh: Any, *, data: bytes) -> None:
+    fh.write(data)
+
+
+def write_report(
+    experiment: dict[str, Any], records: Sequence[dict[str, Any]], out: str | Path
+) -> ReportFiles:
+    """Write ``out`` (HTML) and ``<out stem>.<plot>.png`` beside it; return their paths."""
+    target = Path(out)
+    if target.suffix.lower() not in (".html", ".htm"):
+        target = target.with_suffix(".html") if target.suffix else target.with_name(target.name + ".html")
+    page, figures = render(experiment, records, png_stem=target.stem)
+    pngs: dict[str, Path] = {}
+    for name, fig in figures.items():
+        png = target.with_name(f"{target.stem}.{name}.png")
+        data = _png(fig)
+        atomic_write(png, functools.partial(_write_bytes, data=data))
+        pngs[name] = png
+    atomic_write_text(target, page)
+    return ReportFiles(
+        html=target,
+        pngs=pngs,
+        trials=len(records),
+        done=sum(r["status"] == "done" for r in records),
+        failed=sum(r["status"] == "failed" for r in records),
+    )
+
+
+__all__ = ["COLUMNS", "ReportFiles", "Series", "render", "write_report"]

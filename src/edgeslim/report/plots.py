@@ -1,0 +1,249 @@
+"""Plots of sweep results: pure functions from trial records to matplotlib figures.
+
+Nothing here reads files or touches global pyplot state: each function takes the rows from
+:func:`rows` (flattened store records) and returns a new :class:`matplotlib.figure.Figure`, so the
+same records always give the same picture, and HTML and PNG come from one figure.
+
+* :func:`accuracy_vs_rate` - top-1 against pruning rate, one line per model and method, starting
+  at the model's baseline (rate 0);
+* :func:`reduction_vs_rate` - parameter-reduction ratio against pruning rate;
+* :func:`accuracy_vs_latency` / :func:`accuracy_vs_size` - every finished trial and baseline, with
+  the Pareto front (nothing else is both more accurate and faster / smaller) marked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+
+COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
+MARKERS = {"baseline": "*", "prune": "o", "quantize": "s"}
+METHOD_STYLES = ("-", "--", ":", "-.")
+
+
+def rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per trial record (``TrialRecord.to_dict()``), the input of every plot."""
+    out = []
+    for r in records:
+        m = r.get("metrics") or {}
+        out.append(
+            {
+                "name": r["name"],
+                "key": r["key"],
+                "kind": r["kind"],
+                "status": r["status"],
+                "model": m.get("model") or (r.get("config") or {}).get("model", {}).get("label", "?"),
+                "family": m.get("family") or (r.get("config") or {}).get("family", r["kind"]),
+                "method": m.get("method") or (r.get("config") or {}).get("method", r["kind"]),
+                "rate": m.get("rate"),
+                "bits": m.get("bits"),
+                "top1": m.get("top1"),
+                "top1_drop": m.get("top1_drop"),
+                "params": m.get("params"),
+                "nonzero_params": m.get("nonzero_params"),
+                "param_reduction_ratio": m.get("param_reduction_ratio"),
+                "macs": m.get("macs"),
+                "mac_reduction": m.get("mac_reduction"),
+                "size_bytes": m.get("size_bytes"),
+                "latency_ms": m.get("latency_ms"),
+                "latency_batch_size": m.get("latency_batch_size"),
+                "runtime": m.get("runtime"),
+                "peak_rss_bytes": m.get("peak_rss_bytes"),
+                "finetune_epochs": m.get("finetune_epochs"),
+                "seconds": (r.get("timings") or {}).get("total_s"),
+                "error": r.get("error"),
+            }
+        )
+    return out
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower-or-equal x and higher-or-equal y, one strictly.
+
+    x is a cost (latency, size), y a benefit (accuracy). Returned in increasing x.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front: list[int] = []
+    best_y = float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return front
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One plotted point and the trial it stands for (labels become tooltips in the HTML)."""
+
+    x: float
+    y: float
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """Points drawn together: one model x method line, or one model's scatter of one family."""
+
+    name: str
+    model: str
+    family: str
+    points: tuple[Point, ...]
+
+
+def _finished(data: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in data if r["status"] == "done" and r["top1"] is not None]
+
+
+def _colors(data: Sequence[dict[str, Any]]) -> dict[str, str]:
+    models = list(dict.fromkeys(r["model"] for r in data))
+    return {m: COLORS[i % len(COLORS)] for i, m in enumerate(models)}
+
+
+def rate_series(data: Sequence[dict[str, Any]], metric: str) -> list[Series]:
+    """Per model and pruning method: (rate, metric) sorted by rate, starting at the baseline (rate 0)."""
+    done = _finished(data)
+    baselines = {r["model"]: r for r in done if r["kind"] == "baseline"}
+    groups: dict[tuple[str, str], list[Point]] = {}
+    for r in done:
+        if r["family"] != "prune" or r["rate"] is None or r[metric] is None:
+            continue
+        groups.setdefault((r["model"], r["method"]), []).append(
+            Point(float(r["rate"]), float(r[metric]), r["name"])
+        )
+    series = []
+    for (model, method), points in groups.items():
+        base = baselines.get(model)
+        if base is not None and base[metric] is not None:
+            points.append(Point(0.0, float(base[metric]), base["name"]))
+        points.sort(key=lambda p: p.x)
+        series.append(Series(f"{model} {method}", model, "prune", tuple(points)))
+    return series
+
+
+def _rate_figure(
+    series: list[Series], colors: dict[str, str], ylabel: str, title: str, percent: bool
+) -> Figure:
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    methods = list(dict.fromkeys(s.name.split(" ", 1)[1] for s in series))
+    for i, s in enumerate(series):
+        style = METHOD_STYLES[methods.index(s.name.split(" ", 1)[1]) % len(METHOD_STYLES)]
+        xs = [100 * p.x for p in s.points]
+        ys = [100 * p.y if percent else p.y for p in s.points]
+        ax.plot(xs, ys, linestyle=style, color=colors[s.model], linewidth=1.6, label=s.name)
+        ax.scatter(xs, ys, color=colors[s.model], s=22, zorder=3, gid=f"pts-{i}")
+    ax.set_xlabel("pruning rate (% of filters removed, or sparsity)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no finished pruning trials", ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
+def accuracy_vs_rate(data: Sequence[dict[str, Any]]) -> tuple[Figure, list[Series]]:
+    series = rate_series(data, "top1")
+    return _rate_figure(
+        series, _colors(data), "top-1 accuracy (%)", "Accuracy vs pruning rate", False
+    ), series
+
+
+def reduction_vs_rate(data: Sequence[dict[str, Any]]) -> tuple[Figure, list[Series]]:
+    series = rate_series(data, "param_reduction_ratio")
+    fig = _rate_figure(
+        series, _colors(data), "parameter reduction (%)", "Parameter-reduction ratio vs pruning rate", True
+    )
+    return fig, series
+
+
+def _tradeoff(
+    data: Sequence[dict[str, Any]], metric: str, scale: float, xlabel: str, title: str
+) -> tuple[Figure, list[Series]]:
+    done = [r for r in _finished(data) if r[metric] is not None]
+    colors = _colors(data)
+    groups: dict[tuple[str, str], list[Point]] = {}
+    for r in done:
+        groups.setdefault((r["model"], r["family"]), []).append(
+            Point(r[metric] * scale, r["top1"], r["name"])
+        )
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    series = []
+    for i, ((model, family), points) in enumerate(groups.items()):
+        s = Series(f"{model} {family}", model, family, tuple(points))
+        series.append(s)
+        ax.scatter(
+            [p.x for p in points],
+            [p.y for p in points],
+            color=colors[model],
+            marker=MARKERS.get(family, "o"),
+            s=70 if family == "baseline" else 30,
+            alpha=0.85,
+            label=s.name,
+            zorder=3,
+            gid=f"pts-{i}",
+        )
+    everything = [p for s in series for p in s.points]
+    front = [everything[i] for i in pareto_front([(p.x, p.y) for p in everything])]
+    if front:
+        xs = [p.x for p in front]
+        ys = [p.y for p in front]
+        ax.step(xs, ys, where="post", color="black", linewidth=1.0, alpha=0.6, zorder=2)
+        ax.scatter(
+            xs,
+            ys,
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.4,
+            label="Pareto front",
+            zorder=4,
+            gid=f"pts-{len(series)}",
+        )
+        series.append(Series("Pareto front", "", "pareto", tuple(front)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.grid(alpha=0.3)
+    if everything:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, f"no finished trial has {metric}", ha="center", va="center", transform=ax.transAxes)
+    return fig, series
+
+
+def accuracy_vs_latency(data: Sequence[dict[str, Any]]) -> tuple[Figure, list[Series]]:
+    runtimes = sorted({str(r["runtime"]) for r in _finished(data) if r["latency_ms"] is not None})
+    batch = sorted({str(r["latency_batch_size"]) for r in _finished(data) if r["latency_ms"] is not None})
+    label = f"latency (ms, median, batch {'/'.join(batch) or '?'}, {', '.join(runtimes) or 'no runtime'})"
+    return _tradeoff(data, "latency_ms", 1.0, label, "Accuracy vs latency (Pareto front circled)")
+
+
+def accuracy_vs_size(data: Sequence[dict[str, Any]]) -> tuple[Figure, list[Series]]:
+    return _tradeoff(data, "size_bytes", 1e-6, "size on disk (MB)", "Accuracy vs size (Pareto front circled)")
+
+
+#: name -> (title, builder); the report draws them in this order.
+PLOTS: dict[str, tuple[str, Callable[[Sequence[dict[str, Any]]], tuple[Figure, list[Series]]]]] = {
+    "accuracy_vs_rate": ("Accuracy vs pruning rate", accuracy_vs_rate),
+    "reduction_vs_rate": ("Parameter-reduction ratio vs pruning rate", reduction_vs_rate),
+    "accuracy_vs_latency": ("Accuracy vs latency", accuracy_vs_latency),
+    "accuracy_vs_size": ("Accuracy vs size", accuracy_vs_size),
+}

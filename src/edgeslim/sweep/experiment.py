@@ -1,0 +1,651 @@
+"""Experiment files: the YAML that describes a sweep, validated with errors that name field and line.
+
+::
+
+    name: quickstart                      # [A-Za-z0-9._-]+, the name reports and the store use
+    models:                               # zoo names (see `edgeslim models`) or package.module:factory
+      - name: resnet20
+        weights: pretrained/resnet20-12fca82f.th   # absolute, beside this file, or under $EDGESLIM_DATA
+      - name: vgg11_tiny
+        train: {epochs: 5, lr: 0.05}      # no weights: train from scratch for N epochs first
+    data: {path: cifar10-exact-subset, train_limit: 2000, test_limit: null, seed: 0}
+    layers: {types: [conv], include: ["*.conv1"], exclude: []}   # edgeslim.select.LayerSelection
+    methods:                              # each block is a grid: lists (or {from, to, step}) expand
+      - prune: {method: [l1, fpgm], ratio: [0.2, 0.4, 0.6]}
+      - quantize: {method: static, bits: 8}
+    finetune: {epochs: 1, lr: 0.01, batch_size: 128}  # edgeslim.train.TrainConfig fields; epochs 0: none
+    measure: {runtimes: [torch], batch_sizes: [1, 32], latency_runs: 20}
+    limits: {trial_timeout_s: 1800, trial_memory_mb: 8000}
+    execution: {workers: 2, threads: 1}   # default: half the CPUs, threads = CPUs / workers
+    artifacts: runs/sweeps/quickstart    # where trial models go (default: beside the store)
+
+Prune ``method``: l1, l2, fpgm, random (:class:`FilterPruning`), magnitude
+(:class:`MagnitudePruning`), gradual (:class:`GradualPruning`); ``ratio`` is the share of filters
+removed or the sparsity. Quantize ``method``: static (:class:`StaticQuant`), qat (:class:`QAT`,
+trained for the fine-tune budget), dynamic (:class:`DynamicQuant`); ``bits`` is the weight width.
+Any other field of those configs may be given, as one value or a list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeslim.config import Config
+from edgeslim.data import resolve_data_path
+from edgeslim.errors import ConfigError, EdgeslimError
+from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning
+from edgeslim.quantization.configs import QAT, DynamicQuant, StaticQuant
+from edgeslim.select import LayerSelection
+from edgeslim.train import TrainConfig
+
+FILTER_CRITERIA = ("l1", "l2", "fpgm", "random")
+PRUNE_METHODS = (*FILTER_CRITERIA, "magnitude", "gradual")
+QUANT_METHODS = ("static", "qat", "dynamic")
+RUNTIMES = ("torch", "onnxruntime")
+METRICS = ("top1", "params", "macs", "size", "latency", "memory")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+Path_ = tuple[str | int, ...]
+
+
+# -- YAML with line numbers ---------------------------------------------------------------------
+class LineMap:
+    """Line numbers (1-based) of every key and item in a YAML document, by path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._lines: dict[Path_, int] = {}
+
+    def add(self, path: Path_, line: int) -> None:
+        self._lines[path] = line
+
+    def line(self, path: Path_) -> int | None:
+        """The line of ``path``, else of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self._lines:
+                return self._lines[path[:end]]
+        return None
+
+    def where(self, path: Path_) -> str:
+        line = self.line(path)
+        return f"{self.source}:{line}" if line is not None else self.source
+
+
+def field_name(path: Path_) -> str:
+    """('methods', 0, 'prune', 'ratio') -> 'methods[0].prune.ratio'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _walk(node: yaml.Node, path: Path_, lines: LineMap) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ConfigError(
+                    f"{lines.source}:{key_node.start_mark.line + 1}: {field_name((*path, key))}: "
+                    "duplicate key (the later one would silently win); keep one"
+                )
+            seen.add(key)
+            lines.add((*path, key), key_node.start_mark.line + 1)
+            _walk(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.add((*path, i), item.start_mark.line + 1)
+            _walk(item, (*path, i), lines)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, LineMap]:
+    """Safe-load ``text`` and record the line of every key and list item."""
+    lines = LineMap(source)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(f"{source}: the experiment file is empty")
+        _walk(node, (), lines)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+# -- the experiment -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One model of the sweep: a zoo name with weights, or trained from scratch first."""
+
+    label: str
+    name: str
+    weights: str | None = None
+    train: dict[str, Any] | None = None  # TrainConfig fields when trained from scratch
+    num_classes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    path: str
+    train_limit: int | None = None
+    test_limit: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    eval_split: str = "test"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodBlock:
+    """One ``methods`` entry: a family and its parameter grid (every value a list)."""
+
+    family: str  # "prune" | "quantize"
+    grid: dict[str, list[Any]]
+    finetune: dict[str, Any] | None
+    path: Path_
+
+    def combinations(self) -> Iterator[dict[str, Any]]:
+        import itertools
+
+        keys = list(self.grid)
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            yield dict(zip(keys, values, strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSpec:
+    metrics: tuple[str, ...] = METRICS
+    runtimes: tuple[str, ...] = ("torch",)
+    batch_sizes: tuple[int, ...] = (1, 32)
+    latency_runs: int = 20
+    warmup: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    trial_timeout_s: float | None = None
+    trial_memory_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file. :func:`edgeslim.sweep.grid.expand` turns it into trials."""
+
+    name: str
+    models: tuple[ModelEntry, ...]
+    data: DataSpec
+    layers: LayerSelection
+    methods: tuple[MethodBlock, ...]
+    finetune: dict[str, Any] | None
+    measure: MeasureSpec
+    limits: Limits
+    workers: int | None
+    threads: int | None
+    artifacts: str | None
+    description: str
+    source: str
+    raw: dict[str, Any]
+    lines: LineMap = dataclasses.field(compare=False, repr=False)
+
+    def where(self, path: Path_) -> str:
+        return self.lines.where(path)
+
+
+TOP_LEVEL = (
+    "name",
+    "description",
+    "models",
+    "data",
+    "layers",
+    "methods",
+    "finetune",
+    "measure",
+    "limits",
+    "execution",
+    "artifacts",
+)
+
+
+class _Checker:
+    """Validation helpers that raise ConfigError with the file, line and dotted field name."""
+
+    def __init__(self, lines: LineMap) -> None:
+        self.lines = lines
+
+    def fail(self, path: Path_, message: str) -> ConfigError:
+        return ConfigError(f"{self.lines.where(path)}: {field_name(path)}: {message}")
+
+    def mapping(self, value: Any, path: Path_, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping with keys {', '.join(allowed)}, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(allowed)}"
+                raise self.fail((*path, key), f"unknown key{hint}")
+        return value
+
+    def integer(self, value: Any, path: Path_, *, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(path, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def opt_integer(self, value: Any, path: Path_, *, minimum: int) -> int | None:
+        return None if value is None else self.integer(value, path, minimum=minimum)
+
+    def number(self, value: Any, path: Path_, *, positive: bool = True) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (positive and value <= 0):
+            raise self.fail(path, f"expected a {'positive ' if positive else ''}number, got {value!r}")
+        return float(value)
+
+    def opt_number(self, value: Any, path: Path_) -> float | None:
+        return None if value is None else self.number(value, path)
+
+    def string(self, value: Any, path: Path_) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def string_list(self, value: Any, path: Path_, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, item in enumerate(items):
+            where = (*path, i) if isinstance(value, list) else path
+            text = self.string(item, where)
+            if choices is not None and text not in choices:
+                raise self.fail(where, f"{text!r} is not one of {', '.join(choices)}")
+            out.append(text)
+        return tuple(out)
+
+    def config(self, cls: type[Config], data: dict[str, Any], path: Path_) -> Config:
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            message = str(exc)
+            bad = next((k for k in data if re.search(rf"\b{re.escape(str(k))}\b", message)), None)
+            raise self.fail((*path, bad) if bad is not None else path, message) from None
+
+
+def _kind(value: Any) -> str:
+    return "a list" if isinstance(value, list) else f"{type(value).__name__} {value!r}"
+
+
+def load_experiment(path: str | os.PathLike[str], *, check_models: bool = True) -> Experiment:
+    """Read and validate an experiment file; every error names the file, line and field."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {str(source)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read experiment file {str(source)!r}: {exc}") from None
+    return parse_experiment(
+        text, source=str(source), base_dir=source.resolve().parent, check_models=check_models
+    )
+
+
+def parse_experiment(
+    text: str, *, source: str = "<experiment>", base_dir: Path | None = None, check_models: bool = True
+) -> Experiment:
+    """Validate experiment YAML text (see the module docstring for the schema).
+
+    ``base_dir`` resolves relative weight paths (the experiment file's folder); ``check_models``
+    builds every model once (without weights) to check the names and the layer selection early.
+    """
+    data, lines = parse_yaml(text, source)
+    c = _Checker(lines)
+    top = c.mapping(data, (), TOP_LEVEL)
+    for required in ("name", "models", "data", "methods"):
+        if required not in top:
+            raise c.fail((), f"missing required key {required!r}")
+    name = c.string(top["name"], ("name",))
+    if not NAME_RE.match(name):
+        raise c.fail(("name",), f"{name!r} may use only letters, digits, '.', '_' and '-'")
+    description = str(top.get("description") or "")
+    base = base_dir or Path.cwd()
+
+    data_spec = _data(c, top["data"])
+    models = _models(c, top["models"], base)
+    layers = _layers(c, top.get("layers"))
+    finetune = _finetune(c, top.get("finetune"), ("finetune",))
+    methods = _methods(c, top["methods"], finetune)
+    measure = _measure(c, top.get("measure"))
+    limits_map = c.mapping(top.get("limits"), ("limits",), ("trial_timeout_s", "trial_memory_mb"))
+    limits = Limits(
+        trial_timeout_s=c.opt_number(limits_map.get("trial_timeout_s"), ("limits", "trial_timeout_s")),
+        trial_memory_mb=c.opt_number(limits_map.get("trial_memory_mb"), ("limits", "trial_memory_mb")),
+    )
+    execution = c.mapping(top.get("execution"), ("execution",), ("workers", "threads"))
+    workers = c.opt_integer(execution.get("workers"), ("execution", "workers"), minimum=1)
+    threads = c.opt_integer(execution.get("threads"), ("execution", "threads"), minimum=1)
+    artifacts = top.get("artifacts")
+    if artifacts is not None:
+        artifacts = c.string(artifacts, ("artifacts",))
+    experiment = Experiment(
+        name=name,
+        models=models,
+        data=data_spec,
+        layers=layers,
+        methods=methods,
+        finetune=finetune,
+        measure=measure,
+        limits=limits,
+        workers=workers,
+        threads=threads,
+        artifacts=artifacts,
+        description=description,
+        source=source,
+        raw=top,
+        lines=lines,
+    )
+    if check_models:
+        _check_models(c, experiment)
+    return experiment
+
+
+def _data(c: _Checker, value: Any) -> DataSpec:
+    path: Path_ = ("data",)
+    if isinstance(value, str):
+        value = {"path": value}
+    m = c.mapping(value, path, ("path", "train_limit", "test_limit", "val_fraction", "seed", "eval_split"))
+    if "path" not in m:
+        raise c.fail(path, "missing 'path' (a CIFAR-10 pickle folder or image-folder tree)")
+    raw = c.string(m["path"], (*path, "path"))
+    try:
+        resolved = resolve_data_path(raw)
+    except EdgeslimError as exc:
+        raise c.fail((*path, "path"), str(exc)) from None
+    if not resolved.exists():
+        raise c.fail(
+            (*path, "path"),
+            f"{raw!r} does not exist (relative paths are also looked up under $EDGESLIM_DATA)",
+        )
+    val_fraction = c.number(m.get("val_fraction", 0.1), (*path, "val_fraction"), positive=False)
+    if not 0.0 <= val_fraction < 1.0:
+        raise c.fail((*path, "val_fraction"), f"must be in [0, 1), got {val_fraction}")
+    eval_split = c.string(m.get("eval_split", "test"), (*path, "eval_split"))
+    if eval_split not in ("test", "val"):
+        raise c.fail((*path, "eval_split"), f"must be test or val, got {eval_split!r}")
+    return DataSpec(
+        path=str(resolved.resolve()),
+        train_limit=c.opt_integer(m.get("train_limit"), (*path, "train_limit"), minimum=1),
+        test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1),
+        val_fraction=val_fraction,
+        seed=c.integer(m.get("seed", 0), (*path, "seed"), minimum=0),
+        eval_split=eval_split,
+    )
+
+
+def _resolve_weights(raw: str, base: Path) -> Path | None:
+    candidate = Path(raw).expanduser()
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    options = [base / candidate, Path.cwd() / candidate]
+    env = os.environ.get("EDGESLIM_DATA", "").strip()
+    if env:
+        options.append(Path(env).expanduser() / candidate)
+    return next((p.resolve() for p in options if p.is_file()), None)
+
+
+def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
+    path: Path_ = ("models",)
+    if not isinstance(value, list) or not value:
+        raise c.fail(path, "expected a non-empty list of models, e.g. [{name: resnet20, weights: FILE}]")
+    entries: list[ModelEntry] = []
+    labels: set[str] = set()
+    for i, item in enumerate(value):
+        where: Path_ = (*path, i)
+        if isinstance(item, str):
+            item = {"name": item}
+        m = c.mapping(item, where, ("name", "label", "weights", "train", "num_classes"))
+        if "name" not in m:
+            raise c.fail(where, "missing 'name' (a zoo model, see `edgeslim models`)")
+        name = c.string(m["name"], (*where, "name"))
+        label = c.string(m.get("label", name), (*where, "label" if "label" in m else "name"))
+        if not NAME_RE.match(label.replace(":", "_")):
+            raise c.fail((*where, "label"), f"{label!r} may use only letters, digits, '.', '_', '-'")
+        if label in labels:
+            raise c.fail(where, f"two models are labelled {label!r}; give one a different 'label'")
+        labels.add(label)
+        weights: str | None = None
+        if m.get("weights") is not None:
+            raw = c.string(m["weights"], (*where, "weights"))
+            found = _resolve_weights(raw, base)
+            if found is None:
+                raise c.fail(
+                    (*where, "weights"),
+                    f"no file {raw!r} (looked beside the experiment file, in the working directory "
+                    "and under $EDGESLIM_DATA)",
+                )
+            weights = str(found)
+        train = None
+        if m.get("train") is not None:
+            if weights is not None:
+                raise c.fail(
+                    (*where, "train"), "give either 'weights' (pretrained) or 'train' (from scratch)"
+                )
+            train = _finetune(c, m["train"], (*where, "train"))
+            if train is None:
+                raise c.fail((*where, "train", "epochs"), "training from scratch needs epochs >= 1")
+        num_classes = c.opt_integer(m.get("num_classes"), (*where, "num_classes"), minimum=1)
+        entries.append(
+            ModelEntry(label=label, name=name, weights=weights, train=train, num_classes=num_classes)
+        )
+    return tuple(entries)
+
+
+def _layers(c: _Checker, value: Any) -> LayerSelection:
+    path: Path_ = ("layers",)
+    m = c.mapping(value, path, ("types", "names", "include", "patterns", "exclude", "include_classifier"))
+    fields: dict[str, Any] = {}
+    for key, target in (
+        ("types", "types"),
+        ("names", "names"),
+        ("include", "patterns"),
+        ("exclude", "exclude"),
+    ):
+        if m.get(key) is not None:
+            fields[target] = c.string_list(m[key], (*path, key))
+    if m.get("patterns") is not None:
+        fields["patterns"] = fields.get("patterns", ()) + c.string_list(m["patterns"], (*path, "patterns"))
+    if "include_classifier" in m:
+        fields["include_classifier"] = m["include_classifier"]
+    selection = c.config(LayerSelection, fields, path)
+    return selection  # type: ignore[return-value]  # from_dict of LayerSelection
+
+
+def _finetune(c: _Checker, value: Any, path: Path_) -> dict[str, Any] | None:
+    """TrainConfig fields, validated; None when epochs is 0 (no fine-tuning)."""
+    if value is None:
+        return None
+    allowed = tuple(f.name for f in dataclasses.fields(TrainConfig))
+    m = c.mapping(value, path, allowed)
+    epochs = m.get("epochs", 0)
+    c.integer(epochs, (*path, "epochs"), minimum=0)
+    if epochs == 0:
+        return None
+    config = c.config(TrainConfig, dict(m), path)
+    out = config.to_dict()
+    out.pop("type", None)
+    out.pop("version", None)
+    return out
+
+
+def _grid_values(c: _Checker, value: Any, path: Path_) -> list[Any]:
+    """A scalar, a list, or {from, to, step} (inclusive, rounded to 6 decimals)."""
+    if isinstance(value, list):
+        if not value:
+            raise c.fail(path, "an empty list gives no trials; give at least one value")
+        for i, item in enumerate(value):
+            if isinstance(item, dict | list):
+                raise c.fail((*path, i), f"grid values must be scalars, got {_kind(item)}")
+        return list(value)
+    if isinstance(value, dict):
+        m = c.mapping(value, path, ("from", "to", "step"))
+        if set(m) != {"from", "to", "step"}:
+            raise c.fail(path, "a range needs from, to and step, e.g. {from: 0.1, to: 0.8, step: 0.1}")
+        start = c.number(m["from"], (*path, "from"), positive=False)
+        stop = c.number(m["to"], (*path, "to"), positive=False)
+        step = c.number(m["step"], (*path, "step"))
+        if stop < start:
+            raise c.fail((*path, "to"), f"'to' ({stop}) is below 'from' ({start})")
+        n = math.floor((stop - start) / step + 1e-9) + 1
+        if n > 10_000:
+            raise c.fail((*path, "step"), f"the range has {n} values; use a larger step")
+        return [round(start + i * step, 6) for i in range(n)]
+    return [value]
+
+
+def _methods(c: _Checker, value: Any, finetune: dict[str, Any] | None) -> tuple[MethodBlock, ...]:
+    path: Path_ = ("methods",)
+    if not isinstance(value, list) or not value:
+        raise c.fail(
+            path, "expected a non-empty list, e.g. [{prune: {method: [l1, fpgm], ratio: [0.2, 0.5]}}]"
+        )
+    blocks: list[MethodBlock] = []
+    for i, item in enumerate(value):
+        where: Path_ = (*path, i)
+        if not isinstance(item, dict) or len(item) != 1:
+            raise c.fail(where, "each entry is one mapping: {prune: {...}} or {quantize: {...}}")
+        family, params = next(iter(item.items()))
+        if family not in ("prune", "quantize"):
+            raise c.fail((*where, family), f"unknown method family {family!r}; use prune or quantize")
+        where = (*where, family)
+        if not isinstance(params, dict) or "method" not in params:
+            choices = PRUNE_METHODS if family == "prune" else QUANT_METHODS
+            raise c.fail(where, f"needs 'method': one or a list of {', '.join(choices)}")
+        params = dict(params)
+        block_finetune = finetune
+        if "finetune" in params:
+            override = params.pop("finetune")
+            merged = {
+                **(finetune or {}),
+                **(
+                    c.mapping(
+                        override, (*where, "finetune"), tuple(f.name for f in dataclasses.fields(TrainConfig))
+                    )
+                ),
+            }
+            block_finetune = _finetune(c, merged, (*where, "finetune"))
+        grid = {k: _grid_values(c, v, (*where, k)) for k, v in params.items()}
+        block = MethodBlock(family=family, grid=grid, finetune=block_finetune, path=where)
+        for combo in block.combinations():  # build every config now: errors surface before any work
+            method_config(block, combo, c)
+        blocks.append(block)
+    return tuple(blocks)
+
+
+def method_config(block: MethodBlock, combo: dict[str, Any], checker: _Checker | None = None) -> Config:
+    """The typed compression config of one grid point (validated)."""
+    params = dict(combo)
+    method = params.pop("method")
+    where = block.path
+
+    def fail(key: str | None, message: str) -> ConfigError:
+        path = (*where, key) if key else where
+        if checker is not None:
+            return checker.fail(path, message)
+        return ConfigError(f"{field_name(path)}: {message}")
+
+    cls: type[Config]
+    if block.family == "prune":
+        if method not in PRUNE_METHODS:
+            raise fail("method", f"{method!r} is not one of {', '.join(PRUNE_METHODS)}")
+        if "ratio" not in params:
+            raise fail(None, "needs 'ratio' (share of filters removed, or the sparsity), e.g. [0.2, 0.5]")
+        ratio = params.pop("ratio")
+        if method in FILTER_CRITERIA:
+            cls, fields = FilterPruning, {"ratio": ratio, "criterion": method, **params}
+        elif method == "magnitude":
+            cls, fields = MagnitudePruning, {"sparsity": ratio, **params}
+        else:
+            if block.finetune is None:
+                raise fail(None, "gradual pruning happens while training: set finetune.epochs >= 1")
+            cls, fields = GradualPruning, {"final_sparsity": ratio, **params}
+    else:
+        if method not in QUANT_METHODS:
+            raise fail("method", f"{method!r} is not one of {', '.join(QUANT_METHODS)}")
+        bits = params.pop("bits", 8)
+        if method == "static":
+            cls, fields = StaticQuant, {"bits": bits, **params}
+        elif method == "qat":
+            if block.finetune is None:
+                raise fail(None, "quantization-aware training needs finetune.epochs >= 1")
+            cls, fields = QAT, {"weight_bits": bits, **params}
+        else:
+            cls, fields = DynamicQuant, {"bits": bits, **params}
+    if checker is not None:
+        return checker.config(cls, fields, where)
+    return cls.from_dict(fields)
+
+
+def _measure(c: _Checker, value: Any) -> MeasureSpec:
+    path: Path_ = ("measure",)
+    m = c.mapping(value, path, ("metrics", "runtimes", "batch_sizes", "latency_runs", "warmup"))
+    defaults = MeasureSpec()
+    metrics = c.string_list(m["metrics"], (*path, "metrics"), METRICS) if "metrics" in m else defaults.metrics
+    if "top1" not in metrics:
+        metrics = ("top1", *metrics)  # accuracy is what every comparison is about
+    runtimes = (
+        c.string_list(m["runtimes"], (*path, "runtimes"), RUNTIMES) if "runtimes" in m else defaults.runtimes
+    )
+    sizes_raw = m.get("batch_sizes", list(defaults.batch_sizes))
+    if isinstance(sizes_raw, list):
+        sizes = tuple(c.integer(b, (*path, "batch_sizes", i), minimum=1) for i, b in enumerate(sizes_raw))
+    else:
+        sizes = (c.integer(sizes_raw, (*path, "batch_sizes"), minimum=1),)
+    if not sizes:
+        raise c.fail((*path, "batch_sizes"), "give at least one batch size, e.g. [1, 32]")
+    return MeasureSpec(
+        metrics=metrics,
+        runtimes=runtimes,
+        batch_sizes=sizes,
+        latency_runs=c.integer(
+            m.get("latency_runs", defaults.latency_runs), (*path, "latency_runs"), minimum=1
+        ),
+        warmup=c.integer(m.get("warmup", defaults.warmup), (*path, "warmup"), minimum=0),
+    )
+
+
+def _check_models(c: _Checker, experiment: Experiment) -> None:
+    """Build each model once (no weights) so a wrong name or a layer rule that matches nothing fails now."""
+    from edgeslim.models import create_model
+    from edgeslim.select import select_layers
+
+    for i, entry in enumerate(experiment.models):
+        try:
+            model = create_model(entry.name, num_classes=entry.num_classes or 10)
+        except EdgeslimError as exc:
+            raise c.fail(("models", i, "name"), str(exc)) from None
+        try:
+            select_layers(model, experiment.layers)
+        except ConfigError as exc:
+            raise c.fail(("layers",), f"for model {entry.label!r}: {exc}") from None

@@ -1,0 +1,439 @@
+"""The result store: one SQLite file holding experiments and their trial records.
+
+Sweeps write here and reports read only from here; recipes (chained pipelines) write their steps
+into the same tables. The file uses WAL journaling with a busy timeout, so several processes
+(sweep workers, a driver, a report reader) can use it at once; every write is one short
+transaction, so a process killed with SIGKILL loses at most the record it had not yet committed.
+
+Public API (everything else is internal)::
+
+    store = Store.open("runs/sweeps.db")                 # creates the file and schema if needed
+    exp = store.create_experiment("quickstart", config)  # get-or-create by name ("sweep" | "recipe" kind)
+    exp = store.get_experiment("quickstart")             # None if absent; store.experiments() lists all
+    t = store.add_trial(exp.id, key, name, config, kind="compress", depends_on=baseline_key)
+    store.claim_trial(t.id, owner="host:pid")           # queued -> running (False if someone else has it)
+    store.finish_trial(t.id, metrics=..., measurements=[...], timings=..., env=..., artifact=...)
+    store.fail_trial(t.id, "TrainingError: the loss is nan ...", timings=..., traceback=...)
+    store.trials(exp.id, status="done")                  # records, oldest first; store.trial(id|key)
+    store.requeue_stale(exp.id)                          # running trials whose owner process is gone
+    store.close()
+
+A trial (or recipe step) is identified inside its experiment by ``key``, a hash of everything that
+decides its result, so re-adding the same trial is a no-op and a rerun finds what already finished.
+``kind`` is free text ("baseline", "compress", "step", ...); ``depends_on`` names another record's
+key whose result this one needs. Statuses: queued, running, done, failed. JSON columns (config,
+metrics, measurements, timings, env) come back as Python data in :class:`TrialRecord`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeslim.errors import ConfigError
+
+SCHEMA_VERSION = 1
+Status = Literal["queued", "running", "done", "failed"]
+STATUSES: tuple[Status, ...] = ("queued", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    depends_on TEXT,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    metrics TEXT,
+    measurements TEXT,
+    timings TEXT,
+    env TEXT,
+    artifact TEXT,
+    error TEXT,
+    traceback TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    UNIQUE (experiment_id, key)
+);
+CREATE INDEX IF NOT EXISTS trials_by_status ON trials (experiment_id, status);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentRecord:
+    """One experiment (a sweep or a recipe run) and the configuration it was created from."""
+
+    id: int
+    name: str
+    kind: str
+    config: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """One trial or step: its config, status and, once finished, what it measured or why it failed."""
+
+    id: int
+    experiment_id: int
+    key: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    depends_on: str | None
+    status: Status
+    attempts: int
+    owner: str | None
+    metrics: dict[str, Any]
+    measurements: list[dict[str, Any]]
+    timings: dict[str, Any]
+    env: dict[str, Any]
+    artifact: str | None
+    error: str | None
+    traceback: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def owner_id() -> str:
+    """``host:pid`` of this process: who holds a running trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dumps(value: Any) -> str:
+    """JSON with NaN/inf written as null, so every stored document is valid JSON."""
+    return json.dumps(_finite(value), sort_keys=True, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+class Store:
+    """A connection to one store file; open one per process (connections are not shared)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, timeout_s: float = 60.0) -> Store:
+        """Open (creating if needed) the store at ``path`` in WAL mode."""
+        target = Path(path).expanduser()
+        if target.is_dir():
+            raise ConfigError(f"--db {str(target)!r} is a directory; give a file path such as runs/sweeps.db")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(str(target), timeout=timeout_s, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            store = cls(target, db)
+            with store._write():
+                # statement by statement: executescript() would commit outside this transaction
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"{target}: store schema version {row[0]}; this edgeslim reads version {SCHEMA_VERSION}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"--db {str(target)!r} is not a usable SQLite store ({exc})") from None
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: takes the write lock up front, so check-then-update is atomic."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    # -- experiments --------------------------------------------------------------------------
+    def create_experiment(
+        self, name: str, config: dict[str, Any], *, kind: str = "sweep"
+    ) -> ExperimentRecord:
+        """Return the experiment called ``name``, creating it with ``config`` if it does not exist."""
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO experiments (name, kind, config, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, kind, _dumps(config), now, now),
+            )
+        found = self.get_experiment(name)
+        if found is None:  # pragma: no cover - the insert above guarantees it
+            raise RuntimeError(f"experiment {name!r} vanished")
+        return found
+
+    def update_experiment(self, experiment_id: int, config: dict[str, Any]) -> None:
+        """Replace the stored configuration (e.g. after a grid was extended)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE experiments SET config=?, updated_at=? WHERE id=?",
+                (_dumps(config), time.time(), experiment_id),
+            )
+
+    def get_experiment(self, name: str) -> ExperimentRecord | None:
+        row = self._db.execute("SELECT * FROM experiments WHERE name=?", (name,)).fetchone()
+        return None if row is None else self._experiment(row)
+
+    def experiments(self) -> list[ExperimentRecord]:
+        return [self._experiment(r) for r in self._db.execute("SELECT * FROM experiments ORDER BY id")]
+
+    def _experiment(self, row: tuple[Any, ...]) -> ExperimentRecord:
+        id_, name, kind, config, created, updated = row
+        return ExperimentRecord(id_, name, kind, json.loads(config), created, updated)
+
+    # -- trials -------------------------------------------------------------------------------
+    def add_trial(
+        self,
+        experiment_id: int,
+        key: str,
+        name: str,
+        config: dict[str, Any],
+        *,
+        kind: str = "compress",
+        depends_on: str | None = None,
+    ) -> TrialRecord:
+        """Add a queued trial unless one with ``key`` exists; return the stored record either way."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO trials (experiment_id, key, name, kind, config, depends_on, status, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (experiment_id, key, name, kind, _dumps(config), depends_on, time.time()),
+            )
+        found = self.trial(key, experiment_id=experiment_id)
+        if found is None:  # pragma: no cover
+            raise RuntimeError(f"trial {key!r} vanished")
+        return found
+
+    def claim_trial(self, trial_id: int, owner: str | None = None) -> bool:
+        """Mark a queued trial running for ``owner``; False if it is not queued (taken or finished)."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE trials SET status='running', owner=?, attempts=attempts+1, started_at=?, "
+                "finished_at=NULL WHERE id=? AND status='queued'",
+                (owner or owner_id(), time.time(), trial_id),
+            )
+            return cursor.rowcount == 1
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        *,
+        metrics: dict[str, Any],
+        measurements: list[dict[str, Any]] | None = None,
+        timings: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        artifact: str | None = None,
+    ) -> None:
+        """Record a trial as done with what it measured."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE trials SET status='done', metrics=?, measurements=?, timings=?, env=?, artifact=?, "
+                "error=NULL, traceback=NULL, finished_at=? WHERE id=?",
+                (
+                    _dumps(metrics),
+                    _dumps(measurements or []),
+                    _dumps(timings or {}),
+                    _dumps(env or {}),
+                    artifact,
+                    time.time(),
+                    trial_id,
+                ),
+            )
+
+    def fail_trial(
+        self,
+        trial_id: int,
+        error: str,
+        *,
+        timings: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Record a trial as failed with its error text; the sweep goes on."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE trials SET status='failed', error=?, traceback=?, timings=?, env=?, finished_at=? "
+                "WHERE id=?",
+                (error, traceback, _dumps(timings or {}), _dumps(env or {}), time.time(), trial_id),
+            )
+
+    def requeue(self, trial_id: int) -> None:
+        """Put a trial back in the queue (its previous results are cleared when it runs again)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE trials SET status='queued', owner=NULL, error=NULL, traceback=NULL WHERE id=?",
+                (trial_id,),
+            )
+
+    def requeue_stale(self, experiment_id: int) -> int:
+        """Requeue running trials whose owner process no longer exists on this host; return how many.
+
+        A trial owned by a live process (another sweep on the same store) is left alone; one owned
+        by another host is requeued too, since a driver cannot see remote processes.
+        """
+        host = socket.gethostname()
+        stale: list[int] = []
+        for trial_id, owner in self._db.execute(
+            "SELECT id, owner FROM trials WHERE experiment_id=? AND status='running'", (experiment_id,)
+        ):
+            owner_host, _, pid = str(owner or "").rpartition(":")
+            if owner_host == host and pid.isdigit() and _alive(int(pid)):
+                continue
+            stale.append(trial_id)
+        for trial_id in stale:
+            self.requeue(trial_id)
+        return len(stale)
+
+    def trial(self, id_or_key: int | str, *, experiment_id: int | None = None) -> TrialRecord | None:
+        """One record by id, or by key within ``experiment_id``."""
+        if isinstance(id_or_key, int):
+            row = self._db.execute("SELECT * FROM trials WHERE id=?", (id_or_key,)).fetchone()
+        else:
+            if experiment_id is None:
+                raise ValueError("looking a trial up by key needs experiment_id")
+            row = self._db.execute(
+                "SELECT * FROM trials WHERE experiment_id=? AND key=?", (experiment_id, id_or_key)
+            ).fetchone()
+        return None if row is None else self._trial(row)
+
+    def trials(
+        self, experiment_id: int, *, status: Status | None = None, kind: str | None = None
+    ) -> list[TrialRecord]:
+        """Records of an experiment in insertion order, optionally of one status and/or kind."""
+        query, args = "SELECT * FROM trials WHERE experiment_id=?", [str(experiment_id)]
+        if status is not None:
+            query, args = query + " AND status=?", [*args, status]
+        if kind is not None:
+            query, args = query + " AND kind=?", [*args, kind]
+        return [self._trial(r) for r in self._db.execute(query + " ORDER BY id", args)]
+
+    def counts(self, experiment_id: int) -> dict[str, int]:
+        """How many records of each status."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for status, n in self._db.execute(
+            "SELECT status, COUNT(*) FROM trials WHERE experiment_id=? GROUP BY status", (experiment_id,)
+        ):
+            counts[status] = n
+        return counts
+
+    def _trial(self, row: tuple[Any, ...]) -> TrialRecord:
+        (
+            id_,
+            exp_id,
+            key,
+            name,
+            kind,
+            config,
+            depends_on,
+            status,
+            attempts,
+            owner,
+            metrics,
+            measurements,
+            timings,
+            env,
+            artifact,
+            error,
+            traceback,
+            created,
+            started,
+            finished,
+        ) = row
+        return TrialRecord(
+            id=id_,
+            experiment_id=exp_id,
+            key=key,
+            name=name,
+            kind=kind,
+            config=json.loads(config),
+            depends_on=depends_on,
+            status=status,
+            attempts=attempts,
+            owner=owner,
+            metrics=_loads(metrics, {}),
+            measurements=_loads(measurements, []),
+            timings=_loads(timings, {}),
+            env=_loads(env, {}),
+            artifact=artifact,
+            error=error,
+            traceback=traceback,
+            created_at=created,
+            started_at=started,
+            finished_at=finished,
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

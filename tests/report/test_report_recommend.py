@@ -1,0 +1,76 @@
+"""Recommendation on a hand-built table: limits, ranking, reasons, and the exit code when none fits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from report_helpers import build_store, records
+from typer.testing import CliRunner
+
+from edgeslim.cli.app import app
+from edgeslim.report import Constraints, pareto_front, recommend, rows
+
+
+def _rows(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    db = tmp_path / "s.db"
+    build_store(db)
+    return rows(records(db)[1])
+
+
+def test_pareto_front_exact() -> None:
+    points = [(2.0, 91.0), (1.6, 90.5), (1.2, 89.0), (1.3, 84.0), (0.9, 90.8), (1.2, 88.0)]
+    # (0.9, 90.8) beats everything slower except the 91.0 at 2.0
+    assert pareto_front(points) == [4, 0]
+    assert pareto_front([(1.0, 1.0), (1.0, 2.0), (2.0, 3.0)]) == [1, 2]
+    assert pareto_front([]) == []
+
+
+def test_limits_filter_and_rank_by_accuracy(tmp_path: Path) -> None:
+    data = _rows(tmp_path)
+    rec = recommend(data, Constraints(max_latency_ms=2.6, max_size_mb=1.5, max_accuracy_drop=1.5), top=3)
+    names = [c.row["name"] for c in rec.fitting]
+    # fits: b/l1 0.4 (91.9, 2.5 ms, 1.4 MB, drop 1.1), a/baseline (91.0, 2.0, 1.0), a/static (90.8, 0.9,
+    # 0.26, drop 0.2), a/l1 0.2 (90.5, drop 0.5), a/l1 0.4 (89.0, drop 2.0: out)
+    assert names == ["b/l1 ratio=0.4", "a/baseline", "a/static bits=8"]
+    assert (rec.num_fitting, rec.num_candidates) == (4, 8)
+    first, second, third = (list(c.reasons) for c in rec.fitting)
+    assert first[:3] == [
+        "latency 2.50 ms <= 2.6 ms (torch, batch 1)",
+        "size 1.400 MB <= 1.5 MB",
+        "accuracy drop 1.10 pp <= 1.5 pp (top-1 91.90%)",
+    ]
+    assert "most accurate of the 4 fitting trial(s) (of 8 finished)" in first
+    assert "Pareto-optimal for accuracy vs latency among fitting trials" in first
+    assert any(r.startswith("rank 2: 0.90 pp below #1, 1.25x the speed of #1") for r in second)
+    assert "this is the uncompressed baseline: the limits need no compression" in second
+    assert "Pareto-optimal for accuracy vs size among fitting trials" in third
+    assert rec.near_misses == ()
+
+
+def test_nothing_fits_reports_the_closest_misses(tmp_path: Path) -> None:
+    rec = recommend(_rows(tmp_path), Constraints(max_latency_ms=0.5), top=2)
+    assert not rec.found and rec.fitting == ()
+    assert [c.row["name"] for c in rec.near_misses] == ["a/static bits=8", "a/l1 ratio=0.4"]
+    assert rec.near_misses[0].reasons == ("latency 0.90 ms > 0.5 ms (torch, batch 1)",)
+
+
+def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    build_store(db)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["recommend", "hand", "--db", str(db), "--max-size-mb", "0.3", "--json"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.stdout)
+    assert payload["found"] and [r["trial"]["name"] for r in payload["recommendations"]] == [
+        "a/static bits=8",
+        "a/l1 ratio=0.6",
+    ]
+    none = runner.invoke(app, ["recommend", "hand", "--db", str(db), "--max-latency-ms", "0.1"])
+    assert none.exit_code == 1
+    assert "no trial fits" in none.output
+    unknown = runner.invoke(app, ["recommend", "nope", "--db", str(db)])
+    assert unknown.exit_code == 2 and "no experiment 'nope'" in unknown.output and "hand" in unknown.output
+    missing = runner.invoke(app, ["recommend", "hand", "--db", str(tmp_path / "none.db")])
+    assert missing.exit_code == 2 and "no result store" in missing.output
+    assert not (tmp_path / "none.db").exists()

@@ -1,0 +1,163 @@
+"""Experiment files: the schema, grid ranges, and errors that name the file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeslim.cli.app import app
+from edgeslim.errors import ConfigError
+from edgeslim.pruning.configs import FilterPruning
+from edgeslim.sweep import expand, load_experiment, parse_experiment
+from edgeslim.sweep.experiment import method_config
+
+
+def _yaml(data: Path, methods: str = "  - prune: {method: l1, ratio: 0.5}", extra: str = "") -> str:
+    return f"name: t\nmodels:\n  - name: resnet20_tiny\ndata: {{path: {data}}}\nmethods:\n{methods}\n{extra}"
+
+
+def test_full_schema_parses(tiny_cifar: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "w.th"
+    weights.write_bytes(b"x")
+    text = f"""name: study-1
+description: a study
+models:
+  - name: resnet20_tiny
+    weights: w.th
+  - name: vgg11_tiny
+    label: vgg
+    train: {{epochs: 2, lr: 0.05}}
+data: {{path: {tiny_cifar}, train_limit: 100, test_limit: 50, seed: 3}}
+layers: {{types: [conv], include: ["layer*"], exclude: ["layer1.0.conv1"]}}
+methods:
+  - prune: {{method: [l1, fpgm], ratio: {{from: 0.1, to: 0.8, step: 0.1}}}}
+  - quantize: {{method: static, bits: [8, 4]}}
+finetune: {{epochs: 1, lr: 0.01, batch_size: 32}}
+measure: {{runtimes: [onnxruntime, torch], batch_sizes: [1, 16], latency_runs: 5}}
+limits: {{trial_timeout_s: 60, trial_memory_mb: 4000}}
+execution: {{workers: 3}}
+"""
+    exp = parse_experiment(text, source="s.yaml", base_dir=tmp_path, check_models=False)
+    assert exp.name == "study-1"
+    assert exp.models[0].weights == str(weights.resolve())
+    assert exp.models[1].label == "vgg" and exp.models[1].train is not None
+    assert exp.models[1].train["epochs"] == 2 and exp.models[1].train["lr"] == 0.05
+    assert exp.data.train_limit == 100 and exp.data.test_limit == 50 and exp.data.seed == 3
+    assert exp.layers.patterns == ("layer*",) and exp.layers.exclude == ("layer1.0.conv1",)
+    assert exp.methods[0].grid["ratio"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    assert exp.methods[1].grid == {"method": ["static"], "bits": [8, 4]}
+    assert exp.finetune is not None and exp.finetune["batch_size"] == 32
+    assert exp.measure.runtimes == ("onnxruntime", "torch") and exp.measure.batch_sizes == (1, 16)
+    assert exp.limits.trial_timeout_s == 60.0 and exp.limits.trial_memory_mb == 4000.0
+    assert exp.workers == 3
+    config = method_config(exp.methods[0], {"method": "fpgm", "ratio": 0.3})
+    assert config == FilterPruning(ratio=0.3, criterion="fpgm")
+    # 2 models x (2 x 8 pruning + 2 quantization) + 2 baselines
+    assert len(expand(exp)) == 2 * (16 + 2) + 2
+
+
+@pytest.mark.parametrize(
+    ("methods", "extra", "line", "expected"),
+    [
+        (
+            "  - prune: {method: l1, ratio: 1.5}",
+            "",
+            6,
+            "methods[0].prune.ratio: FilterPruning.ratio must be in [0, 1)",
+        ),
+        (
+            "  - prune: {method: l3, ratio: 0.5}",
+            "",
+            6,
+            "methods[0].prune.method: 'l3' is not one of l1, l2, fpgm",
+        ),
+        ("  - prune: {method: l1}", "", 6, "needs 'ratio'"),
+        ("  - prune: {method: l1, ratio: 0.5, bogus: 1}", "", 6, "unknown field(s) bogus"),
+        ("  - squeeze: {method: l1}", "", 6, "unknown method family 'squeeze'"),
+        (
+            "  - quantize: {method: qat, bits: 4}",
+            "",
+            6,
+            "quantization-aware training needs finetune.epochs >= 1",
+        ),
+        (
+            "  - prune: {method: l1, ratio: 0.5}",
+            "finetun: {epochs: 1}\n",
+            7,
+            "finetun: unknown key; did you mean 'finetune'?",
+        ),
+        (
+            "  - prune: {method: l1, ratio: 0.5}",
+            "finetune:\n  epochs: 1\n  lr: -1\n",
+            9,
+            "finetune.lr: TrainConfig.lr must be",
+        ),
+        (
+            "  - prune: {method: l1, ratio: 0.5}",
+            "measure: {runtimes: [tensorflow]}\n",
+            7,
+            "'tensorflow' is not one of torch",
+        ),
+        (
+            "  - prune: {method: l1, ratio: 0.5}",
+            "limits: {trial_timeout_s: -3}\n",
+            7,
+            "limits.trial_timeout_s",
+        ),
+        ("  - prune: {method: l1, ratio: 0.5}", "name: again\n", 7, "duplicate key"),
+        ("  - prune: {method: l1, ratio: [0.2, [0.3]]}", "", 6, "grid values must be scalars"),
+        ("  - prune: {method: l1, ratio: 0.5", "", 7, "invalid YAML"),
+    ],
+)
+def test_errors_name_line_and_field(
+    tiny_cifar: Path, methods: str, extra: str, line: int, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(_yaml(tiny_cifar, methods, extra), source="exp.yaml", check_models=False)
+    message = str(info.value)
+    assert message.startswith(f"exp.yaml:{line}: "), message
+    assert expected in message
+
+
+def test_model_and_layer_checks_name_their_line(tiny_cifar: Path, tmp_path: Path) -> None:
+    bad_model = _yaml(tiny_cifar).replace("resnet20_tiny", "resnet21_tiny")
+    with pytest.raises(ConfigError, match=r"^exp.yaml:3: models\[0\]\.name: .*resnet21_tiny"):
+        parse_experiment(bad_model, source="exp.yaml")
+    bad_layers = _yaml(tiny_cifar, extra="layers: {include: ['nothing.*']}\n")
+    with pytest.raises(
+        ConfigError, match=r"^exp.yaml:7: layers: for model 'resnet20_tiny': .*'nothing\.\*' matches no layer"
+    ):
+        parse_experiment(bad_layers, source="exp.yaml")
+    missing_weights = _yaml(tiny_cifar).replace(
+        "  - name: resnet20_tiny\n", "  - name: resnet20_tiny\n    weights: nope.th\n"
+    )
+    with pytest.raises(ConfigError, match=r"^exp.yaml:4: models\[0\]\.weights: no file 'nope.th'"):
+        parse_experiment(missing_weights, source="exp.yaml", base_dir=tmp_path)
+    missing_data = _yaml(tmp_path / "no-such-data")
+    with pytest.raises(ConfigError, match=r"^exp.yaml:4: data.path: .*does not exist"):
+        parse_experiment(missing_data, source="exp.yaml")
+
+
+def test_cli_rejects_a_bad_file_in_one_line_and_writes_nothing(tiny_cifar: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(_yaml(tiny_cifar, "  - prune: {method: l1, ratio: 2}"))
+    db = tmp_path / "store.db"
+    result = CliRunner().invoke(app, ["sweep", str(path), "--db", str(db)])
+    assert result.exit_code == 2
+    assert f"{path}:6: methods[0].prune.ratio" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not db.exists()
+    missing = CliRunner().invoke(app, ["sweep", str(tmp_path / "none.yaml"), "--db", str(db)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_load_experiment_reads_the_file(write_experiment) -> None:  # type: ignore[no-untyped-def]
+    exp = load_experiment(write_experiment())
+    assert exp.name == "tiny" and exp.workers == 2
+    assert [s.name for s in expand(exp)] == [
+        "resnet20_tiny/baseline",
+        "resnet20_tiny/l1 ratio=0.25",
+        "resnet20_tiny/l1 ratio=0.5",
+    ]

@@ -1,0 +1,46 @@
+"""The Ray executor on a real local Ray instance gives the same records as the local executor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeslim.sweep import Store, load_experiment, run_sweep
+
+DETERMINISTIC = (
+    "top1",
+    "params",
+    "nonzero_params",
+    "macs",
+    "size_bytes",
+    "param_reduction_ratio",
+    "top1_drop",
+)
+
+
+def _records(db: Path) -> dict[str, tuple[str, dict[str, object], list[str]]]:
+    with Store.open(db) as store:
+        exp = store.get_experiment("tiny")
+        assert exp is not None
+        return {
+            t.key: (
+                t.status,
+                {k: t.metrics.get(k) for k in DETERMINISTIC},
+                sorted(m for m in t.metrics if m != "warnings"),
+            )
+            for t in store.trials(exp.id)
+        }
+
+
+@pytest.mark.slow
+def test_ray_and_local_give_the_same_records(write_experiment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ray", reason="ray is not installed (pip install -c constraints.txt ray)")
+    experiment = load_experiment(write_experiment())
+    local = run_sweep(experiment, db=tmp_path / "local" / "s.db", progress=False)
+    ray = run_sweep(experiment, db=tmp_path / "ray" / "s.db", executor="ray", workers=2, progress=False)
+    assert (ray.executor, ray.workers, ray.threads, ray.done, ray.failed) == ("ray", 2, 1, 3, 0)
+    assert (local.done, local.failed) == (3, 0)
+    local_records = _records(tmp_path / "local" / "s.db")
+    assert _records(tmp_path / "ray" / "s.db") == local_records
+    assert all(status == "done" for status, _m, _k in local_records.values())
