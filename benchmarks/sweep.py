@@ -48,7 +48,7 @@ def experiment(name: str, trials: int) -> str:
     data = data_root() / "cifar10-exact-subset"
     ratios = ", ".join(f"{(i + 1) / 1000:.3f}" for i in range(trials - 1))
     return f"""name: {name}
-models: [resnet20_tiny]
+models: [{{name: resnet20_tiny, init: random}}]  # trials do trivial work: no weights needed
 data: {{path: {data}}}
 methods:
   - prune: {{method: l1, ratio: [{ratios}]}}

@@ -14,12 +14,13 @@ from edgeslim import tasks
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.cli.app import app
 from edgeslim.data import Augment
-from edgeslim.distillation import AB, KD, DistillResult
+from edgeslim.distillation import AB, KD, DistillResult, Hint
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
 from edgeslim.train import TrainConfig, TrainResult
 
 runner = CliRunner()
+HINT_CE = ["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "hint", "--finish", "ce"]
 
 
 def _outcome(out: Path) -> tasks.DistillOutcome:
@@ -160,6 +161,17 @@ def test_distill_teacher_checkpoint_and_defaults(monkeypatch: pytest.MonkeyPatch
             "init_epochs",
         ),
         (["--teacher-checkpoint", "t.pt", "--student", "r", "--alpha", "2"], "KD.alpha"),
+        # KD options where the method finishes on cross-entropy would be silently ignored
+        (
+            ["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "ab", "--alpha", "0.5"],
+            "--alpha only apply to KD, and --method ab trains on cross-entropy after its initialization "
+            "(its default finish); add --finish kd or drop --alpha",
+        ),
+        (
+            [*HINT_CE, "--temperature", "2", "--alpha", "0.3"],
+            "--alpha and --temperature only apply to KD, and --method hint trains on cross-entropy after "
+            "its initialization (--finish ce)",
+        ),
     ],
 )
 def test_distill_bad_options_are_one_line_errors(
@@ -171,8 +183,47 @@ def test_distill_bad_options_are_one_line_errors(
     monkeypatch.setattr(tasks, "distill_task", never)
     result = runner.invoke(app, ["distill", *extra])
     assert result.exit_code == 2
-    assert message in result.output
+    assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_kd_options_are_accepted_where_the_method_finishes_on_kd(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(tasks, "distill_task", lambda *a, **kw: calls.append(a[2]) or _outcome(kw["out"]))
+    base = ["distill", "--teacher-checkpoint", "t.pt", "--student", "r", "--json"]
+    ab = runner.invoke(app, [*base, "--method", "ab", "--finish", "kd", "--alpha", "0.5", "-T", "2"])
+    assert ab.exit_code == 0, ab.output
+    hint = runner.invoke(app, [*base, "--method", "hint", "--temperature", "3"])  # hint finishes on kd
+    assert hint.exit_code == 0, hint.output
+    assert calls == [AB(finish="kd", alpha=0.5, temperature=2.0), Hint(temperature=3.0)]
+
+
+def test_the_cache_note_appears_only_when_cached_logits_were_reused(tiny_cifar: Path, tmp_path: Path) -> None:
+    """Hints alongside KD (init_epochs 0) need the teacher every step: nothing is cached there."""
+    teacher_file = tmp_path / "teacher.pt"
+    save_checkpoint(teacher_file, create_model("resnet20_tiny"), model_name="resnet20_tiny")
+    note = "augmentation off: teacher logits were computed once per image and reused"
+
+    def run(config: KD | Hint, epochs: int) -> tasks.DistillOutcome:
+        return tasks.distill_task(
+            tasks.ModelSource(name="resnet20_tiny"),
+            tasks.ModelSource(checkpoint=teacher_file),
+            config,
+            tasks.DataSource(path=str(tiny_cifar.parent), val_fraction=0.0, limit=64),
+            TrainConfig(epochs=epochs, batch_size=32, bf16=False, channels_last=False),
+            out=tmp_path / f"{type(config).__name__}-{epochs}.pt",
+            augment=Augment.none(),
+            progress=False,
+        )
+
+    hint = run(Hint(init_epochs=0, finish="kd"), 2)
+    assert (hint.result.teacher_cache, hint.notes) == (None, ())
+    one_epoch = run(KD(), 1)  # the cache filled but never hit
+    assert one_epoch.result.teacher_cache == {"hits": 0, "misses": 64, "entries": 64, "enabled": 1}
+    assert one_epoch.notes == ()
+    two = run(KD(), 2)
+    assert two.result.teacher_cache is not None and two.result.teacher_cache["hits"] == 64
+    assert two.notes == (note,)
 
 
 def test_distill_end_to_end_on_tiny_models(tiny_cifar: Path, tmp_path: Path) -> None:

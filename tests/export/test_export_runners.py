@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgeslim import tasks
+from edgeslim.bench import count_macs
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.errors import ConfigError, ExportError
 from edgeslim.export import (
@@ -45,6 +46,18 @@ def test_default_runtime_policy() -> None:
     )
     assert default_runtime("fp32", candidates=["torch", "ort", "openvino"], batch_size=1) == "ort"
     assert default_runtime("fp32", candidates=["torch", "ort", "openvino"], batch_size=32) == "openvino"
+    both = ["ort", "openvino"]
+    assert default_runtime("fp32", batch_size=1, macs_per_image=4_400_000_000, candidates=both) == "openvino"
+    assert (
+        default_runtime("fp32", batch_size=32, macs_per_image=7_700_000, candidates=both) == "ort"
+    )  # 0.25 GMAC
+    assert default_runtime(
+        "int8", batch_size=32, macs_per_image=7_700_000, candidates=both, ort_float_layers=0
+    ) == ("openvino")
+    assert (
+        default_runtime("fp32", batch_size=4, macs_per_image=40_000_000, candidates=["ort", "openvino"])
+        == "ort"
+    )
     assert default_runtime("fp32", candidates=["ort", "torch"], batch_size=32) == "ort"
     assert default_runtime("fp32", candidates=["torch", "ort", "openvino", "tensorrt"]) == "tensorrt"
     assert default_runtime("fp16", candidates=["torch"]) == "torch"
@@ -121,8 +134,12 @@ def test_benchmark_all_runtimes_of_a_checkpoint(checkpoint: Path) -> None:
     assert set(result.failed) == absent and measured.isdisjoint(absent)
     assert set(result.parity) == {"ort", "openvino"} and all(p["ok"] for p in result.parity.values())
     assert set(result.fastest) == {1, 4} and set(result.fastest.values()) <= measured
+    assert result.macs_per_image == count_macs(create_model("resnet20_tiny"), (1, 3, 32, 32))
     assert result.default == {
-        b: default_runtime("fp32", candidates=sorted(measured), batch_size=b) for b in (1, 4)
+        b: default_runtime(
+            "fp32", candidates=sorted(measured), batch_size=b, macs_per_image=result.macs_per_image
+        )
+        for b in (1, 4)
     }
     for m in result.measurements:
         assert set(m.latency) == {1, 4} and all(s.runs == 2 and s.median_ms > 0 for s in m.latency.values())

@@ -196,3 +196,28 @@ def test_prune_cli_errors(argv: list[str], needle: str, tmp_path: Path) -> None:
     assert needle in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_training_a_filter_pruned_checkpoint_keeps_its_shape(tiny_cifar: Path, tmp_path: Path) -> None:
+    from edgeslim.train import TrainConfig
+
+    data = tasks.DataSource(path=str(tiny_cifar), split="test", val_fraction=0.0)
+    tasks.prune_task(
+        tasks.ModelSource(name="resnet20_tiny"),
+        FilterPruning(0.5),
+        out=tmp_path / "f.pt",
+        latency_batch_sizes=(),
+        progress=False,
+    )
+    pruned, _ = tasks.ModelSource(checkpoint=tmp_path / "f.pt").build()
+    tasks.train_task(
+        tasks.ModelSource(checkpoint=tmp_path / "f.pt"),
+        data,
+        TrainConfig(epochs=1, batch_size=32, lr=0.01),
+        out=tmp_path / "t.pt",
+        validate=False,
+        progress=False,
+    )
+    trained, spec = tasks.ModelSource(checkpoint=tmp_path / "t.pt").build()
+    assert spec["meta"]["channel_spec"] and count_params(trained) == count_params(pruned)
+    assert count_params(trained) < count_params(create_model("resnet20_tiny"))

@@ -30,8 +30,8 @@ def test_static_int8_task_reports_simulated_and_deployed(tiny_cifar: Path, tmp_p
     assert Path(d["packed_path"]).stat().st_size == d["size_bytes"]
     assert Path(d["onnx_path"]).stat().st_size == d["onnx_size_bytes"]
     assert d["size_bytes"] < d["size_bytes_fp32"]
-    # the container (zip records, entry table) adds bytes, never removes them
-    assert d["size_bytes_ideal"] < d["size_bytes"] < d["size_bytes_ideal"] + 4096
+    # the container (torch.save zip records, the entry table) adds a few KiB, never removes bytes
+    assert d["size_bytes_ideal"] < d["size_bytes"] < d["size_bytes_ideal"] + 8192
     assert d["parity"]["top1_agreement"] >= 0.95
     # the int8 artifact in ONNX Runtime and the fake-quant model classify (almost) the same images
     assert abs(d["top1_deployed"] - d["top1_simulated"]) <= 3.0

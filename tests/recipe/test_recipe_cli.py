@@ -121,7 +121,9 @@ def test_run_for_real_prints_the_steps_as_json(
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert Path(data["db"]) == Path("runs") / "sweeps.db" and (tmp_path / "runs" / "sweeps.db").is_file()
-    assert Path(data["out_dir"]) == Path("runs") / "recipes" / "tiny"
+    assert (
+        Path(data["out_dir"]) == tmp_path.resolve() / "runs" / "recipes" / "tiny"
+    )  # absolute: resumable anywhere
     (step,) = data["steps"]
     assert step["status"] == "ran" and step["metrics"]["num_images"] == 100
     assert list(step["metrics"]["latency_ms_by_batch"]) == ["2"]

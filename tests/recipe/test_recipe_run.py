@@ -17,7 +17,7 @@ from edgeslim import tasks
 from edgeslim.errors import ConfigError, TrainingError
 from edgeslim.models import load_model_from_checkpoint
 from edgeslim.recipe import RecipeOutcome, load_recipe, run_recipe
-from edgeslim.sweep.store import Store, TrialRecord
+from edgeslim.sweep.store import Store, TrialRecord, process_owner
 
 MEASURE_ORT = "  - {type: measure, runtime: ort, batch_sizes: [1, 4], runs: 3, warmup: 1, memory: inline}\n"
 MEASURE_TORCH = "  - {type: measure, runtime: torch, batch_sizes: [1], runs: 3, warmup: 1, memory: inline}\n"
@@ -183,11 +183,11 @@ def test_a_killed_step_runs_again_and_a_live_one_is_not_taken(
         assert store.claim_trial(failed.id, owner=f"{socket.gethostname()}:{dead.stdout.strip()}")
     outcome = run_recipe(recipe, db=db, out_dir=out, progress=False)
     assert [s.status for s in outcome.steps] == ["cached", "cached", "ran", "ran"]
-    # ... while a step held by a live process (this one) is left alone
+    # ... while a step held by another live process (our parent) is left alone
     with Store.open(db) as store:
         last = records(db, "tiny")[3]
         store.requeue(last.id)
-        assert store.claim_trial(last.id, owner=f"{socket.gethostname()}:{os.getpid()}")
+        assert store.claim_trial(last.id, owner=process_owner(os.getppid()))
     with pytest.raises(ConfigError, match=r"step 4 \(04-measure\) is being run by process"):
         run_recipe(recipe, db=db, out_dir=out, progress=False)
 
@@ -236,3 +236,33 @@ def test_filter_pruned_student_goes_through_distill_static_int8_and_export(
     assert quant.metrics["keep_sparsity"] is False
     assert export.metrics["parity"]["ok"] is True
     assert measure.metrics["num_images"] == 100
+
+
+def test_an_interrupted_train_step_goes_on_from_its_last_epoch(
+    write_recipe: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = load_recipe(
+        write_recipe("  - {type: train, augment: false, train: {epochs: 2, batch_size: 32}}\n")
+    )
+    real = tasks.train_task
+    seen: list[dict[str, Any]] = []
+    first: list[Any] = []
+
+    def interrupted_after_one_epoch(source: Any, data: Any, config: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        if len(seen) == 1:  # the first attempt writes its epoch-1 checkpoint, then dies
+            first.append(real(source, data, config.replace(epochs=1), **kwargs))
+            raise TrainingError("killed after epoch 1")
+        return real(source, data, config, **kwargs)
+
+    monkeypatch.setattr(tasks, "train_task", interrupted_after_one_epoch)
+    with pytest.raises(TrainingError, match="killed after epoch 1"):
+        run_recipe(recipe, db=tmp_path / "s.db", out_dir=tmp_path / "run", progress=False)
+    with pytest.warns(UserWarning, match="epochs 1 -> 2"):  # the simulated first attempt ran 1 of 2 epochs
+        outcome = run_recipe(recipe, db=tmp_path / "s.db", out_dir=tmp_path / "run", progress=False)
+    assert [kw["resume"] for kw in seen] == [False, True]
+    assert seen[0]["out"] == seen[1]["out"] == Path(outcome.steps[0].artifact)
+    history = outcome.steps[0].metrics["details"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0] == first[0].history[0]  # epoch 1 restored from the checkpoint (same timings), not rerun
+    assert outcome.steps[0].metrics["epochs"] == 2

@@ -243,3 +243,19 @@ def test_duplicate_keys_and_yaml_errors_name_the_line() -> None:
         )
     with pytest.raises(ConfigError, match=r"r\.yaml:\d+: invalid YAML"):
         parse_recipe("name: [\n", source="r.yaml")
+
+
+@pytest.mark.parametrize("name", ["distill_prune_qat.yaml", "tiny.yaml"])
+def test_example_recipes_are_valid(name: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "examples" / "recipes" / name)
+    assert recipe.model.weights is not None and recipe.model.weights.is_file()
+    assert recipe.steps[-1].type == "measure"
+    if name == "distill_prune_qat.yaml":
+        assert [s.type for s in recipe.steps] == ["distill", "prune", "quantize", "export", "measure"]
+        prune, quant = recipe.steps[1], recipe.steps[2]
+        assert isinstance(prune, PruneStep) and isinstance(prune.config, GradualPruning)
+        assert prune.config.final_sparsity == 0.8
+        assert (
+            isinstance(quant, QuantizeStep) and isinstance(quant.config, QAT) and quant.keep_sparsity is True
+        )

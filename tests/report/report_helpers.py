@@ -66,3 +66,13 @@ def records(db: Path, name: str = "hand") -> tuple[dict[str, Any], list[dict[str
         exp = store.get_experiment(name)
         assert exp is not None
         return exp.to_dict(), [t.to_dict() for t in store.trials(exp.id)]
+
+
+def add_done(db: Path, name: str, metrics: dict[str, Any], experiment: str = "hand") -> None:
+    """One more finished trial in the hand-built sweep (e.g. one with a simulated accuracy)."""
+    with Store.open(db) as store:
+        exp = store.get_experiment(experiment)
+        assert exp is not None
+        record = store.add_trial(exp.id, f"k-{name}", name, {"family": metrics.get("family")})
+        assert store.claim_trial(record.id, "test:1")
+        store.finish_trial(record.id, metrics=metrics, timings={"total_s": 1.0}, env={"hash": "abc123"})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from report_helpers import TRIALS, build_store, records
+from report_helpers import TRIALS, add_done, build_store, records
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
@@ -124,3 +125,39 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert before[0] == "a/baseline"
     numbers = [float(v) for v in after if v != "-"]
     assert numbers == sorted(numbers) and after[-2:] == ["-", "-"]
+
+
+def test_simulated_accuracy_and_runtime_failures_are_labelled(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    build_store(db)
+    common = {"model": "a", "runtime": "onnxruntime", "latency_batch_size": 1, "top1_drop": -1.0}
+    add_done(
+        db,
+        "a/qat bits=4",
+        {**common, "family": "quantize", "method": "qat", "bits": 4, "top1": 95.0, "simulated": True,
+         "latency_ms": 0.8, "size_bytes": 150_000},
+    )  # fmt: skip
+    add_done(
+        db,
+        "a/l1 ratio=0.1",
+        {**common, "family": "prune", "method": "l1", "rate": 0.1, "top1": 94.0, "size_bytes": 900_000,
+         "runtime_errors": {"onnxruntime": "parity FAILED: max |diff| 3.5"}},
+    )  # fmt: skip
+    page, _figures = render(*records(db))
+    sim_cell = (
+        '<td class="sim" title="fake-quantized simulation in torch: this model could not be deployed" '
+        'data-v="95.0">95.00 simulated</td>'
+    )
+    assert page.count(sim_cell) == 1 and page.count('class="sim"') == 1
+    found = re.search(r'<script type="application/json" id="point-labels">(.*?)</script>', page)
+    assert found is not None
+    labels = [label for group in json.loads(found.group(1)).values() for label in group]
+    assert "a/qat bits=4: 95.00% (simulated) at 0.800 ms" in labels
+    assert "a/qat bits=4: 95.00% (simulated) at 0.150 MB" in labels
+    assert "a/static bits=8: 90.80% at 0.900 ms" in labels  # deployed int8: no label
+    assert '<td class="err" data-v="onnxruntime: parity FAILED: max |diff| 3.5">' in page
+    text = " ".join(page.split())
+    assert "int8 models are measured on their deployed runtime" not in text
+    assert "marked <i>simulated</i> (1 trial(s) here)" in text
+    assert "process resident memory during inference" not in text
+    assert "peak resident memory of a fresh process that loads the artifact" in text

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from report_helpers import build_store, records
+import pytest
+from report_helpers import add_done, build_store, records
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
+from edgeslim.errors import ConfigError
 from edgeslim.report import Constraints, pareto_front, recommend, rows
 
 
@@ -74,3 +76,46 @@ def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["recommend", "hand", "--db", str(tmp_path / "none.db")])
     assert missing.exit_code == 2 and "no result store" in missing.output
     assert not (tmp_path / "none.db").exists()
+
+
+def test_zero_limits_are_refused_not_divided_by(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    build_store(db)
+    runner = CliRunner()
+    for flag in ("--max-latency-ms", "--max-size-mb"):
+        result = runner.invoke(app, ["recommend", "hand", "--db", str(db), flag, "0"])
+        assert result.exit_code == 2, result.output
+        assert f"{flag} must be a number > 0" in result.output and "Traceback" not in result.output
+    negative = runner.invoke(app, ["recommend", "hand", "--db", str(db), "--max-accuracy-drop", "-1"])
+    assert negative.exit_code == 2 and "--max-accuracy-drop must be a number >= 0" in negative.output
+    with pytest.raises(ConfigError, match=r"--max-size-mb must be a number > 0"):
+        Constraints(max_size_mb=0.0)
+    with pytest.raises(ConfigError, match=r"--max-latency-ms must be a number, got nan"):
+        Constraints(max_latency_ms=float("nan"))
+    assert recommend(_rows(tmp_path), Constraints(max_accuracy_drop=0.0)).num_fitting == 2  # baselines
+
+
+def test_reasons_warn_about_simulated_accuracy_and_missing_runtimes(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    build_store(db)
+    common = {"model": "a", "runtime": "onnxruntime", "latency_batch_size": 1, "params": 1000}
+    add_done(
+        db,
+        "a/qat bits=4",
+        {**common, "family": "quantize", "method": "qat", "top1": 95.0, "top1_drop": -4.0, "simulated": True,
+         "latency_ms": 0.8, "size_bytes": 150_000},
+    )  # fmt: skip
+    add_done(
+        db,
+        "a/l1 ratio=0.1",
+        {**common, "family": "prune", "method": "l1", "rate": 0.1, "top1": 94.0, "top1_drop": -3.0,
+         "size_bytes": 900_000, "runtime_errors": {"onnxruntime": "parity FAILED: max |diff| 3.5"}},
+    )  # fmt: skip
+    rec = recommend(rows(records(db)[1]), Constraints(max_size_mb=1.0), top=2)
+    first, second = rec.fitting
+    assert (first.row["name"], first.row["simulated"]) == ("a/qat bits=4", True)
+    assert first.reasons[-1].startswith("caution: its top-1 is simulated (fake quantization in torch)")
+    assert second.row["name"] == "a/l1 ratio=0.1" and not second.row["simulated"]
+    assert second.reasons[-1] == "caution: no onnxruntime figures (parity FAILED: max |diff| 3.5)"
+    result = CliRunner().invoke(app, ["recommend", "hand", "--db", str(db), "--max-size-mb", "1"])
+    assert result.exit_code == 0 and "top-1 95.00% (simulated)" in " ".join(result.output.split())

@@ -15,7 +15,10 @@ from edgeslim.sweep.experiment import method_config
 
 
 def _yaml(data: Path, methods: str = "  - prune: {method: l1, ratio: 0.5}", extra: str = "") -> str:
-    return f"name: t\nmodels:\n  - name: resnet20_tiny\ndata: {{path: {data}}}\nmethods:\n{methods}\n{extra}"
+    return (
+        f"name: t\nmodels:\n  - {{name: resnet20_tiny, init: random}}\ndata: {{path: {data}}}\n"
+        f"methods:\n{methods}\n{extra}"
+    )
 
 
 def test_full_schema_parses(tiny_cifar: Path, tmp_path: Path) -> None:
@@ -130,10 +133,8 @@ def test_model_and_layer_checks_name_their_line(tiny_cifar: Path, tmp_path: Path
         ConfigError, match=r"^exp.yaml:7: layers: for model 'resnet20_tiny': .*'nothing\.\*' matches no layer"
     ):
         parse_experiment(bad_layers, source="exp.yaml")
-    missing_weights = _yaml(tiny_cifar).replace(
-        "  - name: resnet20_tiny\n", "  - name: resnet20_tiny\n    weights: nope.th\n"
-    )
-    with pytest.raises(ConfigError, match=r"^exp.yaml:4: models\[0\]\.weights: no file 'nope.th'"):
+    missing_weights = _yaml(tiny_cifar).replace("init: random", "weights: nope.th")
+    with pytest.raises(ConfigError, match=r"^exp.yaml:3: models\[0\]\.weights: no file 'nope.th'"):
         parse_experiment(missing_weights, source="exp.yaml", base_dir=tmp_path)
     missing_data = _yaml(tmp_path / "no-such-data")
     with pytest.raises(ConfigError, match=r"^exp.yaml:4: data.path: .*does not exist"):
@@ -161,3 +162,85 @@ def test_load_experiment_reads_the_file(write_experiment) -> None:  # type: igno
         "resnet20_tiny/l1 ratio=0.25",
         "resnet20_tiny/l1 ratio=0.5",
     ]
+
+
+def test_every_model_needs_weights_training_or_an_explicit_random_init(tiny_cifar: Path) -> None:
+    bare = _yaml(tiny_cifar).replace("{name: resnet20_tiny, init: random}", "resnet20_tiny")
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(bare, source="exp.yaml", check_models=False)
+    message = str(info.value)
+    assert message.startswith("exp.yaml:3: models[0]: model 'resnet20_tiny' has no weights: give")
+    assert "'init: random' (untrained, for tests and demos only)" in message
+    both = _yaml(tiny_cifar).replace("init: random", "init: random, train: {epochs: 1}")
+    with pytest.raises(ConfigError, match=r"^exp.yaml:3: models\[0\]\.init: give only one of"):
+        parse_experiment(both, source="exp.yaml", check_models=False)
+    wrong = _yaml(tiny_cifar).replace("init: random", "init: zeros")
+    with pytest.raises(ConfigError, match=r"^exp.yaml:3: models\[0\]\.init: 'zeros' is not one of random"):
+        parse_experiment(wrong, source="exp.yaml", check_models=False)
+    exp = parse_experiment(_yaml(tiny_cifar), source="exp.yaml", check_models=False)
+    assert (exp.models[0].init, exp.models[0].weights, exp.models[0].train) == ("random", None, None)
+
+
+@pytest.mark.parametrize(
+    ("methods", "extra", "line", "expected"),
+    [
+        (  # {lr} alone used to mean "no fine-tuning" silently
+            "  - prune: {method: l1, ratio: 0.5}",
+            "finetune: {lr: 0.01}\n",
+            7,
+            "finetune: missing 'epochs' (the training budget; 0 for none)",
+        ),
+        (
+            "  - prune: {method: l1, ratio: 0.5, finetune: {lr: 0.01}}",
+            "",
+            6,
+            "methods[0].prune.finetune: missing 'epochs' (the top-level finetune gives none to inherit)",
+        ),
+        (  # a block budget on PTQ used to be dropped silently
+            "  - quantize: {method: static, bits: 8, finetune: {epochs: 2}}",
+            "",
+            6,
+            "methods[0].quantize.finetune: static quantization does not train",
+        ),
+        (
+            "  - quantize: {method: [static, dynamic], finetune: {epochs: 2}}",
+            "",
+            6,
+            "methods[0].quantize.finetune: static and dynamic quantization does not train",
+        ),
+    ],
+)
+def test_finetune_needs_epochs_and_a_method_that_trains(
+    tiny_cifar: Path, methods: str, extra: str, line: int, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(_yaml(tiny_cifar, methods, extra), source="exp.yaml", check_models=False)
+    message = str(info.value)
+    assert message.startswith(f"exp.yaml:{line}: {expected}"), message
+
+
+def test_block_finetune_inherits_the_epochs_and_applies_to_the_methods_that_train(tiny_cifar: Path) -> None:
+    text = _yaml(
+        tiny_cifar,
+        "  - quantize: {method: [static, qat], bits: 8, finetune: {lr: 0.0005}}",
+        "finetune: {epochs: 2, lr: 0.01}\n",
+    )
+    exp = parse_experiment(text, check_models=False)
+    assert exp.methods[0].finetune is not None
+    assert (exp.methods[0].finetune["epochs"], exp.methods[0].finetune["lr"]) == (2, 0.0005)
+    static, qat = (s for s in expand(exp) if s.kind == "compress")
+    assert static.config["finetune"] is None and qat.config["finetune"]["epochs"] == 2
+    none = parse_experiment(_yaml(tiny_cifar, extra="finetune: {epochs: 0}\n"), check_models=False)
+    assert none.finetune is None  # explicit: no fine-tuning
+
+
+def test_artifacts_are_relative_to_the_experiment_file(
+    tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    path = folder / "exp.yaml"
+    path.write_text(_yaml(tiny_cifar, extra="artifacts: out/models\n"))
+    monkeypatch.chdir(tmp_path)  # like weights, not the working directory
+    exp = load_experiment(path)
+    assert exp.artifacts == str((folder / "out" / "models").resolve())

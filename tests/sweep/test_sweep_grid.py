@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgeslim.sweep import expand, parse_experiment
 
 
 def _experiment(data: Path, finetune_lr: float = 0.01, extra_block: str = "") -> str:
     return f"""name: g
-models: [resnet20_tiny, {{name: vgg11_tiny, label: vgg}}]
+models: [{{name: resnet20_tiny, init: random}}, {{name: vgg11_tiny, label: vgg, init: random}}]
 data: {{path: {data}}}
 layers: {{types: [conv]}}
 methods:
@@ -66,8 +68,6 @@ def test_identical_grid_points_run_once(tiny_cifar: Path) -> None:
 
 
 def test_a_grown_grid_is_accepted_but_changed_settings_are_refused(tiny_cifar: Path, tmp_path: Path) -> None:
-    import pytest
-
     from edgeslim.errors import ConfigError
     from edgeslim.sweep.runner import register_trials
     from edgeslim.sweep.store import Store
@@ -84,3 +84,37 @@ def test_a_grown_grid_is_accepted_but_changed_settings_are_refused(tiny_cifar: P
         assert len(store.trials(exp_id)) == 18
         with pytest.raises(ConfigError, match=r"already has 14 trial\(s\) this file no longer produces"):
             register_trials(store, changed, expand(changed))
+
+
+def test_keys_follow_file_contents_not_where_the_checkout_lives(
+    tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving the checkout or pointing $EDGESLIM_DATA at a copy keeps the keys; new contents change them."""
+    import shutil
+
+    def checkout(where: Path) -> list[str]:
+        (where / "data").mkdir(parents=True)
+        shutil.copytree(tiny_cifar, where / "data" / "tiny")
+        (where / "exp").mkdir()
+        (where / "exp" / "w.th").write_bytes(weights)
+        text = (
+            "name: k\nmodels: [{name: resnet20_tiny, weights: w.th}]\ndata: {path: tiny}\n"
+            "layers: {types: [conv]}\nmethods:\n  - prune: {method: l1, ratio: [0.2, 0.4]}\n"
+        )
+        (where / "exp" / "e.yaml").write_text(text)
+        monkeypatch.setenv("EDGESLIM_DATA", str(where / "data"))
+        return [s.key for s in expand(load_experiment(where / "exp" / "e.yaml", check_models=False))]
+
+    from edgeslim.sweep import load_experiment
+
+    weights = b"weights v1" * 1000
+    first = checkout(tmp_path / "a")
+    moved = checkout(tmp_path / "b")
+    assert moved == first and len(set(first)) == 3
+    weights = b"weights v2" * 1000  # same size, other contents
+    retrained = checkout(tmp_path / "c")
+    assert all(a != b for a, b in zip(first, retrained, strict=True))
+    experiment = load_experiment(tmp_path / "c" / "exp" / "e.yaml", check_models=False)
+    spec = expand(experiment)[0]
+    assert spec.config["model"]["weights"] == str((tmp_path / "c" / "exp" / "w.th").resolve())
+    assert spec.config["data"]["path"] == str((tmp_path / "c" / "data" / "tiny").resolve())

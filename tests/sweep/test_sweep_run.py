@@ -7,11 +7,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
+from sweep_helpers import InlineExecutor, exits_on_half, trivial_trial
 
-from edgeslim.sweep import Store, load_experiment, run_sweep
+from edgeslim.sweep import Store, TrialJob, expand, load_experiment, run_sweep
+from edgeslim.sweep.executors import Finished, LocalExecutor
+from edgeslim.sweep.runner import register_trials
+from edgeslim.sweep.store import TrialRecord, owner_id, process_owner
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(write_experiment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -103,3 +109,116 @@ def test_sigkilled_sweep_resumes_without_losing_finished_trials(write_experiment
     interrupted = [t for t in before if t.status == "running"]
     for t in interrupted:
         assert after[t.key].attempts == 2
+
+
+def _records_by_name(db: Path) -> dict[str, TrialRecord]:
+    with Store.open(db) as store:
+        exp = store.get_experiment("tiny")
+        assert exp is not None
+        return {t.name: t for t in store.trials(exp.id)}
+
+
+@pytest.mark.timeout(60)
+def test_a_trial_this_process_left_running_is_taken_over_not_waited_for(
+    write_experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A resumed sweep used to wait forever on a baseline its own owner id held (same pid again)."""
+    experiment = load_experiment(write_experiment())
+    db = tmp_path / "s.db"
+    with Store.open(db) as store:
+        exp_id = register_trials(store, experiment, expand(experiment))
+        baseline = store.trials(exp_id, kind="baseline")[0]
+        assert store.claim_trial(baseline.id, owner_id())
+    executor = InlineExecutor()
+    summary = run_sweep(experiment, db=db, executor=executor, progress=False, poll_s=0.01)
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (3, 3, 0, 3)
+    assert [j.name for j in executor.jobs] == [
+        "resnet20_tiny/baseline",
+        "resnet20_tiny/l1 ratio=0.25",
+        "resnet20_tiny/l1 ratio=0.5",
+    ]
+    records = _records_by_name(db)
+    assert records["resnet20_tiny/baseline"].attempts == 2
+    assert records["resnet20_tiny/l1 ratio=0.5"].metrics["trial"] == "resnet20_tiny/l1 ratio=0.5"
+
+
+@pytest.mark.timeout(60)
+def test_a_sweep_takes_over_a_baseline_whose_sweep_dies_while_it_waits(
+    write_experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    experiment = load_experiment(write_experiment())
+    db = tmp_path / "s.db"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    try:
+        with Store.open(db) as store:
+            exp_id = register_trials(store, experiment, expand(experiment))
+            baseline = store.trials(exp_id, kind="baseline")[0]
+            assert store.claim_trial(baseline.id, process_owner(other.pid))  # another live sweep has it
+        executor = InlineExecutor()
+        t0 = time.monotonic()
+        summary = run_sweep(experiment, db=db, executor=executor, progress=False, poll_s=0.02)
+        waited = time.monotonic() - t0
+        # it waited while the other process lived (it is not reaped: a zombie counts as dead)
+        assert other.poll() is not None and waited >= 0.5
+    finally:
+        if other.poll() is None:
+            other.kill()
+        other.wait()
+    assert (summary.total, summary.done, summary.failed) == (3, 3, 0)
+    assert executor.jobs[0].name == "resnet20_tiny/baseline"
+    assert _records_by_name(db)["resnet20_tiny/baseline"].attempts == 2
+
+
+def test_a_worker_killed_mid_trial_is_recorded_and_the_sweep_goes_on(
+    write_experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_experiment(
+        methods=[{"prune": {"method": "l1", "ratio": [0.25, 0.5, 0.75]}}],
+        execution={"workers": 1, "threads": 1},
+    )
+    db = tmp_path / "s.db"
+    summary = run_sweep(load_experiment(path), db=db, progress=False, trial_fn=exits_on_half)
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (4, 3, 1, 4)
+    records = _records_by_name(db)
+    crashed = records["resnet20_tiny/l1 ratio=0.5"]
+    assert (crashed.status, crashed.error) == (
+        "failed",
+        "the worker process running this trial died with exit code 9",
+    )
+    after = records["resnet20_tiny/l1 ratio=0.75"]  # ran on the replacement worker
+    assert after.status == "done" and after.metrics["trial"] == "resnet20_tiny/l1 ratio=0.75"
+
+
+def test_submit_to_an_idle_worker_that_died_goes_to_a_fresh_worker(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store.open(db) as store:
+        exp = store.create_experiment("e", {})
+        trial = store.add_trial(exp.id, "k", "m/baseline", {}, kind="baseline")
+        assert store.claim_trial(trial.id)
+    executor = LocalExecutor(1, db_path=db, threads=1, trial_fn=trivial_trial)
+    executor.start()
+    try:
+        idle = executor._workers[0].process
+        idle.kill()  # killed while idle (out-of-memory killer, an operator)
+        idle.join()
+        job = TrialJob(trial.id, "k", "m/baseline", "baseline", {}, None, str(tmp_path / "w"))
+        executor.submit(job)  # raised BrokenPipeError
+        finished: list[Finished] = []
+        deadline = time.monotonic() + 60
+        while not finished and time.monotonic() < deadline:
+            finished = executor.wait(0.2)
+    finally:
+        executor.shutdown()
+    assert [(f.trial_id, f.status) for f in finished] == [(trial.id, "done")]
+    assert executor.replaced == 1
+    with Store.open(db) as store:
+        record = store.trial(trial.id)
+    assert record is not None and record.status == "done" and record.metrics["trial"] == "m/baseline"
+
+
+def test_executors_count_cpus_with_the_data_loaders_helper() -> None:
+    from edgeslim.data.folder import _usable_cpus
+    from edgeslim.sweep.executors import base
+
+    assert base.usable_cpus is _usable_cpus  # one definition (affinity mask aware)
+    assert base.threads_per_worker(1) == _usable_cpus() and base.threads_per_worker(2, 3) == 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeslim.errors import ConfigError
-from edgeslim.sweep.store import Store
+from edgeslim.sweep.store import Store, owner_alive, owner_id, process_owner
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -58,15 +58,55 @@ def test_requeue_stale_only_takes_trials_of_dead_owners(tmp_path: Path) -> None:
     host = socket.gethostname()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    parent = process_owner(os.getppid())  # a live process other than this one
     with Store.open(tmp_path / "s.db") as store:
         exp = store.create_experiment("e", {})
-        mine = store.add_trial(exp.id, "a", "a", {})
-        gone = store.add_trial(exp.id, "b", "b", {})
-        store.claim_trial(mine.id, f"{host}:{os.getpid()}")
-        store.claim_trial(gone.id, f"{host}:{dead.pid}")
-        assert store.requeue_stale(exp.id) == 1
+        ids = {key: store.add_trial(exp.id, key, key, {}).id for key in "abcdefg"}
+        store.claim_trial(ids["a"], parent)
+        store.claim_trial(ids["b"], f"{host}:{dead.pid}")  # the older host:pid form
+        store.claim_trial(ids["c"], process_owner(dead.pid))
+        # a pid that now belongs to another process (a restarted container's PID 1): not the claimant
+        store.claim_trial(ids["d"], f"{host}:{os.getppid()}:12345.67")
+        store.claim_trial(ids["e"], owner_id())  # this very process, but it is not running it
+        store.claim_trial(ids["f"], owner_id())  # ... while this one it is running
+        store.claim_trial(ids["g"], f"elsewhere-{host}:{os.getppid()}:1.00")
+        assert store.requeue_stale(exp.id, in_flight={ids["f"]}) == 5
         statuses = {t.key: t.status for t in store.trials(exp.id)}
-        assert statuses == {"a": "running", "b": "queued"}
+        assert statuses == dict(
+            a="running", b="queued", c="queued", d="queued", e="queued", f="running", g="queued"
+        )
+        assert [t.owner for t in store.trials(exp.id, status="queued")] == [None] * 5
+    assert owner_id() == process_owner(os.getpid()) and owner_id().startswith(f"{host}:{os.getpid()}:")
+    assert owner_alive(parent) and owner_alive(f"{host}:{os.getppid()}")
+    assert not owner_alive(f"{host}:{os.getppid()}:12345.67") and not owner_alive(process_owner(dead.pid))
+    assert not owner_alive(None) and not owner_alive("garbage")
+
+
+def test_requeue_and_records_are_guarded_by_status(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.db") as store:
+        exp = store.create_experiment("e", {})
+        t = store.add_trial(exp.id, "k", "k", {})
+        assert not store.requeue(t.id)  # queued already
+        assert store.claim_trial(t.id, "me:1:1.00")
+        # the stale check looked while it ran, the trial finished, then the requeue came
+        assert store.finish_trial(t.id, metrics={"top1": 90.0}, artifact="/a/model.pt", env={"hash": "h"})
+        assert not store.requeue(t.id, only_if="running", owner="me:1:1.00")
+        done = store.trial(t.id)
+        assert done is not None and (done.status, done.metrics) == ("done", {"top1": 90.0})
+        # an explicit rerun (--retry-failed, a recipe step whose artifact changed) still works ...
+        assert store.requeue(t.id)
+        # ... and a claim clears what the earlier attempt recorded
+        assert store.claim_trial(t.id, "me:1:1.00")
+        again = store.trial(t.id)
+        assert again is not None and (again.status, again.attempts) == ("running", 2)
+        assert (again.metrics, again.artifact, again.env, again.finished_at) == ({}, None, {}, None)
+        # requeued as stale while its worker still ran: the late result does not overwrite the queue
+        assert store.requeue(t.id, only_if="running")
+        assert not store.finish_trial(t.id, metrics={"top1": 1.0})
+        assert not store.fail_trial(t.id, "late")
+        late = store.trial(t.id)
+        assert late is not None and (late.status, late.metrics, late.error) == ("queued", {}, None)
+        assert not store.requeue(t.id, only_if="failed")
 
 
 def _claim_all(db: str, n: int, owner: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

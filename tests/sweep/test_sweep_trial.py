@@ -6,12 +6,14 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from sweep_helpers import experiment_yaml
+from sweep_helpers import FAST_METRICS, experiment_yaml
 
-from edgeslim.bench import count_nonzero_params, count_params
+from edgeslim.bench import Measurement, count_nonzero_params, count_params
 from edgeslim.models import create_model, load_model_from_checkpoint
 from edgeslim.sweep import TrialJob, TrialOutput, execute, expand, parse_experiment, run_trial
+from edgeslim.sweep.trial import non_finite
 
 
 def _job(spec, tmp_path: Path, baseline: dict | None = None, **kw) -> TrialJob:  # type: ignore[no-untyped-def,type-arg]
@@ -28,7 +30,7 @@ def _job(spec, tmp_path: Path, baseline: dict | None = None, **kw) -> TrialJob: 
     )
 
 
-@pytest.mark.slow  # two ONNX exports and an int8 QDQ export: about 10 s
+@pytest.mark.slow  # ONNX and int8 QDQ exports, fresh-process memory probes: about 15 s
 def test_baseline_prune_and_int8_trials_measure_against_the_baseline(
     tiny_cifar: Path, tmp_path: Path
 ) -> None:
@@ -46,12 +48,20 @@ def test_baseline_prune_and_int8_trials_measure_against_the_baseline(
     assert m["params"] == count_params(reference) and m["top1_drop"] == 0.0
     assert m["size_bytes"] == Path(base.artifact or "").stat().st_size  # the torch runtime's artifact
     assert set(m["latency_ms_by_batch"]) == {"1", "4"} and m["latency_batch_size"] == 1
+    assert (m["simulated"], m["init"], m["top1_runtime"]) == (False, "random", "torch")
     assert [x["runtime"] for x in base.measurements] == ["torch", "onnxruntime"]
     ort = base.measurements[1]
     assert (
         ort["size_bytes"] == Path(ort["artifact"]).stat().st_size
         and ort["extra"]["onnx_parity_max_abs_diff"] < 1e-3
+        and ort["extra"]["onnx_parity"]["ok"]
     )
+    # memory: a fresh process loading the artifact on the runtime, not this long-lived process
+    for x in base.measurements:
+        assert x["extra"]["memory"] == "fresh process: runtime + load + one batch of 4"
+        assert 0 < x["extra"]["rss_increase_bytes"] < x["peak_rss_bytes"] < 2e9
+    assert m["peak_rss_bytes"] == base.measurements[0]["peak_rss_bytes"]
+    assert any("random initial weights" in n for n in base.measurements[0]["notes"])
     assert base.env["hash"] and base.env["worker_threads"] == 1
     baseline = {"artifact": base.artifact, "metrics": base.metrics}
 
@@ -69,6 +79,8 @@ def test_baseline_prune_and_int8_trials_measure_against_the_baseline(
     assert quant.status == "done", quant.error
     q = quant.metrics
     assert q["bits"] == 8 and q["params"] == m["params"] and q["param_reduction_ratio"] == 0.0
+    assert (q["simulated"], q["top1_runtime"]) == (False, "onnxruntime")  # deployed int8 accuracy
+    assert q["top1"] == q["top1_deployed"] and q["peak_rss_bytes"] is None  # torch: not measured
     torch_m, ort_m = quant.measurements
     assert torch_m["latency"] == {} and "fake quantization" in " ".join(torch_m["notes"])
     assert ort_m["artifact"].endswith(".onnx") and set(ort_m["latency"]) == {"1", "4"}
@@ -113,13 +125,106 @@ def test_time_limit_interrupts_the_trial() -> None:
     assert time.perf_counter() - t0 < 5
 
 
+def _modest(job: TrialJob) -> TrialOutput:
+    block = bytearray(20_000_000)  # 20 MB, held while the watchdog looks
+    time.sleep(0.3)
+    return TrialOutput(metrics={"top1": float(len(block) > 0)})
+
+
 def test_memory_limit_interrupts_the_trial() -> None:
+    outcome = execute(_job_for("hungry", memory_mb=300), _hungry)
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "over the limit of 300 MB" in outcome.error
+    assert "growth of the worker process's resident memory since the trial started" in outcome.error
+
+
+def test_the_memory_limit_counts_only_what_the_trial_adds() -> None:
+    """A long-lived worker already holds earlier trials' memory; that must not fail the next trial."""
     import psutil
 
-    limit_mb = psutil.Process().memory_info().rss / 1e6 + 300
-    outcome = execute(_job_for("hungry", memory_mb=limit_mb), _hungry)
-    assert outcome.status == "failed"
-    assert outcome.error is not None and f"over the limit of {limit_mb:g} MB" in outcome.error
+    held_mb = psutil.Process().memory_info().rss / 1e6  # torch and earlier tests: hundreds of MB
+    outcome = execute(_job_for("modest", memory_mb=held_mb / 4), _modest)
+    assert held_mb / 4 > 40 and outcome.status == "done", outcome.error
+
+
+def test_non_finite_finds_numpy_numbers_lists_and_measurements() -> None:
+    metrics = {
+        "a": np.float32("nan"),
+        "b": [1.0, math.inf, {"c": np.float64(-np.inf)}],
+        "fine": [np.int64(3), True, 10**400, "nan", None, np.float16(2.0)],
+    }
+    assert non_finite(metrics) == ["a", "b[1]", "b[2].c"]
+    assert non_finite(Measurement(model="m", top1=math.nan), "m") == ["m.top1"]
+    assert non_finite((1.0, 2.0)) == [] and non_finite(np.float32(1.5)) == []
+
+    def bad_measurement(job: TrialJob) -> TrialOutput:
+        return TrialOutput(
+            metrics={"top1": 50.0},
+            measurements=[
+                {"runtime": "torch"},
+                {"runtime": "ort", "latency": {"1": {"median_ms": math.nan}}},
+            ],
+        )
+
+    outcome = execute(_job_for("bad"), bad_measurement)
+    assert (outcome.status, outcome.error) == (
+        "failed",
+        "the trial produced NaN/inf in measurements[1].latency.1.median_ms",
+    )
+    numpy_nan = execute(_job_for("np"), lambda job: TrialOutput(metrics={"top1": np.float32("nan")}))
+    assert (numpy_nan.status, numpy_nan.error) == ("failed", "the trial produced NaN/inf in top1")
+
+
+def test_a_failed_onnx_parity_check_is_a_failed_measurement(
+    tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs that differ: no ORT latency credited, no claim of parity, the failure noted."""
+    import edgeslim.export
+    from edgeslim.export import ExportResult, Parity
+
+    def diverging_export(model, format, example, *, out, **kw):  # type: ignore[no-untyped-def]
+        Path(out).write_bytes(b"not really onnx" * 10)
+        inputs = kw["parity_inputs"]
+        assert (kw["parity_source"], tuple(inputs.shape)) == ("random", (64, *example.shape[1:]))
+        parity = Parity(3.5, 0.4, int(inputs.shape[0]), 1e-3, inputs="random", reference="PyTorch model")
+        return ExportResult("onnx", "fp32", Path(out), (Path(out),), 150, "ort", parity, "fake", 0.0)
+
+    monkeypatch.setattr(edgeslim.export, "export", diverging_export)
+    measure = {"metrics": FAST_METRICS, "runtimes": ["onnxruntime", "torch"], "batch_sizes": [1]}
+    text = experiment_yaml(tiny_cifar, measure={**measure, "latency_runs": 2, "warmup": 0})
+    base = execute(_job(expand(parse_experiment(text))[0], tmp_path), run_trial)
+    assert base.status == "done", base.error
+    ort, torch_m = base.measurements
+    assert (ort["runtime"], ort["latency"], ort["top1"], ort["peak_rss_bytes"]) == (
+        "onnxruntime",
+        {},
+        None,
+        None,
+    )
+    reason = ort["extra"]["failed"]
+    assert reason.startswith(
+        "the exported ONNX file does not reproduce the model (parity FAILED: max |diff| 3.5"
+    )
+    assert "on 64 inputs (random)" in reason and ort["notes"][-1] == f"not measured: {reason}"
+    assert not any("parity" in note and "passed" in note for note in ort["notes"])
+    assert ort["extra"]["onnx_parity"]["ok"] is False and ort["size_bytes"] == 150
+    assert set(torch_m["latency"]) == {"1"} and torch_m["top1"] == base.metrics["top1"]
+    m = base.metrics
+    assert (m["runtime"], m["latency_ms"], m["latency_ms_by_batch"]) == ("onnxruntime", None, {})
+    assert m["runtime_errors"] == {"onnxruntime": reason}
+
+
+def test_metrics_say_when_accuracy_is_a_simulation(tiny_cifar: Path, tmp_path: Path) -> None:
+    from edgeslim.sweep.trial import _metrics
+
+    spec = expand(parse_experiment(experiment_yaml(tiny_cifar)))[1]
+    baseline = {"artifact": "b.pt", "metrics": {"top1": 80.0, "nonzero_params": 100, "macs": 1000}}
+    job = _job(spec, tmp_path, baseline)
+    fake = Measurement(model="m", runtime="torch", precision="int4", simulated=True, top1=71.5, params=100)
+    metrics = _metrics(job, fake, [fake.replace(top1=None)], rate=None, input_size=(3, 32, 32))
+    assert (metrics["top1"], metrics["simulated"], metrics["top1_drop"]) == (71.5, True, 8.5)
+    real = fake.replace(simulated=False, runtime="onnxruntime")
+    assert _metrics(job, real, [real], rate=None, input_size=(3, 32, 32))["simulated"] is False
 
 
 def test_nan_and_exceptions_become_failed_outcomes() -> None:

@@ -258,6 +258,14 @@ def register(app: typer.Typer) -> None:
                 feature_weight=feature_weight,
                 finish=finish,
             )
+            kd_flags = [f for f, v in (("--alpha", alpha), ("--temperature", temperature)) if v is not None]
+            if kd_flags and not isinstance(config, KD) and config.finish != "kd":
+                why = "its default finish" if finish is None else "--finish ce"
+                raise ConfigError(
+                    f"{' and '.join(kd_flags)} only apply to KD, and --method {method} trains on "
+                    f"cross-entropy after its initialization ({why}); add --finish kd or drop "
+                    f"{' and '.join(kd_flags)}"
+                )
             train_config = TrainConfig(
                 epochs=epochs,
                 batch_size=batch_size,

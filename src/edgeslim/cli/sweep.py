@@ -112,7 +112,7 @@ def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = 
         table.add_row(
             t["name"],
             t["status"],
-            fmt_pct(m.get("top1")),
+            fmt_pct(m.get("top1")) + (" (simulated)" if m.get("simulated") else ""),
             "-" if drop is None else f"{drop:.2f}",
             "-" if red is None else f"{100 * red:.1f}%",
             _mb(m.get("size_bytes")),
@@ -147,10 +147,10 @@ def recommend_cmd(
     experiment: ExpArg,
     max_latency_ms: Annotated[
         float | None,
-        typer.Option("--max-latency-ms", help="Latency limit (primary runtime, smallest batch)."),
+        typer.Option("--max-latency-ms", help="Latency limit, > 0 (primary runtime, smallest batch)."),
     ] = None,
     max_size_mb: Annotated[
-        float | None, typer.Option("--max-size-mb", help="Size limit on disk (MB = 10^6 bytes).")
+        float | None, typer.Option("--max-size-mb", help="Size limit on disk, > 0 (MB = 10^6 bytes).")
     ] = None,
     max_accuracy_drop: Annotated[
         float | None,
@@ -178,7 +178,8 @@ def recommend_cmd(
         for rank, choice in enumerate(rec.fitting, start=1):
             r = choice.row
             err_console.print(
-                f"[bold green]#{rank}[/] [bold]{r['name']}[/]  top-1 {fmt_pct(r['top1'])}  "
+                f"[bold green]#{rank}[/] [bold]{r['name']}[/]  top-1 {fmt_pct(r['top1'])}"
+                f"{' (simulated)' if r.get('simulated') else ''}  "
                 f"{_ms(r['latency_ms'])}  {_mb(r['size_bytes'])}"
             )
             for reason in choice.reasons:

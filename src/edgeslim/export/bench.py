@@ -57,6 +57,7 @@ class RuntimeComparison:
     parity: dict[str, dict[str, Any]]  # runtime -> Parity.to_dict() where checked
     fastest: dict[int, str]  # batch size -> runtime with the lowest median latency
     default: dict[int, str]  # batch size -> what default_runtime() picks among the runtimes measured
+    macs_per_image: int | None = None  # what the pick weighed (PyTorch artifacts)
 
     def measurement(self, runtime: str) -> Measurement | None:
         return next((m for m in self.measurements if m.runtime == runtime), None)
@@ -70,6 +71,7 @@ class RuntimeComparison:
             "parity": dict(self.parity),
             "fastest": {str(b): r for b, r in sorted(self.fastest.items())},
             "default": {str(b): r for b, r in sorted(self.default.items())},
+            "macs_per_image": self.macs_per_image,
         }
 
 
@@ -241,6 +243,7 @@ def benchmark_artifact(
         gen = torch.Generator().manual_seed(0)
         parity_inputs = torch.randn((64, *size), generator=gen)
         parity_source = "random"
+    macs = _macs(info, size)
     status = runtime_status()
     measurements: list[Measurement] = []
     failed: dict[str, str] = {}
@@ -321,7 +324,11 @@ def benchmark_artifact(
             ort = next((m for m in measurements if m.runtime == "ort"), None)
             float_layers = None if ort is None else ort.extra.get("ort_float_layers")
             default[b] = default_runtime(
-                info.precision, candidates=candidates, batch_size=b, ort_float_layers=float_layers
+                info.precision,
+                candidates=candidates,
+                batch_size=b,
+                macs_per_image=macs,
+                ort_float_layers=float_layers,
             )
     return RuntimeComparison(
         artifact=str(info.path),
@@ -331,6 +338,7 @@ def benchmark_artifact(
         parity=parities,
         fastest=fastest,
         default=default,
+        macs_per_image=macs,
     )
 
 
@@ -359,6 +367,19 @@ def probe_memory(
         raise ExportError(f"memory probe for {runtime} failed: {tail[0][:200]}")
     data = json.loads(lines[-1])
     return {k: int(v) for k, v in data.items()}
+
+
+def _macs(info: ArtifactInfo, input_size: tuple[int, ...]) -> int | None:
+    """MACs per image of a PyTorch artifact (what the default-runtime policy weighs); None otherwise."""
+    if info.kind not in TORCH_KINDS:
+        return None
+    from edgeslim.bench import count_macs
+    from edgeslim.export.runners import load_torch_artifact
+
+    model, _ = load_torch_artifact(info.path, info.kind)
+    if not isinstance(model, torch.nn.Module) or info.kind in ("exported_program", "torchscript"):
+        return None
+    return count_macs(model, (1, *input_size))
 
 
 def _run_all(runner: Runner, inputs: torch.Tensor) -> np.ndarray:

@@ -210,24 +210,30 @@ def available_runtimes() -> tuple[str, ...]:
     return tuple(name for name, reason in runtime_status().items() if reason is None)
 
 
+#: MACs of one call (batch x MACs per image) up to which a CPU call is overhead-bound
+SMALL_CALL_MACS = 1_000_000_000
+
+
 def default_runtime(
     precision: str = "fp32",
     *,
     candidates: Sequence[str] | None = None,
     batch_size: int = 1,
+    macs_per_image: int | None = None,
     ort_float_layers: int | None = None,
 ) -> str:
     """The runtime edgeslim picks when none is named, from what was measured on x86 CPUs here.
 
-    TensorRT when CUDA and TensorRT are present. On CPUs the batch size decides between ONNX Runtime
-    and OpenVINO: at small batches (``batch_size`` <= 4, the latency case) ONNX Runtime's lower
-    per-call overhead wins (OpenVINO even to 50% slower at batch 1), at larger batches OpenVINO's
-    kernels do (10-40% faster at FP32, 2-5x at int8 at batch 32). One exception: an int8 artifact
-    of which ONNX Runtime leaves layers in float (``ort_float_layers`` > 0, e.g. scope
-    "weights_and_activations", where convs that feed float adds stay float; None: not known) runs
-    2x slower there than in OpenVINO, which runs every quantized layer in u8/i8, so OpenVINO is
-    picked at every batch size. Then LiteRT, then PyTorch eager. ``benchmarks/runtimes.py`` checks
-    the pick against the fastest runtime measured.
+    TensorRT when CUDA and TensorRT are present. On CPUs the work of one call decides between ONNX
+    Runtime and OpenVINO. A small call (at most 1 GMAC for the whole batch; without
+    ``macs_per_image``, a batch of at most 4) is overhead-bound and ONNX Runtime's lower per-call
+    cost wins (OpenVINO up to 4x slower on single CIFAR images); larger calls are compute-bound and
+    OpenVINO's kernels win (FP32 10-40% faster at batch 32, a 4.3 GMAC image 2.3x). int8 goes to
+    OpenVINO from batch 5 on whatever the size (its AMX/VNNI int8 kernels were 1.2-5x faster at
+    batch 32 even for a 8 MMAC model), and at every size when ONNX Runtime leaves layers of the
+    artifact in float (``ort_float_layers`` > 0, e.g. scope "weights_and_activations"; None: not
+    known), which makes it about 2x slower there. Then LiteRT, then PyTorch eager.
+    ``benchmarks/runtimes.py`` checks the pick against the fastest runtime measured.
     """
     present = set(available_runtimes() if candidates is None else candidates)
     is_int = precision.startswith("int") and precision[3:].isdigit()
@@ -235,9 +241,13 @@ def default_runtime(
         raise ConfigError(f"precision must be fp32, fp16 or intN, not {precision!r}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    ort_runs_it_all = not is_int or ort_float_layers == 0
-    small = batch_size <= 4
-    cpu = ("ort", "openvino") if small and ort_runs_it_all else ("openvino", "ort")
+    if macs_per_image is None:
+        small = batch_size <= 4
+    else:
+        small = batch_size * macs_per_image <= SMALL_CALL_MACS and (not is_int or batch_size <= 4)
+    if is_int and ort_float_layers != 0:
+        small = False
+    cpu = ("ort", "openvino") if small else ("openvino", "ort")
     for name in ("tensorrt", *cpu, "litert", "torch"):
         if name in present:
             return name

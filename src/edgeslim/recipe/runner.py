@@ -224,7 +224,7 @@ def run_recipe(
     """
     started = time.perf_counter()
     db_path = Path(db)
-    out = Path(out_dir) if out_dir is not None else db_path.parent / "recipes" / recipe.name
+    out = (Path(out_dir) if out_dir is not None else db_path.parent / "recipes" / recipe.name).resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out-dir {str(out)!r} is a file; give a folder for the run's artifacts")
     say = log or (_log_to_stderr if progress else (lambda _: None))
@@ -332,7 +332,6 @@ def run_recipe(
                     result = dataclasses.replace(result, metrics=metrics)
                     status = "ran"
                     say(f"{tag}: done in {seconds:.0f} s ({_summary(metrics)})")
-                done = store.trial(record.id)
                 outcomes.append(
                     StepOutcome(
                         index=step.index,
@@ -343,7 +342,7 @@ def run_recipe(
                         artifact=str(result.artifact),
                         metrics=dict(result.metrics),
                         seconds=seconds,
-                        record_id=record.id if done is None else done.id,
+                        record_id=record.id,
                     )
                 )
                 current = StepInput(

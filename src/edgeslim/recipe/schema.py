@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 from pathlib import Path
@@ -99,11 +98,6 @@ class _Checker:
 
     def opt_integer(self, value: Any, path: Path_, *, minimum: int) -> int | None:
         return None if value is None else self.integer(value, path, minimum=minimum)
-
-    def number(self, value: Any, path: Path_) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(path, f"expected a number, got {value!r}")
-        return float(value)
 
     def boolean(self, value: Any, path: Path_) -> bool:
         if not isinstance(value, bool):
@@ -705,7 +699,6 @@ def _check_order(c: _Checker, steps: tuple[Step, ...]) -> tuple[Step, ...]:
     """Refuse orders that cannot give a meaningful model (see QUANTIZE_LAST and REGROW); fill in
     ``keep_sparsity`` of quantize steps that did not set it (on after unstructured pruning)."""
     sparse_by = ""  # the unstructured prune step the weights' zeros come from
-    filtered = False
     quantized_by = ""  # the step that quantized the model (quantize, or an int8 export)
     exported: ExportStep | None = None
     out: list[Step] = []
@@ -727,27 +720,14 @@ def _check_order(c: _Checker, steps: tuple[Step, ...]) -> tuple[Step, ...]:
                 )
         if step.type in ("train", "distill") and sparse_by:
             raise c.fail(path, f"{label}: " + REGROW.format(method=sparse_by))
-        if step.type == "train" and filtered:
-            raise c.fail(
-                path,
-                f"{label}: a train step after filter pruning is not supported (its checkpoint would not "
-                "record the pruned shape); fine-tune in the prune step's 'train' block or use a distill step",
-            )
         if isinstance(step, ExportStep) and exported is not None:
             raise c.fail(
                 path, f"{label}: step {exported.index} already exported the model; add a measure step"
             )
         if isinstance(step, MeasureStep) and step.runtime is not None:
-            runnable = (
-                ("torch",)
-                if exported is None
-                else ("openvino",)
-                if exported.format == "openvino"
-                else (
-                    "ort",
-                    "openvino",
-                )
-            )
+            runnable: tuple[str, ...] = ("torch",)
+            if exported is not None:
+                runnable = ("openvino",) if exported.format == "openvino" else ("ort", "openvino")
             if step.runtime not in runnable:
                 hint = (
                     "add an export step before it (format: onnx)"
@@ -760,8 +740,6 @@ def _check_order(c: _Checker, steps: tuple[Step, ...]) -> tuple[Step, ...]:
         if isinstance(step, PruneStep):
             if step.unstructured:
                 sparse_by = f"step {step.index}, {type(step.config).__name__}"
-            else:
-                filtered = True
         elif isinstance(step, QuantizeStep):
             quantized_by = label
             if step.keep_sparsity is None:

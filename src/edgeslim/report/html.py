@@ -3,7 +3,9 @@ network access needed) plus a PNG of each plot beside it.
 
 The page holds the four plots of :mod:`edgeslim.report.plots` (hover a point for its trial), a
 sortable table of every trial (click a column header) with failed trials and their errors, and
-where the numbers were measured (environment fingerprint, runtime, workers).
+where the numbers were measured (environment fingerprint, runtime, workers). Accuracy that comes
+from a fake-quantized simulation rather than a deployed artifact is marked "simulated" in the
+table and the tooltips.
 """
 
 from __future__ import annotations
@@ -96,7 +98,13 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("rate %", "rate", "pct", "share of filters removed (or sparsity)"),
     ("bits", "bits", "s", "quantization weight bits"),
     ("status", "status", "s", ""),
-    ("top-1 %", "top1", "f2", "accuracy on the evaluation split (deployed runtime for int8)"),
+    (
+        "top-1 %",
+        "top1",
+        "f2",
+        "accuracy on the evaluation split; quantized models: of the deployed artifact, or the fake-quantized "
+        "simulation in torch (marked 'simulated') where it could not be deployed",
+    ),
     ("drop pp", "top1_drop", "f2", "percentage points below the model's baseline"),
     ("params", "params", "int", ""),
     ("param red. %", "param_reduction_ratio", "pct", "share of non-zero parameters removed"),
@@ -105,7 +113,13 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("size MB", "size_bytes", "mb", "artifact on disk (10^6 bytes)"),
     ("latency ms", "latency_ms", "f3", "median, primary runtime, smallest batch size"),
     ("runtime", "runtime", "s", ""),
-    ("peak RSS MB", "peak_rss_bytes", "mb", "process resident memory during inference"),
+    (
+        "peak RSS MB",
+        "peak_rss_bytes",
+        "mb",
+        "peak resident memory of a fresh process that loads the artifact on the primary runtime and runs "
+        "one batch of the largest batch size (the runtime library included)",
+    ),
     ("ft epochs", "finetune_epochs", "s", "fine-tuning epochs"),
     ("time s", "seconds", "f1", "wall time of the trial"),
     ("Pareto", "pareto", "s", "on the accuracy-vs-latency (L) / accuracy-vs-size (S) front"),
@@ -123,6 +137,7 @@ table{border-collapse:collapse;font-size:12.5px;width:100%}th,td{border-bottom:1
 padding:4px 6px;text-align:right;white-space:nowrap}th{position:sticky;top:0;background:#f6f8fa;cursor:pointer;
 user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 td.s,th.s{text-align:left}tr.failed td{color:#a40e26}td.err{white-space:normal;max-width:420px;text-align:left}
+td.sim{color:#8250df;font-style:italic}
 .tablewrap{overflow:auto;max-height:70vh;border:1px solid #d0d7de;border-radius:8px}
 code{background:#f6f8fa;padding:1px 4px;border-radius:4px}ul{margin:4px 0}
 """
@@ -195,14 +210,20 @@ def _table(data: Sequence[dict[str, Any]]) -> str:
     )
     body = []
     for r in data:
-        row = {**r, "pareto": flags.get(r["key"], "")}
+        problems = "; ".join(f"{rt}: {why}" for rt, why in (r.get("runtime_errors") or {}).items())
+        row = {**r, "pareto": flags.get(r["key"], ""), "error": r.get("error") or problems or None}
         cells = []
         for _h, key, kind, _tip in COLUMNS:
             value = row.get(key)
             sort_value = "" if value is None else str(value)
             css = "err" if key == "error" else ("s" if kind == "s" else "")
+            text = _fmt(value, kind)
+            title = ""
+            if key == "top1" and r.get("simulated") and value is not None:
+                css, text = "sim", f"{text} simulated"
+                title = ' title="fake-quantized simulation in torch: this model could not be deployed"'
             cells.append(
-                f'<td class="{css}" data-v="{html.escape(sort_value)}">{html.escape(_fmt(value, kind))}</td>'
+                f'<td class="{css}"{title} data-v="{html.escape(sort_value)}">{html.escape(text)}</td>'
             )
         cls = ' class="failed"' if r["status"] == "failed" else ""
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
@@ -239,6 +260,7 @@ def render(
 ) -> tuple[str, dict[str, Figure]]:
     """The HTML page and the figures (for PNG export, named ``<png_stem>.<plot>.png``)."""
     data = rows(records)
+    simulated = {r["name"] for r in data if r["simulated"]}
     figures: dict[str, Figure] = {}
     labels: dict[str, list[str]] = {}
     sections = []
@@ -247,7 +269,9 @@ def render(
         figures[name] = fig
         prefix = f"p{i}"
         for j, s in enumerate(series):
-            labels[f"{prefix}-pts-{j}"] = [_point_label(p.label, p.x, p.y, name) for p in s.points]
+            labels[f"{prefix}-pts-{j}"] = [
+                _point_label(p.label, p.x, p.y, name, simulated=p.label in simulated) for p in s.points
+            ]
         sections.append(
             f'<figure id="plot-{name}" class="plot">{_svg(fig, prefix)}'
             f"<figcaption>{html.escape(title)} (PNG: <code>{html.escape(png_stem)}.{html.escape(name)}.png"
@@ -276,8 +300,11 @@ def render(
 <h1>Sweep <code>{html.escape(experiment["name"])}</code></h1>
 <p class="meta">{len(records)} trials: {counts["done"]} done, {counts["failed"]} failed,
 {counts["queued"] + counts["running"]} not run yet. Experiment file <code>{html.escape(str(source))}</code>,
-last updated {updated}. Accuracy is top-1 on the evaluation split; int8 models are measured on their
-deployed runtime; sizes are the artifact files on disk (MB = 10<sup>6</sup> bytes).</p>
+last updated {updated}. Accuracy is top-1 on the evaluation split. A quantized model's accuracy is that
+of its deployed artifact (int8 on ONNX Runtime, or torch's dynamic int8 kernels); where it could not be
+deployed, the fake-quantized simulation in torch is shown instead and marked <i>simulated</i>
+({len(simulated)} trial(s) here). Sizes are the artifact files on disk (MB = 10<sup>6</sup> bytes); peak
+memory is that of a fresh process loading the artifact on the primary runtime and running one batch.</p>
 <h2>Plots</h2>
 <div class="grid">{"".join(sections)}</div>
 <h2>All trials</h2>
@@ -295,14 +322,15 @@ accuracy-vs-size front.</p>
     return page, figures
 
 
-def _point_label(name: str, x: float, y: float, plot: str) -> str:
+def _point_label(name: str, x: float, y: float, plot: str, *, simulated: bool = False) -> str:
+    acc = f"{y:.2f}% (simulated)" if simulated else f"{y:.2f}%"
     if plot == "accuracy_vs_latency":
-        return f"{name}: {y:.2f}% at {x:.3f} ms"
+        return f"{name}: {acc} at {x:.3f} ms"
     if plot == "accuracy_vs_size":
-        return f"{name}: {y:.2f}% at {x:.3f} MB"
+        return f"{name}: {acc} at {x:.3f} MB"
     if plot == "reduction_vs_rate":
         return f"{name}: {y:.1f}% fewer parameters at rate {x:.0f}%"
-    return f"{name}: {y:.2f}% at rate {x:.0f}%"
+    return f"{name}: {acc} at rate {x:.0f}%"
 
 
 def _write_bytes(fh: Any, *, data: bytes) -> None:

@@ -52,6 +52,7 @@ def rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rate": m.get("rate"),
                 "bits": m.get("bits"),
                 "top1": m.get("top1"),
+                "simulated": bool(m.get("simulated")),  # top1 of a fake-quantized model, not deployed
                 "top1_drop": m.get("top1_drop"),
                 "params": m.get("params"),
                 "nonzero_params": m.get("nonzero_params"),
@@ -65,6 +66,7 @@ def rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "peak_rss_bytes": m.get("peak_rss_bytes"),
                 "finetune_epochs": m.get("finetune_epochs"),
                 "seconds": (r.get("timings") or {}).get("total_s"),
+                "runtime_errors": dict(m.get("runtime_errors") or {}),  # runtime -> why it has no figures
                 "error": r.get("error"),
             }
         )

@@ -1,28 +1,55 @@
 """Recommendation: the finished trials that fit a device's limits, best first, each with the reasons.
 
 Limits are optional and combine: latency (ms, the record's primary runtime and smallest batch
-size), size on disk (MB = 10^6 bytes) and accuracy drop (percentage points of top-1 below the
-model's baseline). Baselines are candidates too (drop 0): sometimes no compression is needed.
-Fitting trials are ranked by accuracy, then latency, then size.
+size; > 0), size on disk (MB = 10^6 bytes; > 0) and accuracy drop (percentage points of top-1
+below the model's baseline; >= 0). Baselines are candidates too (drop 0): sometimes no compression
+is needed. Fitting trials are ranked by accuracy, then latency, then size. A trial whose accuracy
+is a simulation (a quantized model that could not be deployed) or that lacks a runtime's figures
+says so in its reasons.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
+from edgeslim.errors import ConfigError
 from edgeslim.report.plots import pareto_front
 
 
 @dataclasses.dataclass(frozen=True)
 class Constraints:
+    """Device limits; each is optional. Latency and size limits must be > 0 (nothing takes 0 ms or
+    0 bytes), the accuracy drop >= 0."""
+
     max_latency_ms: float | None = None
     max_size_mb: float | None = None
     max_accuracy_drop: float | None = None
 
+    def __post_init__(self) -> None:
+        for flag, value, strict in (
+            ("--max-latency-ms", self.max_latency_ms, True),
+            ("--max-size-mb", self.max_size_mb, True),
+            ("--max-accuracy-drop", self.max_accuracy_drop, False),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise ConfigError(f"{flag} must be a number, got {value!r}")
+            if strict and not value > 0:
+                raise ConfigError(f"{flag} must be a number > 0 (no model runs in 0), got {value:g}")
+            if not strict and not value >= 0:
+                raise ConfigError(f"{flag} must be a number >= 0, got {value:g}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _ratio(value: float, limit: float) -> float:
+    """How far ``value`` passes ``limit``, relative to it (a limit of 0 cannot be met at all)."""
+    return value / limit - 1 if limit > 0 else float("inf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +101,7 @@ def _checks(row: dict[str, Any], c: Constraints) -> tuple[list[str], list[str], 
             fits.append(f"latency {lat:.2f} ms <= {c.max_latency_ms:g} ms ({runtime})")
         else:
             misses.append(f"latency {lat:.2f} ms > {c.max_latency_ms:g} ms ({runtime})")
-            excess += lat / c.max_latency_ms - 1
+            excess += _ratio(lat, c.max_latency_ms)
     if c.max_size_mb is not None:
         size = row.get("size_bytes")
         if size is None:
@@ -84,7 +111,7 @@ def _checks(row: dict[str, Any], c: Constraints) -> tuple[list[str], list[str], 
             fits.append(f"size {size / 1e6:.3f} MB <= {c.max_size_mb:g} MB")
         else:
             misses.append(f"size {size / 1e6:.3f} MB > {c.max_size_mb:g} MB")
-            excess += size / 1e6 / c.max_size_mb - 1
+            excess += _ratio(size / 1e6, c.max_size_mb)
     if c.max_accuracy_drop is not None:
         drop = row.get("top1_drop")
         if drop is None:
@@ -100,6 +127,19 @@ def _checks(row: dict[str, Any], c: Constraints) -> tuple[list[str], list[str], 
             )
             excess += (drop - c.max_accuracy_drop) / max(1.0, c.max_accuracy_drop)
     return fits, misses, excess
+
+
+def _caveats(row: dict[str, Any]) -> list[str]:
+    """What the reader must know about a row's figures."""
+    out = []
+    if row.get("simulated"):
+        out.append(
+            "caution: its top-1 is simulated (fake quantization in torch), not measured on a deployed "
+            "artifact: the quantized model could not be deployed, so its real accuracy is unknown"
+        )
+    for runtime, why in (row.get("runtime_errors") or {}).items():
+        out.append(f"caution: no {runtime} figures ({why})")
+    return out
 
 
 def _rank_key(row: dict[str, Any]) -> tuple[float, float, float]:
@@ -149,9 +189,10 @@ def recommend(data: Sequence[dict[str, Any]], constraints: Constraints, *, top: 
             reasons.append("Pareto-optimal for accuracy vs size among fitting trials")
         if row.get("kind") == "baseline":
             reasons.append("this is the uncompressed baseline: the limits need no compression")
+        reasons += _caveats(row)
         chosen.append(Choice(row, tuple(reasons)))
     near: list[Choice] = []
     if not fitting:
         closest = sorted((c for c in checked if c[2]), key=lambda c: (c[3], _rank_key(c[0])))[:top]
-        near = [Choice(row, tuple(misses)) for row, _fits, misses, _excess in closest]
+        near = [Choice(row, (*misses, *_caveats(row))) for row, _fits, misses, _excess in closest]
     return Recommendation(constraints, tuple(chosen), len(fitting), len(candidates), tuple(near))

@@ -5,9 +5,11 @@
     name: quickstart                      # [A-Za-z0-9._-]+, the name reports and the store use
     models:                               # zoo names (see `edgeslim models`) or package.module:factory
       - name: resnet20
-        weights: pretrained/resnet20-12fca82f.th   # absolute, beside this file, or under $EDGESLIM_DATA
+        weights: pretrained/resnet20-12fca82f.th   # absolute, beside this file, cwd or $EDGESLIM_DATA
       - name: vgg11_tiny
         train: {epochs: 5, lr: 0.05}      # no weights: train from scratch for N epochs first
+      - name: resnet20_tiny
+        init: random                      # untrained random weights: for tests and demos only
     data: {path: cifar10-exact-subset, train_limit: 2000, test_limit: null, seed: 0}
     layers: {types: [conv], include: ["*.conv1"], exclude: []}   # edgeslim.select.LayerSelection
     methods:                              # each block is a grid: lists (or {from, to, step}) expand
@@ -17,13 +19,23 @@
     measure: {runtimes: [torch], batch_sizes: [1, 32], latency_runs: 20}
     limits: {trial_timeout_s: 1800, trial_memory_mb: 8000}
     execution: {workers: 2, threads: 1}   # default: half the CPUs, threads = CPUs / workers
-    artifacts: runs/sweeps/quickstart    # where trial models go (default: beside the store)
+    artifacts: runs/sweeps/quickstart    # where trial models go, relative to this file (default: beside the store)
+
+Every model needs exactly one of ``weights`` (pretrained), ``train`` (from scratch) or
+``init: random`` (explicitly untrained), so a forgotten ``weights`` line never sweeps a random
+network by accident. A ``name`` of the form ``package.module:factory`` imports that module, which
+runs its code (from your own files), like any Python configuration; use only files you trust.
 
 Prune ``method``: l1, l2, fpgm, random (:class:`FilterPruning`), magnitude
 (:class:`MagnitudePruning`), gradual (:class:`GradualPruning`); ``ratio`` is the share of filters
 removed or the sparsity. Quantize ``method``: static (:class:`StaticQuant`), qat (:class:`QAT`,
 trained for the fine-tune budget), dynamic (:class:`DynamicQuant`); ``bits`` is the weight width.
 Any other field of those configs may be given, as one value or a list.
+
+``finetune`` (top level, or per ``methods`` block to override it) needs ``epochs`` (0: no
+fine-tuning); a block's ``finetune`` is refused where none of its methods trains (static and
+dynamic quantization). Relative ``weights`` are looked up beside the experiment file, then in the
+working directory, then under ``$EDGESLIM_DATA``; ``artifacts`` is relative to the experiment file.
 """
 
 from __future__ import annotations
@@ -127,15 +139,21 @@ def parse_yaml(text: str, source: str) -> tuple[Any, LineMap]:
 
 
 # -- the experiment -----------------------------------------------------------------------------
+MODEL_INITS = ("random",)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """One model of the sweep: a zoo name with weights, or trained from scratch first."""
+    """One model of the sweep: a zoo name with weights, trained from scratch first, or (``init:
+    random``, for tests and demos) explicitly untrained."""
 
     label: str
     name: str
-    weights: str | None = None
+    weights: str | None = None  # resolved path
     train: dict[str, Any] | None = None  # TrainConfig fields when trained from scratch
     num_classes: int | None = None
+    init: str | None = None  # "random": untrained weights, asked for explicitly
+    weights_source: str | None = None  # ``weights`` as written in the file (trial keys use it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,7 +161,8 @@ class ModelEntry:
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    path: str
+    path: str  # resolved path (what trials read)
+    source: str = ""  # ``data.path`` as written in the file (trial keys use it)
     train_limit: int | None = None
     test_limit: int | None = None
     val_fraction: float = 0.1
@@ -347,8 +366,8 @@ def parse_experiment(
     workers = c.opt_integer(execution.get("workers"), ("execution", "workers"), minimum=1)
     threads = c.opt_integer(execution.get("threads"), ("execution", "threads"), minimum=1)
     artifacts = top.get("artifacts")
-    if artifacts is not None:
-        artifacts = c.string(artifacts, ("artifacts",))
+    if artifacts is not None:  # like weights: relative to the experiment file, not the working directory
+        artifacts = str((base / Path(c.string(artifacts, ("artifacts",))).expanduser()).resolve())
     experiment = Experiment(
         name=name,
         models=models,
@@ -396,6 +415,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
         raise c.fail((*path, "eval_split"), f"must be test or val, got {eval_split!r}")
     return DataSpec(
         path=str(resolved.resolve()),
+        source=raw,
         train_limit=c.opt_integer(m.get("train_limit"), (*path, "train_limit"), minimum=1),
         test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1),
         val_fraction=val_fraction,
@@ -425,7 +445,7 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
         where: Path_ = (*path, i)
         if isinstance(item, str):
             item = {"name": item}
-        m = c.mapping(item, where, ("name", "label", "weights", "train", "num_classes"))
+        m = c.mapping(item, where, ("name", "label", "weights", "train", "init", "num_classes"))
         if "name" not in m:
             raise c.fail(where, "missing 'name' (a zoo model, see `edgeslim models`)")
         name = c.string(m["name"], (*where, "name"))
@@ -435,29 +455,54 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
         if label in labels:
             raise c.fail(where, f"two models are labelled {label!r}; give one a different 'label'")
         labels.add(label)
+        given = [k for k in ("weights", "train", "init") if m.get(k) is not None]
+        if not given:
+            raise c.fail(
+                where,
+                f"model {name!r} has no weights: give 'weights: FILE' (pretrained), 'train: {{epochs: N}}' "
+                "(from scratch) or 'init: random' (untrained, for tests and demos only)",
+            )
+        if len(given) > 1:
+            raise c.fail(
+                (*where, given[1]),
+                f"give only one of 'weights' (pretrained), 'train' (from scratch) or 'init: random', "
+                f"not both {given[0]!r} and {given[1]!r}",
+            )
         weights: str | None = None
+        weights_source: str | None = None
         if m.get("weights") is not None:
-            raw = c.string(m["weights"], (*where, "weights"))
-            found = _resolve_weights(raw, base)
+            weights_source = c.string(m["weights"], (*where, "weights"))
+            found = _resolve_weights(weights_source, base)
             if found is None:
                 raise c.fail(
                     (*where, "weights"),
-                    f"no file {raw!r} (looked beside the experiment file, in the working directory "
-                    "and under $EDGESLIM_DATA)",
+                    f"no file {weights_source!r} (looked beside the experiment file, in the working "
+                    "directory and under $EDGESLIM_DATA)",
                 )
             weights = str(found)
         train = None
         if m.get("train") is not None:
-            if weights is not None:
-                raise c.fail(
-                    (*where, "train"), "give either 'weights' (pretrained) or 'train' (from scratch)"
-                )
             train = _finetune(c, m["train"], (*where, "train"))
             if train is None:
                 raise c.fail((*where, "train", "epochs"), "training from scratch needs epochs >= 1")
+        init: str | None = None
+        if m.get("init") is not None:
+            init = c.string(m["init"], (*where, "init"))
+            if init not in MODEL_INITS:
+                raise c.fail(
+                    (*where, "init"), f"{init!r} is not one of {', '.join(MODEL_INITS)} (untrained weights)"
+                )
         num_classes = c.opt_integer(m.get("num_classes"), (*where, "num_classes"), minimum=1)
         entries.append(
-            ModelEntry(label=label, name=name, weights=weights, train=train, num_classes=num_classes)
+            ModelEntry(
+                label=label,
+                name=name,
+                weights=weights,
+                train=train,
+                num_classes=num_classes,
+                init=init,
+                weights_source=weights_source,
+            )
         )
     return tuple(entries)
 
@@ -483,12 +528,17 @@ def _layers(c: _Checker, value: Any) -> LayerSelection:
 
 
 def _finetune(c: _Checker, value: Any, path: Path_) -> dict[str, Any] | None:
-    """TrainConfig fields, validated; None when epochs is 0 (no fine-tuning)."""
+    """TrainConfig fields, validated; None when epochs is 0 (no fine-tuning).
+
+    ``epochs`` is required: ``{lr: 0.01}`` alone would otherwise mean "no fine-tuning" silently.
+    """
     if value is None:
         return None
     allowed = tuple(f.name for f in dataclasses.fields(TrainConfig))
     m = c.mapping(value, path, allowed)
-    epochs = m.get("epochs", 0)
+    if "epochs" not in m:
+        raise c.fail(path, "missing 'epochs' (the training budget; 0 for none), e.g. {epochs: 1, lr: 0.01}")
+    epochs = m["epochs"]
     c.integer(epochs, (*path, "epochs"), minimum=0)
     if epochs == 0:
         return None
@@ -544,18 +594,24 @@ def _methods(c: _Checker, value: Any, finetune: dict[str, Any] | None) -> tuple[
             raise c.fail(where, f"needs 'method': one or a list of {', '.join(choices)}")
         params = dict(params)
         block_finetune = finetune
-        if "finetune" in params:
-            override = params.pop("finetune")
-            merged = {
-                **(finetune or {}),
-                **(
-                    c.mapping(
-                        override, (*where, "finetune"), tuple(f.name for f in dataclasses.fields(TrainConfig))
-                    )
-                ),
-            }
-            block_finetune = _finetune(c, merged, (*where, "finetune"))
+        override = params.pop("finetune", None)
         grid = {k: _grid_values(c, v, (*where, k)) for k, v in params.items()}
+        if override is not None:
+            trains = [m for m in grid["method"] if family == "prune" or m == "qat"]
+            if not trains:
+                raise c.fail(
+                    (*where, "finetune"),
+                    f"{' and '.join(str(m) for m in grid['method'])} quantization does not train, so this "
+                    "fine-tune budget would be ignored; remove it (fine-tuning applies to pruning and qat)",
+                )
+            fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
+            block_map = c.mapping(override, (*where, "finetune"), fields)
+            if "epochs" not in block_map and finetune is None:
+                raise c.fail(
+                    (*where, "finetune"),
+                    "missing 'epochs' (the top-level finetune gives none to inherit), e.g. {epochs: 1, lr: 0.01}",
+                )
+            block_finetune = _finetune(c, {**(finetune or {}), **block_map}, (*where, "finetune"))
         block = MethodBlock(family=family, grid=grid, finetune=block_finetune, path=where)
         for combo in block.combinations():  # build every config now: errors surface before any work
             method_config(block, combo, c)
@@ -641,7 +697,7 @@ def _check_models(c: _Checker, experiment: Experiment) -> None:
     from edgeslim.select import select_layers
 
     for i, entry in enumerate(experiment.models):
-        try:
+        try:  # a ``package.module:factory`` name imports that module (runs its code) here
             model = create_model(entry.name, num_classes=entry.num_classes or 10)
         except EdgeslimError as exc:
             raise c.fail(("models", i, "name"), str(exc)) from None

@@ -1,5 +1,11 @@
 """Per-trial time and memory limits, enforced inside the process that runs the trial.
 
+The memory limit is on the *growth* of the process's resident memory since the trial started:
+workers are long-lived, so their resident memory also holds what earlier trials left (allocator
+caches, loaded libraries), which must not count against the next trial. Memory an earlier trial
+freed and this one reuses is not counted either, so the figure is a lower bound of what the trial
+needs on its own.
+
 A watchdog thread polls the elapsed time and the process's resident memory; when a limit is
 passed it raises :class:`TrialLimitExceeded` in the trial's thread (``PyThreadState_SetAsyncExc``),
 which interrupts it at the next Python bytecode. That keeps the worker alive and lets the sweep
@@ -35,7 +41,8 @@ def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
 class LimitGuard:
     """``with LimitGuard(timeout_s, memory_mb) as guard:`` interrupts the block past a limit.
 
-    ``guard.reason`` says which limit was passed (None while none was).
+    ``memory_mb`` limits how much the resident memory grows over its value on entry (MB = 10^6
+    bytes). ``guard.reason`` says which limit was passed (None while none was).
     """
 
     def __init__(self, timeout_s: float | None, memory_mb: float | None, *, interval_s: float = 0.05) -> None:
@@ -44,6 +51,7 @@ class LimitGuard:
         self.interval_s = interval_s
         self.reason: str | None = None
         self.peak_rss_bytes = 0
+        self.start_rss_bytes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._target = 0
@@ -52,6 +60,7 @@ class LimitGuard:
         if self.timeout_s is None and self.memory_mb is None:
             return self
         self._target = threading.get_ident()
+        self.start_rss_bytes = self.peak_rss_bytes = psutil.Process().memory_info().rss
         self._thread = threading.Thread(target=self._watch, name="edgeslim-trial-limits", daemon=True)
         self._thread.start()
         return self
@@ -65,10 +74,11 @@ class LimitGuard:
             elapsed = time.monotonic() - start
             if self.timeout_s is not None and elapsed > self.timeout_s:
                 self.reason = f"ran past the time limit of {self.timeout_s:g} s (limits.trial_timeout_s)"
-            elif self.memory_mb is not None and rss > self.memory_mb * 1e6:
+            elif self.memory_mb is not None and rss - self.start_rss_bytes > self.memory_mb * 1e6:
                 self.reason = (
-                    f"used {rss / 1e6:.0f} MB of memory, over the limit of {self.memory_mb:g} MB "
-                    "(limits.trial_memory_mb; the worker process's resident memory)"
+                    f"used {(rss - self.start_rss_bytes) / 1e6:.0f} MB of memory, over the limit of "
+                    f"{self.memory_mb:g} MB (limits.trial_memory_mb: growth of the worker process's "
+                    "resident memory since the trial started)"
                 )
             if self.reason is not None:
                 _raise_in(self._target, TrialLimitExceeded)

@@ -50,6 +50,10 @@ class SweepProgress:
             self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
 
+    def trials_queued(self, n: int) -> None:
+        """Trials added to the queue during the run (taken over from a sweep that died)."""
+        self.counts["queued"] += n
+
     def trial_started(self, trial_id: int, name: str) -> None:
         self.running[trial_id] = (name, time.monotonic())
         self.counts["queued"] -= 1

@@ -2,8 +2,10 @@
 
 A compress trial becomes ready once its model's baseline is done (if the baseline failed, its
 trials are recorded as failed without running). Rerunning skips done trials, runs queued ones and
-requeues those left "running" by a driver that no longer exists; ``retry_failed`` also reruns
-failed ones.
+requeues those left "running" by a driver that no longer exists (a dead process, a pid now used by
+another process, or this process itself from an interrupted earlier run); ``retry_failed`` also
+reruns failed ones. While a sweep waits on a trial another sweep on the same store is running, it
+checks that sweep's process and takes the trial over if it died.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def make_executor(
 def _summary(outcome_metrics: dict[str, Any]) -> str:
     parts = []
     if outcome_metrics.get("top1") is not None:
-        parts.append(f"top-1 {outcome_metrics['top1']:.2f}%")
+        simulated = " (simulated)" if outcome_metrics.get("simulated") else ""
+        parts.append(f"top-1 {outcome_metrics['top1']:.2f}%{simulated}")
     if outcome_metrics.get("latency_ms") is not None:
         parts.append(f"{outcome_metrics['latency_ms']:.2f} ms")
     if outcome_metrics.get("size_bytes") is not None:
@@ -153,24 +156,35 @@ def run_sweep(
     )
     root = artifacts_root(experiment, db_path)
     owner = owner_id()
+    configs = {s.key: s.config for s in specs}  # today's paths, also for trials stored by an earlier run
     with Store.open(db_path) as store:
         exp_id = register_trials(store, experiment, specs)
         store.requeue_stale(exp_id)
         if retry_failed:
             for t in store.trials(exp_id, status="failed"):
-                store.requeue(t.id)
+                store.requeue(t.id, only_if="failed")
         counts = store.counts(exp_id)
-        # baselines first: each one unblocks all of its model's trials
-        pending = sorted(store.trials(exp_id, status="queued"), key=lambda t: t.kind != "baseline")
+        pending = _queued(store, exp_id)
         view = SweepProgress(experiment.name, slots=runner.slots, enabled=progress)
         view.begin(queued=len(pending), done=counts["done"], failed=counts["failed"])
         ran = 0
-        if pending:  # nothing to run: do not start workers (or a Ray instance) at all
-            runner.start()
+        in_flight: set[int] = set()  # claimed by this run and handed to the executor
+        started = False  # nothing to run: do not start workers (or a Ray instance) at all
         try:
-            while pending or runner.busy():
-                pending = _dispatch(store, exp_id, pending, runner, view, root, experiment, owner)
+            while True:
+                if not pending and not runner.busy():
+                    # before leaving: a trial another sweep on this store held may have lost its owner
+                    pending = _take_stale(store, exp_id, pending, in_flight, view)
+                    if not pending:
+                        break
+                if pending and not started:
+                    runner.start()
+                    started = True
+                pending = _dispatch(
+                    store, exp_id, pending, runner, view, root, experiment, owner, configs, in_flight
+                )
                 for event in runner.wait(poll_s):
+                    in_flight.discard(event.trial_id)
                     record = store.trial(event.trial_id)
                     if event.outcome is not None and record is not None and record.status == "running":
                         event.outcome.record(store, event.trial_id)
@@ -182,10 +196,16 @@ def run_sweep(
                         )
                         view.trial_finished(event.trial_id, record.status, summary)
                 if pending and not runner.busy() and not _any_ready(store, exp_id, pending):
-                    time.sleep(poll_s)  # waiting on a baseline another sweep on this store is running
+                    # waiting on a trial (a baseline) another sweep on this store runs: if that sweep
+                    # died, take the trial over instead of waiting forever
+                    before = len(pending)
+                    pending = _take_stale(store, exp_id, pending, in_flight, view)
+                    if len(pending) == before:
+                        time.sleep(poll_s)
                 view.refresh()
         finally:
-            runner.shutdown()
+            if started:
+                runner.shutdown()
             view.end()
         counts = store.counts(exp_id)
     return SweepSummary(
@@ -202,6 +222,32 @@ def run_sweep(
         wall_s=time.perf_counter() - t0,
         artifacts=str(root),
     )
+
+
+def _queued(store: Store, exp_id: int) -> list[TrialRecord]:
+    """Queued trials, baselines first: each one unblocks all of its model's trials."""
+    return sorted(store.trials(exp_id, status="queued"), key=lambda t: t.kind != "baseline")
+
+
+def _take_stale(
+    store: Store, exp_id: int, pending: list[TrialRecord], in_flight: set[int], view: SweepProgress
+) -> list[TrialRecord]:
+    """Requeue running trials whose owner is gone and add them (and any other queued trial) to ``pending``."""
+    if not store.requeue_stale(exp_id, in_flight=in_flight):
+        return pending
+    known = {t.id for t in pending} | in_flight
+    fresh = [t for t in _queued(store, exp_id) if t.id not in known]
+    view.trials_queued(len(fresh))
+    return sorted([*pending, *fresh], key=lambda t: t.kind != "baseline")
+
+
+def _baseline_artifact(path: str | None, root: Path) -> str | None:
+    """The baseline's artifact; if the store and its artifacts folder moved together, the same file
+    under today's ``root`` (trial folders keep their names)."""
+    if not path or Path(path).exists():
+        return path
+    moved = root / Path(path).parent.name / Path(path).name
+    return str(moved) if moved.exists() else path
 
 
 def _any_ready(store: Store, exp_id: int, pending: list[TrialRecord]) -> bool:
@@ -223,8 +269,11 @@ def _dispatch(
     root: Path,
     experiment: Experiment,
     owner: str,
+    configs: dict[str, dict[str, Any]],
+    in_flight: set[int],
 ) -> list[TrialRecord]:
-    """Submit ready trials while slots are free; return the trials still waiting."""
+    """Submit ready trials while slots are free (adding their ids to ``in_flight``); return the
+    trials still waiting."""
     waiting: list[TrialRecord] = []
     for record in pending:
         baseline: dict[str, Any] | None = None
@@ -240,7 +289,7 @@ def _dispatch(
             if dep.status != "done":
                 waiting.append(record)
                 continue
-            baseline = {"artifact": dep.artifact, "metrics": dep.metrics}
+            baseline = {"artifact": _baseline_artifact(dep.artifact, root), "metrics": dep.metrics}
         if runner.busy() >= runner.slots:
             waiting.append(record)
             continue
@@ -251,7 +300,7 @@ def _dispatch(
             key=record.key,
             name=record.name,
             kind=record.kind,
-            config=record.config,
+            config=configs.get(record.key, record.config),
             baseline=baseline,
             workdir=str(root / f"{_slug(record.name)}-{record.key[:8]}"),
             threads=runner.threads,
@@ -259,6 +308,7 @@ def _dispatch(
             memory_mb=experiment.limits.trial_memory_mb,
             workers=runner.slots,
         )
+        in_flight.add(record.id)
         runner.submit(job)
         view.trial_started(record.id, record.name)
     return waiting

@@ -11,12 +11,18 @@ Public API (everything else is internal)::
     exp = store.create_experiment("quickstart", config)  # get-or-create by name ("sweep" | "recipe" kind)
     exp = store.get_experiment("quickstart")             # None if absent; store.experiments() lists all
     t = store.add_trial(exp.id, key, name, config, kind="compress", depends_on=baseline_key)
-    store.claim_trial(t.id, owner="host:pid")           # queued -> running (False if someone else has it)
+    store.claim_trial(t.id)                              # queued -> running (False if someone else has it)
     store.finish_trial(t.id, metrics=..., measurements=[...], timings=..., env=..., artifact=...)
     store.fail_trial(t.id, "TrainingError: the loss is nan ...", timings=..., traceback=...)
     store.trials(exp.id, status="done")                  # records, oldest first; store.trial(id|key)
     store.requeue_stale(exp.id)                          # running trials whose owner process is gone
+    store.requeue(t.id)                                  # an explicit rerun of a done or failed record
     store.close()
+
+A running trial's ``owner`` is ``host:pid:start`` (:func:`owner_id`): the process start time tells
+the process that claimed it from a later one that got the same pid (a restarted container's PID 1).
+Claiming clears what an earlier attempt recorded; ``finish_trial``/``fail_trial`` only write to a
+trial that is still running (one requeued meanwhile as stale keeps its new state).
 
 A trial (or recipe step) is identified inside its experiment by ``key``, a hash of everything that
 decides its result, so re-adding the same trial is a no-op and a rerun finds what already finished.
@@ -35,9 +41,11 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
+
+import psutil
 
 from edgeslim.errors import ConfigError
 
@@ -126,9 +134,65 @@ class TrialRecord:
         return dataclasses.asdict(self)
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (2 decimals, as the kernel reports it); None if there is none.
+
+    "" when the process exists but cannot be inspected (then it counts as alive).
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return None
+        return f"{proc.create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return ""
+
+
+def process_owner(pid: int) -> str:
+    """The owner id of process ``pid`` on this host (``host:pid:start``; see :func:`owner_id`)."""
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '0'}"
+
+
 def owner_id() -> str:
-    """``host:pid`` of this process: who holds a running trial."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process: who holds a running trial.
+
+    The start time makes the id unique over time: a later process that gets the same pid (PID 1
+    again after a container restart) has another id, so it never passes for the claimant.
+    """
+    return process_owner(os.getpid())
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process ``owner`` names still runs on this host.
+
+    ``host:pid:start`` is alive when ``pid`` runs and started at ``start`` (a reused pid does not
+    count); an older ``host:pid`` only needs the pid. Another host's owner is never "alive": a
+    driver cannot see remote processes (and SQLite in WAL mode is single-host anyway).
+    """
+    parts = str(owner or "").split(":")
+    start: str | None = None
+    if len(parts) >= 3 and parts[-2].isdigit() and _is_number(parts[-1]):
+        host, pid, start = ":".join(parts[:-2]), int(parts[-2]), parts[-1]
+    elif len(parts) >= 2 and parts[-1].isdigit():
+        host, pid = ":".join(parts[:-1]), int(parts[-1])
+    else:
+        return False
+    if host != socket.gethostname():
+        return False
+    actual = _start_time(pid)
+    if actual is None:
+        return False
+    return start is None or actual in ("", start)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _dumps(value: Any) -> str:
@@ -271,11 +335,13 @@ class Store:
         return found
 
     def claim_trial(self, trial_id: int, owner: str | None = None) -> bool:
-        """Mark a queued trial running for ``owner``; False if it is not queued (taken or finished)."""
+        """Mark a queued trial running for ``owner`` (default: :func:`owner_id`); False if it is not
+        queued (taken or finished). What an earlier attempt recorded is cleared."""
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE trials SET status='running', owner=?, attempts=attempts+1, started_at=?, "
-                "finished_at=NULL WHERE id=? AND status='queued'",
+                "finished_at=NULL, metrics=NULL, measurements=NULL, timings=NULL, env=NULL, artifact=NULL, "
+                "error=NULL, traceback=NULL WHERE id=? AND status='queued'",
                 (owner or owner_id(), time.time(), trial_id),
             )
             return cursor.rowcount == 1
@@ -289,12 +355,13 @@ class Store:
         timings: dict[str, Any] | None = None,
         env: dict[str, Any] | None = None,
         artifact: str | None = None,
-    ) -> None:
-        """Record a trial as done with what it measured."""
+    ) -> bool:
+        """Record a running trial as done with what it measured; False (nothing written) if it is no
+        longer running (e.g. requeued as stale meanwhile: it will run again)."""
         with self._write() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE trials SET status='done', metrics=?, measurements=?, timings=?, env=?, artifact=?, "
-                "error=NULL, traceback=NULL, finished_at=? WHERE id=?",
+                "error=NULL, traceback=NULL, finished_at=? WHERE id=? AND status='running'",
                 (
                     _dumps(metrics),
                     _dumps(measurements or []),
@@ -305,6 +372,7 @@ class Store:
                     trial_id,
                 ),
             )
+            return cursor.rowcount == 1
 
     def fail_trial(
         self,
@@ -314,41 +382,62 @@ class Store:
         timings: dict[str, Any] | None = None,
         env: dict[str, Any] | None = None,
         traceback: str | None = None,
-    ) -> None:
-        """Record a trial as failed with its error text; the sweep goes on."""
+    ) -> bool:
+        """Record a running trial as failed with its error text; the sweep goes on. False (nothing
+        written) if it is no longer running."""
         with self._write() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE trials SET status='failed', error=?, traceback=?, timings=?, env=?, finished_at=? "
-                "WHERE id=?",
+                "WHERE id=? AND status='running'",
                 (error, traceback, _dumps(timings or {}), _dumps(env or {}), time.time(), trial_id),
             )
+            return cursor.rowcount == 1
 
-    def requeue(self, trial_id: int) -> None:
-        """Put a trial back in the queue (its previous results are cleared when it runs again)."""
-        with self._write() as db:
-            db.execute(
-                "UPDATE trials SET status='queued', owner=NULL, error=NULL, traceback=NULL WHERE id=?",
-                (trial_id,),
-            )
+    def requeue(self, trial_id: int, *, only_if: Status | None = None, owner: str | None = None) -> bool:
+        """Put a trial back in the queue; True if it was (what it recorded is cleared when it is claimed).
 
-    def requeue_stale(self, experiment_id: int) -> int:
-        """Requeue running trials whose owner process no longer exists on this host; return how many.
-
-        A trial owned by a live process (another sweep on the same store) is left alone; one owned
-        by another host is requeued too, since a driver cannot see remote processes.
+        ``only_if``/``owner`` make it a compare-and-set: the trial is requeued only while it still
+        has that status / that owner, so one that finished (or was taken) since the caller looked
+        is left alone. Without them any done, failed or running trial is requeued: an explicit
+        request such as ``--retry-failed`` or a recipe step whose artifact changed.
         """
-        host = socket.gethostname()
-        stale: list[int] = []
+        query = "UPDATE trials SET status='queued', owner=NULL, error=NULL, traceback=NULL WHERE id=?"
+        args: list[Any] = [trial_id]
+        if only_if is not None:
+            query, args = query + " AND status=?", [*args, only_if]
+        else:
+            query += " AND status!='queued'"
+        if owner is not None:
+            query, args = query + " AND owner=?", [*args, owner]
+        with self._write() as db:
+            return db.execute(query, args).rowcount == 1
+
+    def requeue_stale(self, experiment_id: int, *, in_flight: Collection[int] = ()) -> int:
+        """Requeue running trials whose owner is gone; return how many.
+
+        Gone: the owner process no longer runs (or its pid now belongs to a later process, see
+        :func:`owner_alive`), it ran on another host, or it is this very process (:func:`owner_id`)
+        and the trial is not in ``in_flight``, the ids the caller is running right now: a trial
+        this process claimed but no longer runs (an earlier sweep in this process was interrupted)
+        would otherwise wait forever. So run one sweep of an experiment at a time per process.
+        A trial owned by another live process (another sweep on the same store) is left alone.
+        Each requeue is a compare-and-set on status and owner, so a trial that finishes meanwhile
+        keeps its result.
+        """
+        me = owner_id()
+        requeued = 0
         for trial_id, owner in self._db.execute(
             "SELECT id, owner FROM trials WHERE experiment_id=? AND status='running'", (experiment_id,)
-        ):
-            owner_host, _, pid = str(owner or "").rpartition(":")
-            if owner_host == host and pid.isdigit() and _alive(int(pid)):
+        ).fetchall():
+            if trial_id in in_flight:
                 continue
-            stale.append(trial_id)
-        for trial_id in stale:
-            self.requeue(trial_id)
-        return len(stale)
+            if owner != me and owner_alive(owner):
+                continue
+            if owner is None:
+                requeued += self.requeue(trial_id, only_if="running")
+            else:
+                requeued += self.requeue(trial_id, only_if="running", owner=owner)
+        return requeued
 
     def trial(self, id_or_key: int | str, *, experiment_id: int | None = None) -> TrialRecord | None:
         """One record by id, or by key within ``experiment_id``."""
@@ -427,13 +516,3 @@ class Store:
             started_at=started,
             finished_at=finished,
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -7,9 +7,14 @@
 * A **compress** trial runs :func:`prune_task` (pruning plus fine-tuning) or :func:`quantize_task`
   (PTQ, QAT or dynamic; deployed int8 accuracy) on the baseline artifact, then measures the result.
 
-Runtimes: ``torch`` (eager, :func:`bench_task`) and ``onnxruntime`` (the exported ONNX file, or the
-QDQ int8 file that quantization wrote). Each is one :class:`Measurement` in the record; the flat
-``metrics`` summarize the first runtime listed, which reports and recommendations use.
+Runtimes, measured with :func:`edgeslim.export.benchmark_artifact`: ``torch`` (the checkpoint,
+eager) and ``onnxruntime`` (the FP32 ONNX file written and parity-checked by
+:func:`edgeslim.export.export`, or the QDQ int8 file that quantization wrote). Each is one
+:class:`Measurement` in the record; a runtime whose export or parity check failed is a failed
+measurement (``extra["failed"]``: no latency, memory or accuracy credited). Memory is the peak RSS of
+a fresh process that loads the artifact, not the long-lived worker's. The flat ``metrics``
+summarize the first runtime listed, which reports and recommendations use; ``metrics["simulated"]``
+says the top-1 comes from a fake-quantized model in torch (the quantized model was not deployed).
 
 :func:`execute` wraps any trial function with the thread count, time/memory limits, the NaN check,
 timings and the environment fingerprint, and never raises: a failure becomes a failed
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import sys
 import time
 import traceback
@@ -30,7 +36,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from edgeslim.bench import Measurement, env_fingerprint, file_size_bytes, measure_peak_rss, threads
+from edgeslim.bench import Measurement, env_fingerprint, file_size_bytes, threads
 from edgeslim.errors import EdgeslimError
 from edgeslim.sweep.limits import LimitGuard, TrialLimitExceeded
 
@@ -79,34 +85,44 @@ class Outcome:
     def failed(cls, error: str, *, timings: dict[str, Any] | None = None, tb: str | None = None) -> Outcome:
         return cls("failed", {}, [], None, error, tb, dict(timings or {}), {})
 
-    def record(self, store: Any, trial_id: int) -> None:
-        """Write this outcome into ``store`` (an :class:`edgeslim.sweep.store.Store`)."""
+    def record(self, store: Any, trial_id: int) -> bool:
+        """Write this outcome into ``store`` (an :class:`edgeslim.sweep.store.Store`); False if the
+        trial was no longer running there (requeued as stale meanwhile), so nothing was written."""
         if self.status == "done":
-            store.finish_trial(
-                trial_id,
-                metrics=self.metrics,
-                measurements=self.measurements,
-                timings=self.timings,
-                env=self.env,
-                artifact=self.artifact,
+            return bool(
+                store.finish_trial(
+                    trial_id,
+                    metrics=self.metrics,
+                    measurements=self.measurements,
+                    timings=self.timings,
+                    env=self.env,
+                    artifact=self.artifact,
+                )
             )
-        else:
+        return bool(
             store.fail_trial(
                 trial_id, self.error or "failed", timings=self.timings, env=self.env, traceback=self.traceback
             )
+        )
 
 
 TrialFn = Callable[[TrialJob], TrialOutput]
 
 
-def non_finite(metrics: dict[str, Any], prefix: str = "") -> list[str]:
-    """Names of NaN or infinite numbers in ``metrics`` (nested dicts included)."""
+def non_finite(value: Any, prefix: str = "") -> list[str]:
+    """Names of NaN or infinite numbers in ``value``: any real number (Python or NumPy), inside dicts,
+    lists, tuples and :class:`Measurement` records at any depth (``a.b[2].c``)."""
+    if isinstance(value, Measurement):
+        value = value.to_dict()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | int):
+        return [] if math.isfinite(float(value)) else [prefix or "(value)"]
     bad: list[str] = []
-    for k, v in metrics.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            bad.append(prefix + str(k))
-        elif isinstance(v, dict):
-            bad += non_finite(v, f"{prefix}{k}.")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad += non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            bad += non_finite(v, f"{prefix}[{i}]")
     return bad
 
 
@@ -142,7 +158,7 @@ def execute(job: TrialJob, fn: TrialFn) -> Outcome:
     notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))[:10]
     if notes:  # kept with the record instead of cluttering the live view
         output = dataclasses.replace(output, metrics={**output.metrics, "warnings": notes})
-    bad = non_finite(output.metrics)
+    bad = non_finite(output.metrics) + non_finite(output.measurements, "measurements")
     if bad:
         return Outcome.failed(
             f"the trial produced NaN/inf in {', '.join(bad)}", timings=timings(output.timings)
@@ -208,6 +224,10 @@ def _baseline(job: TrialJob) -> TrialOutput:
     artifact = workdir / "model.pt"
     t0 = time.perf_counter()
     weights = Path(entry["weights"]) if entry.get("weights") else None
+    if weights is None and not entry.get("train") and entry.get("init") != "random":
+        raise EdgeslimError(  # the experiment file checks this; a replayed old record may not have
+            f"model {entry.get('label', entry['name'])!r} has no weights, no training and no 'init: random'"
+        )
     source = ModelSource(name=entry["name"], weights=weights, num_classes=entry.get("num_classes"))
     test = data_source.load()
     if entry.get("train"):
@@ -233,9 +253,13 @@ def _baseline(job: TrialJob) -> TrialOutput:
     )
     input_size = tuple(int(s) for s in test.images.shape[1:])
     t1 = time.perf_counter()
+    if entry.get("init") == "random":
+        note = "untrained: random initial weights (init: random), not a meaningful accuracy"
+        measured = measured.replace(notes=(*measured.notes, note))
     measurements = _measure_runtimes(job, measured, artifact, input_size, onnx=None)
     metrics = _metrics(job, measured, measurements, rate=None, input_size=input_size)
     metrics["finetune_epochs"] = 0
+    metrics["init"] = "weights" if weights is not None else ("train" if entry.get("train") else "random")
     metrics["train_epochs"] = int(entry["train"]["epochs"]) if entry.get("train") else 0
     return TrialOutput(
         metrics=metrics,
@@ -356,6 +380,7 @@ def _quantize(job: TrialJob) -> TrialOutput:
     metrics = _metrics(job, measured, measurements, rate=None, input_size=input_size)
     metrics["bits"] = outcome.bits
     metrics["top1_simulated"] = outcome.top1_simulated
+    metrics["top1_deployed"] = outcome.top1_deployed
     metrics["finetune_epochs"] = int(cfg["finetune"]["epochs"]) if cfg.get("finetune") else 0
     return TrialOutput(
         metrics=metrics,
@@ -363,6 +388,13 @@ def _quantize(job: TrialJob) -> TrialOutput:
         artifact=str(outcome.packed_path),
         timings={"compress_s": compress_s, "measure_s": time.perf_counter() - t1},
     )
+
+
+#: Sweep runtime names -> the names edgeslim.export uses.
+_EXPORT_RUNTIME = {"torch": "torch", "onnxruntime": "ort"}
+
+#: Parity inputs for the ONNX export of a float model (random, like edgeslim.export's default).
+PARITY_IMAGES = 64
 
 
 def _measure_runtimes(
@@ -378,28 +410,75 @@ def _measure_runtimes(
 
     ``checkpoint`` is a float model torch can run (None for quantized artifacts); ``onnx`` an ONNX
     file already written (the QDQ int8 export), else the checkpoint is exported for onnxruntime.
+    A runtime that could not be measured (export or parity failure) has ``extra["failed"]`` with
+    the reason, and neither latency nor accuracy.
     """
     spec = job.config["measure"]
-    want_latency = "latency" in spec["metrics"]
-    want_memory = "memory" in spec["metrics"]
-    batch_sizes = tuple(spec["batch_sizes"])
     out: list[Measurement] = []
     for runtime in spec["runtimes"]:
         if runtime == "torch":
-            out.append(
-                _torch_runtime(
-                    job, measured, checkpoint, torch_model, input_size, batch_sizes, want_latency, want_memory
-                )
-            )
+            out.append(_torch_runtime(job, measured, checkpoint, torch_model, input_size))
         elif runtime == "onnxruntime":
-            out.append(
-                _ort_runtime(
-                    job, measured, checkpoint, onnx, input_size, batch_sizes, want_latency, want_memory
-                )
-            )
+            out.append(_ort_runtime(job, measured, checkpoint, onnx, input_size))
         else:  # validated by the experiment file; kept for a clear message if a record is replayed
             raise EdgeslimError(f"unknown runtime {runtime!r}")
     return out
+
+
+def _failed(base: Measurement, reason: str) -> Measurement:
+    """A runtime measurement that did not happen: no latency, memory or accuracy is credited."""
+    return base.replace(
+        top1=None,
+        latency={},
+        peak_rss_bytes=None,
+        notes=(*base.notes, f"not measured: {reason}"),
+        extra={**base.extra, "failed": reason},
+    )
+
+
+def _bench_file(
+    job: TrialJob, base: Measurement, path: Path, runtime: str, input_size: tuple[int, ...]
+) -> Measurement:
+    """Latency and memory of ``path`` on ``runtime`` through :func:`edgeslim.export.benchmark_artifact`.
+
+    Memory (``memory`` in ``measure.metrics``) is the peak resident memory of a fresh process that
+    imports the runtime, loads the file and runs one batch of the largest batch size: what deploying
+    it costs, unlike the long-lived worker's resident memory, which holds earlier trials' leftovers.
+    """
+    from edgeslim.export.bench import benchmark_artifact
+
+    spec = job.config["measure"]
+    want_latency = "latency" in spec["metrics"]
+    want_memory = "memory" in spec["metrics"]
+    if not (want_latency or want_memory):
+        return base
+    batch_sizes = tuple(spec["batch_sizes"])
+    name = _EXPORT_RUNTIME[runtime]
+    try:
+        comparison = benchmark_artifact(
+            path,
+            [name],
+            input_size=input_size,
+            batch_sizes=batch_sizes if want_latency else (max(batch_sizes),),
+            num_threads=job.threads,
+            warmup=spec["warmup"] if want_latency else 0,
+            runs=spec["latency_runs"] if want_latency else 1,
+            memory="process" if want_memory else "inline",
+        )
+    except EdgeslimError as exc:  # the file cannot be read or run there: the other runtimes still count
+        return _failed(base, f"{runtime}: {exc}")
+    found = comparison.measurement(name)
+    if found is None:
+        return _failed(base, f"{runtime}: {comparison.failed.get(name, 'no measurement')}")
+    extra = {**base.extra, **{k: v for k, v in found.extra.items() if k.startswith("ort_")}}
+    if want_memory:
+        for key in ("rss_baseline_bytes", "rss_increase_bytes", "memory"):
+            extra[key] = found.extra.get(key)
+    return base.replace(
+        latency=found.latency if want_latency else {},
+        peak_rss_bytes=found.peak_rss_bytes if want_memory else None,
+        extra=extra,
+    )
 
 
 def _torch_runtime(
@@ -408,30 +487,30 @@ def _torch_runtime(
     checkpoint: Path | None,
     torch_model: nn.Module | None,
     input_size: tuple[int, ...],
-    batch_sizes: tuple[int, ...],
-    want_latency: bool,
-    want_memory: bool,
 ) -> Measurement:
     from edgeslim.bench import benchmark_torch
-    from edgeslim.tasks import ModelSource, bench_task
 
     spec = job.config["measure"]
     base = measured.replace(runtime="torch", env={})
     if torch_model is not None:  # dynamic int8: torch runs the real quantized kernels
+        want_latency = "latency" in spec["metrics"]
         bench = benchmark_torch(
             torch_model,
             input_size,
-            batch_sizes=batch_sizes,
+            batch_sizes=tuple(spec["batch_sizes"]) if want_latency else (1,),
             threads=job.threads,
             warmup=spec["warmup"],
-            runs=spec["latency_runs"],
-            measure_memory=want_memory,
+            runs=spec["latency_runs"] if want_latency else 1,
+            measure_memory=False,
         )
-        return base.replace(
-            top1=measured.top1,
-            latency=bench.latency if want_latency else {},
-            peak_rss_bytes=bench.peak_rss_bytes,
-        )
+        notes = measured.notes
+        if "memory" in spec["metrics"]:
+            notes = (
+                *notes,
+                "memory not measured: the dynamic int8 model exists only in memory (torch's int8 kernels), "
+                "so no fresh process can load it",
+            )
+        return base.replace(top1=measured.top1, latency=bench.latency if want_latency else {}, notes=notes)
     if checkpoint is None:
         return base.replace(
             top1=None if measured.runtime != "torch" else measured.top1,
@@ -441,24 +520,7 @@ def _torch_runtime(
                 "(fake quantization); its deployed latency is the onnxruntime measurement",
             ),
         )
-    if not (want_latency or want_memory):
-        return base
-    bench = bench_task(
-        ModelSource(checkpoint=checkpoint),
-        batch_sizes=batch_sizes if want_latency else (max(batch_sizes),),
-        input_size=(input_size[0], input_size[1], input_size[2]),
-        num_threads=job.threads,
-        warmup=spec["warmup"],
-        runs=spec["latency_runs"] if want_latency else 1,
-    )
-    return base.replace(
-        latency=bench.latency if want_latency else {},
-        peak_rss_bytes=bench.peak_rss_bytes if want_memory else None,
-        extra={
-            **measured.extra,
-            **{k: v for k, v in bench.extra.items() if k.startswith(("rss", "threads"))},
-        },
-    )
+    return _bench_file(job, base, checkpoint, "torch", input_size)
 
 
 def _ort_runtime(
@@ -467,59 +529,61 @@ def _ort_runtime(
     checkpoint: Path | None,
     onnx: Path | None,
     input_size: tuple[int, ...],
-    batch_sizes: tuple[int, ...],
-    want_latency: bool,
-    want_memory: bool,
 ) -> Measurement:
-    import numpy as np
+    """The ONNX file quantization wrote, or the float checkpoint exported to ONNX (parity-checked
+    against torch by :func:`edgeslim.export.export`; a failed check is a failed measurement)."""
     import torch
 
-    from edgeslim.export.onnx import check_parity, export_onnx, ort_latency, ort_session
+    from edgeslim.export import export
     from edgeslim.models import load_model_from_checkpoint
 
-    spec = job.config["measure"]
     base = measured.replace(runtime="onnxruntime", env={})
-    extra = dict(measured.extra)
-    notes = list(measured.notes)
     if onnx is None:
         if checkpoint is None:
             return base.replace(
                 top1=None,
                 size_bytes=None,
-                notes=(*notes, "not measured on onnxruntime: this method writes no ONNX artifact"),
+                notes=(*measured.notes, "not measured on onnxruntime: this method writes no ONNX artifact"),
             )
         model, _ = load_model_from_checkpoint(checkpoint)
         onnx = Path(job.workdir) / "model.onnx"
-        export = export_onnx(model, onnx, input_size=input_size)
-        session = ort_session(onnx, threads=job.threads)
-        parity = check_parity(
-            model, session, torch.randn(8, *input_size, generator=torch.Generator().manual_seed(0))
+        inputs = torch.randn(PARITY_IMAGES, *input_size, generator=torch.Generator().manual_seed(0))
+        try:
+            result = export(
+                model,
+                "onnx",
+                inputs[:2],
+                out=onnx,
+                parity_inputs=inputs,
+                parity_source="random",
+                threads=job.threads,
+            )
+        except EdgeslimError as exc:
+            return _failed(base.replace(size_bytes=None), f"ONNX export failed: {exc}")
+        parity = result.parity
+        base = base.replace(
+            artifact=str(result.path),
+            size_bytes=result.size_bytes,
+            extra={
+                **base.extra,
+                "onnx_exporter": result.exporter,
+                "onnx_parity": None if parity is None else parity.to_dict(),
+                "onnx_parity_max_abs_diff": None if parity is None else parity.max_abs_diff,
+            },
         )
-        extra["onnx_exporter"] = export.exporter
-        extra["onnx_parity_max_abs_diff"] = parity.max_abs_diff
-        notes.append("accuracy measured in torch on the same FP32 weights (ONNX parity checked)")
+        if parity is None or not parity.ok:
+            why = "not checked" if parity is None else parity.summary()
+            return _failed(base, f"the exported ONNX file does not reproduce the model (parity {why})")
+        base = base.replace(
+            notes=(
+                *base.notes,
+                "accuracy measured in torch on the same FP32 weights; the ONNX file passed the parity "
+                f"check ({parity.summary()})",
+            )
+        )
     else:
-        session = ort_session(onnx, threads=job.threads)
-    latency = (
-        ort_latency(session, input_size, batch_sizes, warmup=spec["warmup"], runs=spec["latency_runs"])
-        if want_latency
-        else {}
-    )
-    peak = None
-    if want_memory:
-        name = session.get_inputs()[0].name
-        x = np.random.default_rng(0).standard_normal((max(batch_sizes), *input_size)).astype(np.float32)
-        memory = measure_peak_rss(lambda: session.run(None, {name: x}))
-        peak = memory.peak_rss_bytes
-        extra["rss_increase_bytes"] = memory.increase_bytes
-    return base.replace(
-        artifact=str(onnx),
-        size_bytes=file_size_bytes(onnx),
-        latency=latency,
-        peak_rss_bytes=peak,
-        notes=tuple(notes),
-        extra=extra,
-    )
+        base = base.replace(artifact=str(onnx), size_bytes=file_size_bytes(onnx))
+    return _bench_file(job, base, onnx, "onnxruntime", input_size)
 
 
 def _metrics(
@@ -535,6 +599,7 @@ def _metrics(
     primary = measurements[0] if measurements else measured
     base = (job.baseline or {}).get("metrics") if job.kind != "baseline" else None
     top1 = primary.top1 if primary.top1 is not None else measured.top1
+    failed = {m.runtime: m.extra["failed"] for m in measurements if m.extra.get("failed")}
     size = primary.size_bytes if primary.size_bytes is not None else measured.size_bytes
     smallest = min(primary.latency) if primary.latency else None
     metrics: dict[str, Any] = {
@@ -555,7 +620,12 @@ def _metrics(
         "latency_batch_size": smallest,
         "latency_ms_by_batch": {str(b): s.median_ms for b, s in sorted(primary.latency.items())},
         "peak_rss_bytes": primary.peak_rss_bytes,
+        # top-1 from a fake-quantized model in torch, not from a deployed artifact
+        "simulated": bool(measured.simulated),
+        "top1_runtime": measured.runtime,  # where top1 was measured
     }
+    if failed:
+        metrics["runtime_errors"] = failed
     if base is not None:
         metrics["baseline_top1"] = base.get("top1")
         metrics["top1_drop"] = None if top1 is None or base.get("top1") is None else base["top1"] - top1

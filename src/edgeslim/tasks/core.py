@@ -118,7 +118,11 @@ def train_task(
             val_loader=val_loader,
             checkpoint_path=out,
             resume=resume,
-            model_spec={"name": spec["name"], "kwargs": spec["kwargs"]},
+            model_spec={
+                "name": spec["name"],
+                "kwargs": spec["kwargs"],
+                "meta": {"channel_spec": (spec.get("meta") or {}).get("channel_spec")},
+            },
             progress=progress,
         )
 

@@ -101,7 +101,10 @@ def distill_task(
     split (``data_source.limit`` applies to both splits). The student starts from scratch or from
     its weights; it is saved to ``out`` as a normal edgeslim checkpoint (``edgeslim eval
     --checkpoint`` reads it), written only after training succeeded. Teacher logits are cached
-    across epochs when augmentation is off (``augment`` identity) and the method uses KD.
+    across epochs when augmentation is off (``augment`` identity) and KD runs on its own (KD, or
+    the KD finish after an AB/hint initialization phase; hints added to KD for the whole run need
+    the teacher's activations, so its forward pass runs every step); the outcome's notes say so
+    only when cached logits were actually reused.
     """
     if not isinstance(config, KD | AB | Hint):
         raise ConfigError(f"config must be KD, AB or Hint, got {type(config).__name__}")
@@ -143,8 +146,10 @@ def distill_task(
                 f"{train_data.source!r}: {len(train_data)} training images is fewer than one batch of "
                 f"{train_config.batch_size}; lower --batch-size"
             )
-        uses_kd = isinstance(config, KD) or config.finish == "kd"
-        cache = uses_kd and augment.is_identity
+        # KD alone can reuse teacher logits; hints active alongside KD (init_epochs 0) need the
+        # teacher's activations every step, so distill() ignores a cache there
+        kd_alone = isinstance(config, KD) or (config.finish == "kd" and config.init_epochs > 0)
+        cache = kd_alone and augment.is_identity
         student.train()
         result = distill(
             student,
@@ -162,7 +167,7 @@ def distill_task(
         top1_student = evaluate(student, test_loader, progress=progress).top1
 
         notes: list[str] = []
-        if cache:
+        if result.teacher_cache and result.teacher_cache.get("hits", 0) > 0:
             notes.append("augmentation off: teacher logits were computed once per image and reused")
         meta: dict[str, Any] = {
             "kind": "distill",

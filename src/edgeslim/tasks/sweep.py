@@ -91,20 +91,16 @@ def recommend_task(
     max_accuracy_drop: float | None = None,
     top: int = 3,
 ) -> Recommendation:
-    """The best finished trials within the limits, with the reasons (empty ``fitting`` if none fits)."""
-    for flag, value in (
-        ("--max-latency-ms", max_latency_ms),
-        ("--max-size-mb", max_size_mb),
-        ("--max-accuracy-drop", max_accuracy_drop),
-    ):
-        if value is not None and not value >= 0:
-            raise ConfigError(f"{flag} must be a number >= 0, got {value}")
+    """The best finished trials within the limits, with the reasons (empty ``fitting`` if none fits).
+
+    Latency and size limits must be > 0, the accuracy drop >= 0 (checked before the store is read).
+    """
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
     from edgeslim.report import Constraints, recommend, rows
 
-    _exp, trials = _load(experiment, db)
     constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop)
+    _exp, trials = _load(experiment, db)
     return recommend(rows([t.to_dict() for t in trials]), constraints, top=top)
 
 

@@ -418,6 +418,9 @@ def _save(
         "edgeslim_version": edgeslim.__version__,
         "torch_version": str(torch.__version__),
     }
+    channel_spec = (spec.get("meta") or {}).get("channel_spec")
+    if channel_spec:
+        meta["channel_spec"] = channel_spec  # a filter-pruned model reloads with its own channel counts
     problem = find_unloadable(
         train_state["history"], "history (metrics added by callbacks)"
     ) or find_unloadable(train_state["callbacks"], "callback state_dict()")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Protocol
 
+from edgeslim.data.folder import _usable_cpus as usable_cpus  # one definition: the image decoder's
 from edgeslim.sweep.trial import Outcome, TrialJob
 
 #: How long past its time limit a trial may run before its worker is killed outright (the limit
@@ -41,14 +41,6 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def default_workers() -> int:
     """Half the usable CPUs (each worker then gets 2 threads), at least 1."""
     return max(1, usable_cpus() // 2)
@@ -59,3 +51,13 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
     if threads is not None:
         return threads
     return max(1, usable_cpus() // max(1, workers))
+
+
+__all__ = [
+    "KILL_GRACE_S",
+    "Executor",
+    "Finished",
+    "default_workers",
+    "threads_per_worker",
+    "usable_cpus",
+]

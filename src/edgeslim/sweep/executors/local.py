@@ -4,8 +4,9 @@ Workers are started with ``spawn`` (a clean interpreter: no inherited torch thre
 handles), pinned to ``threads`` torch threads, and write each finished trial straight into the
 store, so a record is durable the moment its trial ends even if the driver is killed. On Linux a
 worker dies with its driver (``PR_SET_PDEATHSIG``), so a killed sweep leaves no orphans running
-trials that a rerun would start again. A worker that dies (out-of-memory killer, segfault) or
-whose trial runs far past its time limit is replaced and its trial recorded as failed.
+trials that a rerun would start again. A worker that dies (out-of-memory killer, segfault,
+``os._exit``) or whose trial runs far past its time limit is replaced and its trial recorded as
+failed; a job handed to an idle worker that died meanwhile goes to its replacement.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class LocalExecutor:
         self.kill_grace_s = kill_grace_s
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
+        self._undelivered: list[Finished] = []  # jobs that could not be handed to any worker
         self.replaced = 0
 
     def _spawn(self) -> _Worker:
@@ -122,18 +124,33 @@ class LocalExecutor:
         self._workers = [self._spawn() for _ in range(self.slots)]
 
     def busy(self) -> int:
-        return sum(w.job is not None for w in self._workers)
+        return sum(w.job is not None for w in self._workers) + len(self._undelivered)
 
     def submit(self, job: TrialJob) -> None:
-        worker = next((w for w in self._workers if w.job is None), None)
-        if worker is None:
+        """Hand ``job`` to an idle worker. An idle worker that died since the last :meth:`wait`
+        (killed, out of memory) is replaced and the job goes to the new one; if that fails too, the
+        job is reported failed by the next :meth:`wait`."""
+        index = next((i for i, w in enumerate(self._workers) if w.job is None), None)
+        if index is None:
             raise RuntimeError("submit() with no idle worker; check busy() < slots first")
-        worker.job, worker.started = job, time.monotonic()
-        worker.conn.send(job)
+        for attempt in range(2):
+            worker = self._workers[index]
+            worker.job, worker.started = job, time.monotonic()
+            try:
+                worker.conn.send(job)
+                return
+            except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                worker.job = None
+                if attempt == 0:
+                    self._workers[index] = self._replace(worker)
+        error = "could not hand the trial to a worker process: two fresh workers died at once"
+        self._undelivered.append(Finished(job.trial_id, "failed", error, Outcome.failed(error)))
 
     def wait(self, timeout_s: float) -> list[Finished]:
         """Jobs that ended within ``timeout_s`` (reported by workers, or failed by a dead/killed one)."""
-        finished: list[Finished] = []
+        finished, self._undelivered = self._undelivered, []
+        if finished:
+            timeout_s = 0.0
         waitables = [w.conn for w in self._workers] + [w.process.sentinel for w in self._workers]
         ready = set(multiprocessing.connection.wait(waitables, timeout=timeout_s)) if waitables else set()
         for i, worker in enumerate(self._workers):
@@ -173,6 +190,9 @@ class LocalExecutor:
     def _replace(self, worker: _Worker) -> _Worker:
         worker.conn.close()
         worker.process.join(timeout=1)
+        if worker.process.is_alive():  # its pipe broke but it still runs: do not leave it behind
+            worker.process.kill()
+            worker.process.join()
         self.replaced += 1
         return self._spawn()
 
