@@ -231,7 +231,7 @@ def main() -> None:
         f"b{sizes[-1]} img/s",
         "peak RSS MiB (model + run)",
         "file MB",
-        "parity max|diff| / top-1",
+        "parity max abs diff / top-1",
         "note",
     ]
     env = env_fingerprint()
@@ -243,6 +243,7 @@ def main() -> None:
     command = "python benchmarks/runtimes.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("write",)
     )
+    not_measured = [n.replace("|diff|", "abs diff") for n in not_measured]
     body = "\n".join(
         [
             "## Runtimes (`benchmarks/runtimes.py`)",

@@ -66,7 +66,6 @@ def test_float_formats_match_pytorch(
     assert open_runner(result.path, runtime).run(X[:5].numpy()).shape == (5, 10)
 
 
-@pytest.mark.slow
 def test_int8_on_ort_and_openvino(model: torch.nn.Module, tmp_path: Path) -> None:
     """int8 from calibration batches (static PTQ inside export) and from an already quantized model."""
     from edgeslim.quantization import StaticQuant, quantize

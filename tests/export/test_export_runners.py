@@ -39,6 +39,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_runtime_policy() -> None:
     assert default_runtime("int8", candidates=["torch", "ort", "openvino"]) == "openvino"  # coverage unknown
     assert default_runtime("int8", candidates=["ort", "openvino"], ort_float_layers=0) == "ort"
+    int8 = {"candidates": ["ort", "openvino"], "ort_float_layers": 0}
+    assert default_runtime("int8", macs_per_image=40_551_040, **int8) == "ort"  # resnet20: a tie, ORT
+    assert default_runtime("int8", macs_per_image=125_485_696, **int8) == "openvino"  # resnet56: 1.29x
     assert default_runtime("int8", candidates=["ort", "openvino"], ort_float_layers=9) == "openvino"
     assert (
         default_runtime("int4", candidates=["ort", "openvino"], batch_size=32, ort_float_layers=0)
@@ -125,7 +128,6 @@ def test_evaluate_artifact_matches_pytorch(checkpoint: Path, tiny_cifar: Path, t
     assert torch_m.params == reference.params and torch_m.macs == reference.macs
 
 
-@pytest.mark.slow
 def test_benchmark_all_runtimes_of_a_checkpoint(checkpoint: Path) -> None:
     result = benchmark_artifact(checkpoint, "all", batch_sizes=(1, 4), warmup=0, runs=2, memory="inline")
     measured = {m.runtime for m in result.measurements}

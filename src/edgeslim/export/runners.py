@@ -212,6 +212,9 @@ def available_runtimes() -> tuple[str, ...]:
 
 #: MACs of one call (batch x MACs per image) up to which a CPU call is overhead-bound
 SMALL_CALL_MACS = 1_000_000_000
+#: the same for int8 artifacts: OpenVINO's int8 kernels overtake ONNX Runtime's much earlier
+#: (measured: resnet20 at 41 MMAC ties, resnet56 at 125 MMAC is 1.29x faster on OpenVINO)
+SMALL_INT8_CALL_MACS = 50_000_000
 
 
 def default_runtime(
@@ -228,8 +231,9 @@ def default_runtime(
     Runtime and OpenVINO. A small call (at most 1 GMAC for the whole batch; without
     ``macs_per_image``, a batch of at most 4) is overhead-bound and ONNX Runtime's lower per-call
     cost wins (OpenVINO up to 4x slower on single CIFAR images); larger calls are compute-bound and
-    OpenVINO's kernels win (FP32 10-40% faster at batch 32, a 4.3 GMAC image 2.3x). int8 goes to
-    OpenVINO from batch 5 on whatever the size (its AMX/VNNI int8 kernels were 1.2-5x faster at
+    OpenVINO's kernels win (FP32 10-40% faster at batch 32, a 4.3 GMAC image 2.3x). int8 calls are
+    small up to 50 MMAC (``SMALL_INT8_CALL_MACS``); int8 goes to OpenVINO from batch 5 on whatever
+    the size (its AMX/VNNI int8 kernels were 1.2-5x faster at
     batch 32 even for a 8 MMAC model), and at every size when ONNX Runtime leaves layers of the
     artifact in float (``ort_float_layers`` > 0, e.g. scope "weights_and_activations"; None: not
     known), which makes it about 2x slower there. Then LiteRT, then PyTorch eager.
@@ -244,7 +248,8 @@ def default_runtime(
     if macs_per_image is None:
         small = batch_size <= 4
     else:
-        small = batch_size * macs_per_image <= SMALL_CALL_MACS and (not is_int or batch_size <= 4)
+        limit = SMALL_INT8_CALL_MACS if is_int else SMALL_CALL_MACS
+        small = batch_size * macs_per_image <= limit and (not is_int or batch_size <= 4)
     if is_int and ort_float_layers != 0:
         small = False
     cpu = ("ort", "openvino") if small else ("openvino", "ort")
