@@ -197,11 +197,6 @@ def test_quantize_before_prune_is_refused_with_the_reason() -> None:
             False,
         ),
         (
-            "  - {type: prune, method: l1, ratio: 0.5}\n  - {type: train, train: {epochs: 1}}\n",
-            "pruned shape",
-            False,
-        ),
-        (
             "  - {type: quantize, method: static}\n  - {type: measure, runtime: ort}\n",
             "add an export step",
             False,
@@ -218,6 +213,12 @@ def test_orders_that_cannot_work_are_refused(steps: str, words: str, quantized: 
         parse(steps)
     assert words in str(info.value), str(info.value)
     assert (QUANTIZE_LAST in str(info.value)) is quantized
+
+
+def test_training_after_filter_pruning_is_allowed() -> None:
+    # training checkpoints carry the pruned channel counts, so a filter-pruned model can be trained on
+    recipe = parse("  - {type: prune, method: l1, ratio: 0.5}\n  - {type: train, train: {epochs: 1}}\n")
+    assert [s.type for s in recipe.steps] == ["prune", "train"]
 
 
 def test_files_resolve_beside_the_recipe(tmp_path: Path, teacher_ckpt: Path) -> None:
