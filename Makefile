@@ -32,6 +32,7 @@ bench: setup
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python pruning.py
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python quantization.py
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python distillation.py
+	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python runtimes.py
 	cd benchmarks && EDGESLIM_DATA=$(abspath $(DATA)) ../$(VENV)/python sweep.py
 
 clean:
