@@ -39,9 +39,9 @@ from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 from edgeslim.quantization.configs import QAT, StaticQuant
 from edgeslim.select import LayerSelection
-from edgeslim.sweep.experiment import LineMap, field_name, parse_yaml
 from edgeslim.tasks.common import DataSource, ModelSource
 from edgeslim.train import TrainConfig
+from edgeslim.yaml_schema import Checker, Path_, describe, parse_yaml
 
 RECIPE_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -66,67 +66,6 @@ REGROW = (
     "does not keep the zeros); fine-tune inside the prune step instead (its 'train' block), which "
     "keeps them at zero"
 )
-
-Path_ = tuple[str | int, ...]
-
-
-class _Checker:
-    """Validation helpers that raise ConfigError with the file, line and dotted field name."""
-
-    def __init__(self, lines: LineMap) -> None:
-        self.lines = lines
-
-    def fail(self, path: Path_, message: str) -> ConfigError:
-        return ConfigError(f"{self.lines.where(path)}: {field_name(path)}: {message}")
-
-    def mapping(self, value: Any, path: Path_, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(
-                path, f"expected a mapping with keys from {', '.join(allowed)}, got {_kind(value)}"
-            )
-        for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
-                raise self.fail((*path, key), f"unknown key; {hint}")
-        return value
-
-    def integer(self, value: Any, path: Path_, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(path, f"expected an integer >= {minimum}, got {value!r}")
-        return value
-
-    def opt_integer(self, value: Any, path: Path_, *, minimum: int) -> int | None:
-        return None if value is None else self.integer(value, path, minimum=minimum)
-
-    def boolean(self, value: Any, path: Path_) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {value!r}")
-        return value
-
-    def string(self, value: Any, path: Path_) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def choice(self, value: Any, path: Path_, choices: tuple[str, ...]) -> str:
-        text = self.string(value, path)
-        if text not in choices:
-            raise self.fail(path, f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    def config(self, cls: type[Config], data: dict[str, Any], path: Path_) -> Any:
-        """``cls.from_dict(data)``; its error is reported at the field it names, if any."""
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            message = str(exc)
-            bad = next((k for k in data if re.search(rf"\b{re.escape(str(k))}\b", message)), None)
-            raise self.fail((*path, bad) if bad is not None else path, message) from None
-
-
-def _kind(value: Any) -> str:
-    return "a list" if isinstance(value, list) else f"{type(value).__name__} {value!r}"
 
 
 # -- the parts of a recipe ------------------------------------------------------------------------
@@ -377,7 +316,7 @@ def parse_recipe(
     if not text.strip():
         raise ConfigError(f"{source}: the recipe file is empty")
     data, lines = parse_yaml(text, source)
-    c = _Checker(lines)
+    c = Checker(lines)
     top = c.mapping(data, (), TOP_LEVEL)
     if "version" in top and top["version"] != RECIPE_VERSION:
         raise c.fail(
@@ -422,7 +361,7 @@ def resolve_file(raw: str, base: Path) -> Path | None:
     return next((p.resolve() for p in options if p.is_file()), None)
 
 
-def _file(c: _Checker, value: Any, path: Path_, base: Path) -> Path:
+def _file(c: Checker, value: Any, path: Path_, base: Path) -> Path:
     raw = c.string(value, path)
     found = resolve_file(raw, base)
     if found is None:
@@ -433,7 +372,7 @@ def _file(c: _Checker, value: Any, path: Path_, base: Path) -> Path:
     return found
 
 
-def _model_ref(c: _Checker, value: Any, path: Path_, base: Path, *, needs_weights: bool = False) -> ModelRef:
+def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights: bool = False) -> ModelRef:
     if isinstance(value, str):
         value = {"name": value}
     m = c.mapping(value, path, ("name", "weights", "checkpoint", "num_classes"))
@@ -461,7 +400,7 @@ def _model_ref(c: _Checker, value: Any, path: Path_, base: Path, *, needs_weight
     return ModelRef(name=name, weights=weights, num_classes=num_classes)
 
 
-def _data(c: _Checker, value: Any, base: Path) -> DataSpec:
+def _data(c: Checker, value: Any, base: Path) -> DataSpec:
     path: Path_ = ("data",)
     if value is None:
         return DataSpec()
@@ -486,14 +425,14 @@ def _data(c: _Checker, value: Any, base: Path) -> DataSpec:
     )
 
 
-def _required_train(c: _Checker, value: Any, path: Path_) -> TrainConfig:
+def _required_train(c: Checker, value: Any, path: Path_) -> TrainConfig:
     config = _train(c, value, path, required=True)
     if config is None:  # _train refuses epochs 0 when required; kept for the type checker
         raise c.fail(path, "this step trains: give epochs >= 1")
     return config
 
 
-def _train(c: _Checker, value: Any, path: Path_, *, required: bool) -> TrainConfig | None:
+def _train(c: Checker, value: Any, path: Path_, *, required: bool) -> TrainConfig | None:
     """A ``train`` block (TrainConfig fields); None when absent or ``epochs: 0`` and not required."""
     if value is None:
         if required:
@@ -510,7 +449,7 @@ def _train(c: _Checker, value: Any, path: Path_, *, required: bool) -> TrainConf
 
 
 def _method_fields(
-    c: _Checker, m: dict[str, Any], path: Path_, cls: type[Config], method: str, exclude: tuple[str, ...]
+    c: Checker, m: dict[str, Any], path: Path_, cls: type[Config], method: str, exclude: tuple[str, ...]
 ) -> dict[str, Any]:
     """The step keys that are fields of ``cls``; any other left-over key is an error naming it."""
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -525,10 +464,10 @@ def _method_fields(
     return out
 
 
-def _step(c: _Checker, value: Any, i: int, base: Path) -> Step:
+def _step(c: Checker, value: Any, i: int, base: Path) -> Step:
     path: Path_ = ("steps", i)
     if not isinstance(value, dict):
-        raise c.fail(path, f"expected a mapping with 'type' ({', '.join(STEP_TYPES)}), got {_kind(value)}")
+        raise c.fail(path, f"expected a mapping with 'type' ({', '.join(STEP_TYPES)}), got {describe(value)}")
     if "type" not in value:
         raise c.fail(path, f"missing 'type' (one of {', '.join(STEP_TYPES)})")
     kind = c.string(value["type"], (*path, "type"))
@@ -549,13 +488,13 @@ def _step(c: _Checker, value: Any, i: int, base: Path) -> Step:
     return parse(c, value, path, base, head)
 
 
-def _train_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _train_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     c.mapping(m, path, (*COMMON, "train", "augment"))
     train = _required_train(c, m.get("train"), (*path, "train"))
     return TrainStep(**head, train=train, augment=c.boolean(m.get("augment", True), (*path, "augment")))
 
 
-def _distill_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _distill_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     own = (*COMMON, "teacher", "method", "train", "augment")
     method = c.choice(m.get("method", "kd"), (*path, "method"), tuple(DISTILL_METHODS))
     cls = DISTILL_METHODS[method]
@@ -569,7 +508,7 @@ def _distill_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head:
     return DistillStep(**head, teacher=teacher, config=config, train=train, augment=augment)
 
 
-def _layers(c: _Checker, value: Any, path: Path_) -> LayerSelection:
+def _layers(c: Checker, value: Any, path: Path_) -> LayerSelection:
     if value is None:
         return LayerSelection()
     m = c.mapping(value, path, ("types", "names", "include", "exclude", "include_classifier"))
@@ -589,7 +528,7 @@ def _layers(c: _Checker, value: Any, path: Path_) -> LayerSelection:
     return selection
 
 
-def _prune_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _prune_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     if "method" not in m:
         raise c.fail(path, f"missing 'method' (one of {', '.join(PRUNE_METHODS)})")
     method = c.choice(m["method"], (*path, "method"), PRUNE_METHODS)
@@ -629,7 +568,7 @@ def _prune_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: d
     return PruneStep(**head, config=config, select=select, train=train, layout=layout)
 
 
-def _quantize_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _quantize_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     if "method" not in m:
         raise c.fail(path, f"missing 'method' (one of {', '.join(QUANT_METHODS)})")
     if m["method"] == "dynamic":
@@ -663,7 +602,7 @@ def _quantize_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head
     )
 
 
-def _export_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _export_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     c.mapping(m, path, (*COMMON, "format", "precision", "parity_images", "opset"))
     precision = m.get("precision")
     return ExportStep(
@@ -675,12 +614,14 @@ def _export_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: 
     )
 
 
-def _measure_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
+def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, head: dict[str, Any]) -> Step:
     c.mapping(m, path, (*COMMON, "runtime", "batch_sizes", "runs", "warmup", "accuracy", "memory"))
     runtime = m.get("runtime")
     sizes = m.get("batch_sizes", [1, 32])
     if not isinstance(sizes, list) or not sizes:
-        raise c.fail((*path, "batch_sizes"), f"expected a non-empty list of batch sizes, got {_kind(sizes)}")
+        raise c.fail(
+            (*path, "batch_sizes"), f"expected a non-empty list of batch sizes, got {describe(sizes)}"
+        )
     batch_sizes = tuple(c.integer(b, (*path, "batch_sizes", j), minimum=1) for j, b in enumerate(sizes))
     memory = c.choice(m.get("memory", "process"), (*path, "memory"), ("process", "inline"))
     return MeasureStep(
@@ -695,7 +636,7 @@ def _measure_step(c: _Checker, m: dict[str, Any], path: Path_, base: Path, head:
 
 
 # -- order ----------------------------------------------------------------------------------------
-def _check_order(c: _Checker, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+def _check_order(c: Checker, steps: tuple[Step, ...]) -> tuple[Step, ...]:
     """Refuse orders that cannot give a meaningful model (see QUANTIZE_LAST and REGROW); fill in
     ``keep_sparsity`` of quantize steps that did not set it (on after unstructured pruning)."""
     sparse_by = ""  # the unstructured prune step the weights' zeros come from

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeslim.errors import ConfigError
-from edgeslim.sweep.experiment import load_experiment, parse_yaml
+from edgeslim.sweep.experiment import load_experiment
 from edgeslim.sweep.runner import DEFAULT_DB, SweepSummary, run_sweep
 from edgeslim.sweep.store import ExperimentRecord, Store, TrialRecord
+from edgeslim.yaml_schema import parse_yaml
 
 if TYPE_CHECKING:  # the report modules import matplotlib: only when a report is made
     from edgeslim.report import Recommendation, ReportFiles
