@@ -20,6 +20,7 @@ lint: setup
 	$(VENV)/ruff check src tests benchmarks
 	$(VENV)/ruff format --check src tests benchmarks
 	$(VENV)/mypy
+	$(VENV)/lint-imports
 
 demo: setup
 	EDGESLIM_DATA=$(DATA) $(VENV)/edgeslim sweep examples/quickstart.yaml --db runs/demo/sweeps.db

@@ -22,14 +22,12 @@ from _common import data_root, markdown_table, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
 from edgeslim.data import BatchLoader, ImageTensors
-from edgeslim.export import export_onnx, ort_latency, ort_session
+from edgeslim.export import export_onnx, openvino_latency, ort_latency, ort_session, run_deployed
 from edgeslim.quantization import (
     QAT,
     DynamicQuant,
     QuantizationConfig,
     StaticQuant,
-    openvino_latency,
-    run_deployed,
 )
 from edgeslim.train import TrainConfig
 

@@ -33,7 +33,9 @@ def read_file(path: str | os.PathLike[str]) -> Any:
     """``torch.load(weights_only=True)`` with clear errors for missing or corrupt files."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist (check --weights/--checkpoint)")
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} does not exist (check ModelSource.weights / ModelSource.checkpoint)"
+        )
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
@@ -99,7 +101,9 @@ def load_state_dict_into(
     if mismatched:
         problems.append(f"shape mismatches ({len(mismatched)}): {_preview(mismatched)}")
         if any(_looks_like_classifier(k) for k in mismatched):
-            problems.append("the classifier shape differs: was it trained for another --num-classes?")
+            problems.append(
+                "the classifier shape differs: was it trained for another ModelSource.num_classes?"
+            )
     if problems:
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
@@ -136,7 +140,8 @@ def as_checkpoint(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check that an already-read file is an edgeslim checkpoint of a version this code reads."""
     if not is_edgeslim_checkpoint(obj):
         raise CheckpointError(
-            f"{str(path)!r} is not an edgeslim checkpoint; for plain weights use --model NAME --weights PATH"
+            f"{str(path)!r} is not an edgeslim checkpoint; for plain weights use ModelSource.name with "
+            "ModelSource.weights"
         )
     if obj.get("version") != VERSION:
         raise CheckpointError(

@@ -92,7 +92,8 @@ class Config:
             if not _matches(value, hints[f.name]):
                 raise ConfigError(
                     f"{type(self).__name__}.{f.name}: expected {_type_name(hints[f.name])}, "
-                    f"got {value!r} ({type(value).__name__})"
+                    f"got {value!r} ({type(value).__name__})",
+                    field=f"{type(self).__name__}.{f.name}",
                 )
 
 

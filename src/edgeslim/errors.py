@@ -8,9 +8,18 @@ from __future__ import annotations
 
 
 class EdgeslimError(Exception):
-    """Base class for errors caused by user input or environment, not by bugs."""
+    """Base class for errors caused by user input or environment, not by bugs.
+
+    ``field``: the dotted name of the config field or function parameter the message is about
+    (``FilterPruning.ratio``, ``bench_task.batch_sizes``), as the Python or YAML user wrote it; the
+    message names it too. Front ends translate it to their own spelling (the CLI to its flag).
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class ConfigError(EdgeslimError):

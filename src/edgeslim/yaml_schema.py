@@ -51,41 +51,170 @@ def field_name(path: Path_) -> str:
     return out or "(top level)"
 
 
-def _walk(node: yaml.Node, path: Path_, lines: LineMap) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                raise ConfigError(
-                    f"{lines.source}:{key_node.start_mark.line + 1}: {field_name((*path, key))}: "
-                    "duplicate key (the later one would silently win); keep one"
+#: Longest document accepted, in characters: real experiment files and recipes are a few KB. Below
+#: it, reading time is bounded by MAX_YAML_VALUES (about 0.5 s for a 1 MB document of any shape).
+MAX_YAML_CHARS = 1_000_000
+#: Deepest nesting of lists and mappings (real files nest fewer than 10 levels); also keeps the
+#: recursive composer, :class:`_Walk` and every later validator far from Python's recursion limit.
+MAX_YAML_DEPTH = 100
+#: Most values (scalars, lists and mappings) a document may hold, with every alias expanded. Real
+#: files hold a few hundred; this also bounds the time to read a document (about 50 us a value in
+#: the pure-Python loader). Aliases (``*name``) are allowed, since they are a fair way to share a
+#: block, but each use counts in full, so an alias "billion laughs" (a few lines that expand to 10^9
+#: values) stops here instead of hanging every reader of the data.
+MAX_YAML_VALUES = 10_000
+
+# errors a scalar's constructor raises for text its tag cannot hold: `!!int abc` (ValueError),
+# `!!bool maybe` (KeyError), `!!timestamp x` (AttributeError), a date 2024-02-30 (ValueError), an
+# integer of more than 4,300 digits (ValueError)
+_CONSTRUCT_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, ArithmeticError)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and turns a value's construction error into a YAMLError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        self._nodes += 1
+        try:
+            if self._nodes > MAX_YAML_VALUES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the document holds more than {MAX_YAML_VALUES:,} values; real files need far fewer",
+                    self.peek_event().start_mark,
                 )
-            seen.add(key)
-            lines.add((*path, key), key_node.start_mark.line + 1)
-            _walk(value_node, (*path, key), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.add((*path, i), item.start_mark.line + 1)
-            _walk(item, (*path, i), lines)
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except _CONSTRUCT_ERRORS as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_short(node.value)} as {node.tag}: {exc}", node.start_mark
+            ) from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a huge int's repr may itself fail)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters (a problem may quote a long tag or value)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class _Walk:
+    """Records the line of every key and item; refuses odd keys, duplicates, cycles and alias bombs."""
+
+    def __init__(self, lines: LineMap) -> None:
+        self.lines = lines
+        self.values = 0
+        self.open: set[int] = set()  # ids of the collections being walked (an alias to one is a cycle)
+
+    def fail(self, node: yaml.Node, path: Path_, problem: str) -> ConfigError:
+        where = f"{self.lines.source}:{node.start_mark.line + 1}"
+        return ConfigError(f"{where}: {field_name(path)}: {problem}")
+
+    def walk(self, node: yaml.Node, path: Path_) -> None:
+        self.values += 1
+        if self.values > MAX_YAML_VALUES:
+            raise self.fail(
+                node,
+                path,
+                f"the document holds more than {MAX_YAML_VALUES:,} values once its aliases (*name) are "
+                "expanded; write the values out or use fewer aliases",
+            )
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return
+        if id(node) in self.open:
+            raise self.fail(node, path, "an alias (*name) refers to a list or mapping that contains it")
+        if len(path) > MAX_YAML_DEPTH:
+            raise self.fail(node, path, f"nested more than {MAX_YAML_DEPTH} levels deep (through aliases)")
+        self.open.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    kind = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                    raise self.fail(key_node, path, f"a key is {kind}; keys must be plain names or numbers")
+                key = key_node.value
+                if key in seen:
+                    raise self.fail(
+                        key_node,
+                        (*path, key),
+                        "duplicate key (the later one would silently win); keep one",
+                    )
+                seen.add(key)
+                self.lines.add((*path, key), key_node.start_mark.line + 1)
+                self.walk(value_node, (*path, key))
+        else:
+            for i, item in enumerate(node.value):
+                self.lines.add((*path, i), item.start_mark.line + 1)
+                self.walk(item, (*path, i))
+        self.open.discard(id(node))
 
 
 def parse_yaml(text: str, source: str, *, document: str = "YAML file") -> tuple[Any, LineMap]:
-    """Safe-load ``text`` and record the line of every key and list item."""
+    """Safe-load ``text`` and record the line of every key and list item.
+
+    Every problem, including a hostile document (a NUL byte, 5,000 nested brackets, an alias bomb,
+    a self-referencing alias, a list as a key, a document over :data:`MAX_YAML_CHARS`), is a
+    one-line :class:`ConfigError` naming ``source`` (and the line where known).
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(
+            f"{source}: the {document} is {len(text):,} characters long; the limit is "
+            f"{MAX_YAML_CHARS:,} (about 1 MB)"
+        )
     lines = LineMap(source)
-    loader = yaml.SafeLoader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # reads the whole text: a non-printable character fails here
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(f"{source}: the {document} is empty")
-        _walk(node, (), lines)
+        _Walk(lines).walk(node, ())
         data = loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+        line = text.count("\n", 0, bad.start()) + 1 if bad is not None else None
+        where = f"{source}:{line}" if line is not None else source
+        code = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigError(
+            f"{where}: invalid YAML: character {code} is not allowed (control characters "
+            "other than tab and newline, and lone surrogates, cannot appear in YAML)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or exc
+        raise ConfigError(f"{where}: invalid YAML: {_one_line(problem)}") from None
+    except RecursionError:  # not expected with the depth limits above; kept as a last guard
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
@@ -116,22 +245,60 @@ class Checker:
                 raise self.fail((*path, key), f"unknown key{hint}")
         return value
 
-    def integer(self, value: Any, path: Path_, *, minimum: int) -> int:
+    def integer(self, value: Any, path: Path_, *, minimum: int, maximum: int | None = None) -> int:
+        """An int (not a bool) from ``minimum`` to ``maximum`` (inclusive; no upper bound if None)."""
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(path, f"expected an integer >= {minimum}, got {value!r}")
+            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {_short(value)}")
+        if maximum is not None and value > maximum:
+            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {_short(value)}")
         return value
 
-    def opt_integer(self, value: Any, path: Path_, *, minimum: int) -> int | None:
-        return None if value is None else self.integer(value, path, minimum=minimum)
+    def opt_integer(self, value: Any, path: Path_, *, minimum: int, maximum: int | None = None) -> int | None:
+        return None if value is None else self.integer(value, path, minimum=minimum, maximum=maximum)
 
-    def number(self, value: Any, path: Path_, *, positive: bool = True) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or (positive and value <= 0):
-            raise self.fail(path, f"expected a {'positive ' if positive else ''}number, got {value!r}")
+    def number(
+        self,
+        value: Any,
+        path: Path_,
+        *,
+        positive: bool = True,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        """A finite int or float (not a bool, nan or inf) as a float.
+
+        ``positive``: > 0; ``minimum``/``maximum``: inclusive bounds (None: none). A value too large
+        for a float (an int of 400 digits) is refused like inf.
+        """
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            try:
+                ok = math.isfinite(float(value))
+            except OverflowError:
+                ok = False
+        if (
+            not ok
+            or (positive and value <= 0)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
+            raise self.fail(
+                path, f"expected {_number_range(positive, minimum, maximum)}, got {_short(value)}"
+            )
         return float(value)
 
-    def opt_number(self, value: Any, path: Path_) -> float | None:
-        return None if value is None else self.number(value, path)
+    def opt_number(
+        self,
+        value: Any,
+        path: Path_,
+        *,
+        positive: bool = True,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float | None:
+        if value is None:
+            return None
+        return self.number(value, path, positive=positive, minimum=minimum, maximum=maximum)
 
     def boolean(self, value: Any, path: Path_) -> bool:
         if not isinstance(value, bool):
@@ -173,3 +340,28 @@ class Checker:
 def describe(value: Any) -> str:
     """How a wrong value is described in an error."""
     return "a list" if isinstance(value, list) else f"{type(value).__name__} {value!r}"
+
+
+def _show_number(x: float) -> str:
+    """86400.0 -> '86400', 0.5 -> '0.5', 1e9 -> '1,000,000,000'."""
+    if isinstance(x, float) and not x.is_integer():
+        return repr(x)
+    return f"{int(x):,}" if abs(x) >= 10_000 else str(int(x))
+
+
+def _int_range(minimum: int, maximum: int | None) -> str:
+    if maximum is None:
+        return f"an integer >= {minimum}"
+    return f"an integer from {_show_number(minimum)} to {_show_number(maximum)}"
+
+
+def _number_range(positive: bool, minimum: float | None, maximum: float | None) -> str:
+    """'a positive number', 'a number from 0 to 1', 'a positive number at most 86,400', ..."""
+    kind = "a positive number" if positive else "a number"
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {_show_number(minimum)} to {_show_number(maximum)}"
+    if maximum is not None:
+        return f"{kind} at most {_show_number(maximum)}"
+    if minimum is not None:
+        return f"{kind} >= {_show_number(minimum)}"
+    return kind

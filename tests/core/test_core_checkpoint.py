@@ -53,7 +53,7 @@ def test_classifier_mismatch_mentions_num_classes() -> None:
     model.add_module("linear", nn.Linear(4, 3))
     other = nn.Sequential()
     other.add_module("linear", nn.Linear(4, 5))
-    with pytest.raises(CheckpointError, match="num-classes"):
+    with pytest.raises(CheckpointError, match=r"ModelSource\.num_classes"):
         load_state_dict_into(model, other.state_dict(), source="x")
 
 

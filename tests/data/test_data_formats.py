@@ -167,7 +167,8 @@ def test_missing_path_names_it_and_suggests_data(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere") as err:
         load_dataset(missing)
-    assert "--data" in str(err.value) and "EDGESLIM_DATA" in str(err.value)
+    assert "DataSource.path" in str(err.value) and "EDGESLIM_DATA" in str(err.value)
+    assert err.value.field == "DataSource.path"
 
 
 def test_unknown_layout_lists_accepted_layouts(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ def test_bad_arguments(tmp_path: Path, make_tree: MakeTree) -> None:
 # -- resolve_data_path -----------------------------------------------------------------------------
 def test_resolve_data_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGESLIM_DATA", raising=False)
-    with pytest.raises(DataError, match="pass --data PATH or set EDGESLIM_DATA"):
+    with pytest.raises(DataError, match=r"set DataSource\.path or EDGESLIM_DATA"):
         resolve_data_path(None)
     assert resolve_data_path("some/rel") == Path("some/rel")
 

@@ -154,7 +154,10 @@ def test_distill_teacher_checkpoint_and_defaults(monkeypatch: pytest.MonkeyPatch
         (["--teacher-checkpoint", "t.pt"], "no student"),
         (["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "kd", "--margin", "1"], "--margin"),
         (["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "kd", "--layers", "a"], "--layers"),
-        (["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "crd"], "--method must be one of"),
+        (
+            ["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "crd"],
+            "'crd' is not one of kd, ab, hint",
+        ),
         (["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "ab", "--finish", "x"], "--finish"),
         (
             ["--teacher-checkpoint", "t.pt", "--student", "r", "--method", "ab", "--init-epochs", "0"],

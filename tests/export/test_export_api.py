@@ -135,8 +135,8 @@ def test_parity_rules() -> None:
 @pytest.mark.parametrize(
     ("fmt", "precision", "name", "needle"),
     [
-        ("tflite", "fp32", "m.tflite", "--format"),
-        ("onnx", "fp32", "m.xml", "must end in .onnx"),
+        ("tflite", "fp32", "m.tflite", "export.format must be one of"),
+        ("onnx", "fp32", "m.xml", "export.out for onnx must end in .onnx"),
         ("pt2", "fp16", "m.pt2", "not available for pt2"),
         ("onnx", "fp16", "m.onnx", "not available for onnx"),
     ],

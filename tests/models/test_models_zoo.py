@@ -16,7 +16,8 @@ from torch import nn
 from edgeslim.errors import ModelError
 from edgeslim.models import INPUT_SIZE, PadShortcut, create_model, list_models, model_info, model_spec
 
-ALL_MODELS = list_models()
+# the torchvision ImageNet architectures (*.tv_in1k) have their own tests: test_models_torchvision.py
+ALL_MODELS = [n for n in list_models() if not n.endswith(".tv_in1k")]
 TINY_MODELS = list_models(tiny=True)
 
 # Exact trainable-parameter counts for num_classes=10. Sources of the cross-checks:
@@ -130,12 +131,14 @@ def test_model_info_fields() -> None:
 def test_list_models_filters() -> None:
     assert list_models("resnet*") == [
         "resnet18",
+        "resnet18.tv_in1k",
         "resnet18_tiny",
         "resnet20",
         "resnet20_tiny",
         "resnet32",
         "resnet44",
         "resnet50",
+        "resnet50.tv_in1k",
         "resnet50_tiny",
         "resnet56",
     ]

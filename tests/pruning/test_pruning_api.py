@@ -119,8 +119,9 @@ def test_prune_task_gradual_with_finetune(tiny_cifar: Path, tmp_path: Path) -> N
     assert d["finetune_epochs"] == 2
     for key in ("params_before", "params_after", "macs_before", "macs_after", "param_reduction_ratio"):
         assert key in d
-    with pytest.raises(ConfigError, match="finetune-epochs"):
+    with pytest.raises(ConfigError, match=r"set prune_task\.finetune") as exc:
         tasks.prune_task(tasks.ModelSource(name="resnet20_tiny"), GradualPruning(0.5), out=tmp_path / "x.pt")
+    assert exc.value.field == "prune_task.finetune"
 
 
 def test_prune_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -180,11 +181,12 @@ def test_prune_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tmp_p
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--method", "l3"], "--method must be one of"),
-        (["--ratio", "1.5"], "FilterPruning.ratio"),
-        (["--method", "magnitude", "--ratio", "-0.1"], "MagnitudePruning.sparsity"),
+        (["--method", "l3"], "'l3' is not one of magnitude, gradual, l1"),
+        (["--ratio", "1.5"], "--ratio (FilterPruning.ratio) must be in [0, 1), got 1.5"),
+        (["--method", "magnitude", "--ratio", "-0.1"], "--ratio (MagnitudePruning.sparsity)"),
+        (["--scope", "model"], "--scope (FilterPruning.scope): expected"),
         (["--format", "bsr"], "--format"),
-        (["--method", "gradual"], "--finetune-epochs"),
+        (["--method", "gradual"], "--finetune-epochs (prune_task.finetune)"),
         (["--include", "nothing.*"], "'nothing.*' matches no layer"),
     ],
 )

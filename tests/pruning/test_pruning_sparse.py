@@ -13,8 +13,7 @@ from torch import nn
 from edgeslim.errors import CheckpointError, ConfigError
 from edgeslim.io import atomic_torch_save
 from edgeslim.models import create_model
-from edgeslim.pruning.configs import MagnitudePruning
-from edgeslim.pruning.sparse_formats import (
+from edgeslim.models.sparse_formats import (
     LAYOUTS,
     decode_tensor,
     encode_sparse,
@@ -23,6 +22,7 @@ from edgeslim.pruning.sparse_formats import (
     load_sparse,
     save_sparse,
 )
+from edgeslim.pruning.configs import MagnitudePruning
 from edgeslim.pruning.unstructured import magnitude_prune
 from edgeslim.select import LayerSelection
 

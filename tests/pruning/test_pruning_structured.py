@@ -15,6 +15,7 @@ from torch import nn
 from edgeslim.bench.counting import count_macs
 from edgeslim.errors import CheckpointError, ConfigError, ModelError
 from edgeslim.models import INPUT_SIZE, PadShortcut, create_model, list_models, model_info
+from edgeslim.models.channels import apply_channel_spec, channel_spec
 from edgeslim.pruning.configs import FilterPruning
 from edgeslim.pruning.dependency import (
     ChannelGroup,
@@ -30,7 +31,6 @@ from edgeslim.pruning.importance import (
     make_importance,
 )
 from edgeslim.pruning.structured import channels_to_keep, prune_filters
-from edgeslim.pruning.surgery import apply_channel_spec, channel_spec
 from edgeslim.select import LayerSelection, select_layers
 
 TINY = [n for n in list_models(tiny=True) if model_info(n).is_tiny]

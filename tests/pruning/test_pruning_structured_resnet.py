@@ -12,9 +12,9 @@ from torch import nn
 from edgeslim.data.augment import normalize
 from edgeslim.data.cifar import find_cifar_folder, load_cifar_split
 from edgeslim.models import INPUT_SIZE, PadShortcut, create_model, load_weights
+from edgeslim.models.channels import apply_channel_spec, channel_spec
 from edgeslim.pruning.configs import FilterPruning
 from edgeslim.pruning.structured import prune_filters
-from edgeslim.pruning.surgery import apply_channel_spec, channel_spec
 from edgeslim.select import LayerSelection, select_layers
 
 X1 = torch.zeros(1, *INPUT_SIZE)

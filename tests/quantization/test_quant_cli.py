@@ -26,7 +26,7 @@ def test_static_int8_task_reports_simulated_and_deployed(tiny_cifar: Path, tmp_p
         progress=False,
     )
     d = outcome.to_dict()
-    assert d["bits"] == 8 and d["executed_bits"] == 8 and d["runtime"] == "onnxruntime"
+    assert d["bits"] == 8 and d["executed_bits"] == 8 and d["runtime"] == "ort"
     assert Path(d["packed_path"]).stat().st_size == d["size_bytes"]
     assert Path(d["onnx_path"]).stat().st_size == d["onnx_size_bytes"]
     assert d["size_bytes"] < d["size_bytes_fp32"]
@@ -74,7 +74,7 @@ def test_qat_needs_epochs(tiny_cifar: Path, tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2
-    assert "--epochs" in result.output
+    assert "--epochs (quantize_task.qat_training)" in result.output
 
 
 def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -137,9 +137,10 @@ def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tm
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--method", "float"], "--method must be"),
-        (["--bits", "9"], "bits"),
-        (["--observer", "max"], "observer"),
+        (["--method", "float"], "'float' is not one of static, qat, dynamic"),
+        (["--bits", "9"], "--bits (StaticQuant.bits) must be from 2 to 8 bits, got 9"),
+        (["--method", "qat", "--bits", "1"], "--bits (QAT.weight_bits)"),
+        (["--observer", "max"], "--observer (StaticQuant.observer)"),
     ],
 )
 def test_quantize_cli_errors(argv: list[str], needle: str, tmp_path: Path) -> None:
@@ -150,8 +151,7 @@ def test_quantize_cli_errors(argv: list[str], needle: str, tmp_path: Path) -> No
 
 
 def test_dynamic_config_mapping() -> None:
-    from edgeslim.cli.app import quantization_config
+    from edgeslim.cli.app import cli_method_config
 
-    assert quantization_config(
-        "dynamic", 8, None, True, True, True, "all_layers", "minmax", 10
-    ) == DynamicQuant(bits=8, per_channel=True)
+    params = {"bits": 8, "act_bits": None, "per_channel": True, "symmetric": True, "scope": "all_layers"}
+    assert cli_method_config("quantize", "dynamic", params) == DynamicQuant(bits=8, per_channel=True)

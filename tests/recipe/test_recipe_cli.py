@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edgeslim import tasks
+from edgeslim import recipe as recipes
 from edgeslim.cli.app import app
 from edgeslim.errors import ConfigError
 from edgeslim.recipe import RecipeOutcome, StepOutcome
@@ -54,7 +54,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[s
         seen.append((args, kwargs))
         return _outcome()
 
-    monkeypatch.setattr(tasks, "recipe_task", fake)
+    monkeypatch.setattr(recipes, "recipe_task", fake)
     return seen
 
 
@@ -89,7 +89,7 @@ def test_run_maps_task_errors_to_one_line_and_exit_2(monkeypatch: pytest.MonkeyP
             "r.yaml:5: steps[1].type: step 2 (prune): cannot prune after step 1 (quantize): ..."
         )
 
-    monkeypatch.setattr(tasks, "recipe_task", fail)
+    monkeypatch.setattr(recipes, "recipe_task", fail)
     result = runner.invoke(app, ["run", "r.yaml"])
     assert result.exit_code == 2
     assert "error: r.yaml:5: steps[1].type: step 2 (prune): cannot prune after" in result.stderr

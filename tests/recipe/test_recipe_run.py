@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -14,10 +15,10 @@ from typing import Any
 import pytest
 
 from edgeslim import tasks
+from edgeslim.engine.store import Store, TrialRecord, process_owner
 from edgeslim.errors import ConfigError, TrainingError
 from edgeslim.models import load_model_from_checkpoint
 from edgeslim.recipe import RecipeOutcome, load_recipe, run_recipe
-from edgeslim.sweep.store import Store, TrialRecord, process_owner
 
 MEASURE_ORT = "  - {type: measure, runtime: ort, batch_sizes: [1, 4], runs: 3, warmup: 1, memory: inline}\n"
 MEASURE_TORCH = "  - {type: measure, runtime: torch, batch_sizes: [1], runs: 3, warmup: 1, memory: inline}\n"
@@ -66,11 +67,14 @@ def chain(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path, teacher_ck
 def test_chain_writes_one_record_per_step_each_depending_on_the_previous(chain: RecipeOutcome) -> None:
     assert [s.type for s in chain.steps] == ["distill", "prune", "quantize", "export", "measure"]
     assert [s.status for s in chain.steps] == ["ran"] * 5
-    recs = records(chain.db, "chain")
+    start, *recs = records(chain.db, "chain")  # the starting model is a record too: the start step
+    assert start.kind == "start" and start.depends_on is None and start.status == "done"
     assert len(recs) == 5
-    assert [r.kind for r in recs] == ["step"] * 5 and [r.status for r in recs] == ["done"] * 5
+    assert [r.kind for r in recs] == [s.type for s in chain.steps] and [r.status for r in recs] == [
+        "done"
+    ] * 5
     assert [r.key for r in recs] == [s.key for s in chain.steps]
-    assert [r.depends_on for r in recs] == [None, *[s.key for s in chain.steps[:-1]]]
+    assert [r.depends_on for r in recs] == [start.key, *[s.key for s in chain.steps[:-1]]]
     assert [r.attempts for r in recs] == [1] * 5
     for record in recs:
         assert record.artifact is not None and Path(record.artifact).is_file()
@@ -80,17 +84,19 @@ def test_chain_writes_one_record_per_step_each_depending_on_the_previous(chain: 
     assert [s["key"] for s in summary["steps"]] == [s.key for s in chain.steps]
     with Store.open(chain.db) as store:
         experiment = store.get_experiment("chain")
-        assert experiment is not None and experiment.config["chain"] == [s.key for s in chain.steps]
+        assert experiment is not None and experiment.config["chain"] == [
+            start.key,
+            *[s.key for s in chain.steps],
+        ]
 
 
 def test_each_step_starts_from_the_previous_artifact(chain: RecipeOutcome) -> None:
     distill, prune, quant, export, measure = chain.steps
     recs = {r.key: r for r in records(chain.db, "chain")}
-    # every record names the sha256 of the file it started from: the previous step's artifact
+    # every record depends on the step whose artifact it read, and its key hashes that step's key
     for before, after in zip(chain.steps, chain.steps[1:], strict=False):
-        started_from = recs[after.key].config["input"]
-        assert started_from["path"] == before.artifact
-        assert started_from["fingerprint"]["sha256"] == before.metrics["artifact_sha256"]
+        assert recs[after.key].depends_on == before.key
+        assert Path(before.artifact).is_file() and before.metrics["artifact_sha256"]
     _, meta = load_model_from_checkpoint(prune.artifact)  # the pruned model loads as a checkpoint
     assert meta["pruning"]["method"] == "GradualPruning"
     assert distill.metrics["num_images"] == 100 and distill.metrics["epochs"] == 1
@@ -141,11 +147,12 @@ def test_resume_after_a_failure_redoes_only_unfinished_steps(
     prune_calls = counting(monkeypatch, "prune_task", fail_first=TrainingError("the loss is nan"))
     with pytest.raises(TrainingError, match=r"recipe step 3 \(03-prune\) failed: the loss is nan"):
         run_recipe(recipe, db=db, out_dir=out, progress=False)
-    first = records(db, "tiny")
+    first = records(db, "tiny")[1:]  # after the start record
     assert [(r.name, r.status) for r in first] == [
         ("01-measure", "done"),
         ("02-train", "done"),
         ("03-prune", "failed"),
+        ("04-measure", "failed"),  # its input step failed: recorded without running
     ]
     assert first[2].error == "TrainingError: the loss is nan" and "TrainingError" in str(first[2].traceback)
     assert (len(train_calls), len(prune_calls)) == (1, 1)
@@ -153,10 +160,10 @@ def test_resume_after_a_failure_redoes_only_unfinished_steps(
     outcome = run_recipe(recipe, db=db, out_dir=out, progress=False)
     assert [s.status for s in outcome.steps] == ["cached", "cached", "ran", "ran"]
     assert (len(train_calls), len(prune_calls)) == (1, 2)  # train was not redone
-    second = records(db, "tiny")
+    second = records(db, "tiny")[1:]
     assert len(second) == 4
     assert [r.status for r in second] == ["done"] * 4
-    assert [r.attempts for r in second] == [1, 1, 2, 1]
+    assert [r.attempts for r in second] == [1, 1, 2, 2]
     assert [r.finished_at for r in second[:2]] == [r.finished_at for r in first[:2]]
     assert second[1].finished_at is not None and second[2].started_at is not None
     assert second[2].started_at > second[1].finished_at
@@ -176,7 +183,7 @@ def test_a_killed_step_runs_again_and_a_live_one_is_not_taken(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     with Store.open(db) as store:
-        failed = records(db, "tiny")[2]
+        failed = records(db, "tiny")[3]
         assert failed.status == "failed" and failed.error == "KeyboardInterrupt: "
         # what a SIGKILL mid-step leaves behind: "running", owned by a process that is gone ...
         store.requeue(failed.id)
@@ -185,7 +192,7 @@ def test_a_killed_step_runs_again_and_a_live_one_is_not_taken(
     assert [s.status for s in outcome.steps] == ["cached", "cached", "ran", "ran"]
     # ... while a step held by another live process (our parent) is left alone
     with Store.open(db) as store:
-        last = records(db, "tiny")[3]
+        last = records(db, "tiny")[4]
         store.requeue(last.id)
         assert store.claim_trial(last.id, owner=process_owner(os.getppid()))
     with pytest.raises(ConfigError, match=r"step 4 \(04-measure\) is being run by process"):
@@ -205,19 +212,18 @@ def test_a_changed_step_is_redone_with_everything_after_it(
     assert [s.key for s in second.steps[:2]] == [s.key for s in first.steps[:2]]
     assert all(a.key != b.key for a, b in zip(first.steps[2:], second.steps[2:], strict=True))
     assert second.steps[2].metrics["sparsity"] == pytest.approx(0.7, abs=0.01)
-    assert len(records(db, "tiny")) == 6  # the earlier variant's records stay, as history
+    assert len(records(db, "tiny")) == 7  # the earlier variant's records stay, as history
     assert Path(first.steps[2].artifact).is_file() and Path(second.steps[2].artifact).is_file()
 
-    # a step whose artifact changed on disk is redone; the next step's input changes with it
+    # a step whose artifact changed on disk is redone, and so is every step after it (its input changed)
     Path(second.steps[1].artifact).write_bytes(Path(first.steps[1].artifact).read_bytes() + b"x")
     third = run_recipe(changed, db=db, out_dir=out, progress=False)
-    assert [s.status for s in third.steps[:3]] == ["cached", "ran", "ran"]
-    assert len(train_calls) == 1 and third.steps[1].key == second.steps[1].key
-    # the retrained checkpoint differs (it records its timings), so prune runs on a new input; the
-    # last step runs again only if the pruned file changed too (same weights: same bytes, kept)
-    assert third.steps[1].metrics["artifact_sha256"] != second.steps[1].metrics["artifact_sha256"]
-    same_pruned = third.steps[2].metrics["artifact_sha256"] == second.steps[2].metrics["artifact_sha256"]
-    assert third.steps[3].status == ("cached" if same_pruned else "ran")
+    assert [s.status for s in third.steps] == ["cached", "ran", "ran", "ran"]
+    assert len(train_calls) == 1 and [s.key for s in third.steps] == [s.key for s in second.steps]
+    assert (
+        third.steps[1].metrics["artifact_sha256"]
+        != hashlib.sha256(Path(first.steps[1].artifact).read_bytes() + b"x").hexdigest()
+    )
 
 
 def test_filter_pruned_student_goes_through_distill_static_int8_and_export(

@@ -32,7 +32,7 @@ def test_a_full_chain_parses_into_typed_steps(teacher_ckpt: Path) -> None:
     recipe = parse(
         f"  - {{type: distill, teacher: {{checkpoint: {teacher_ckpt}}}, alpha: 0.3, train: {{epochs: 2}}}}\n"
         "  - {type: prune, method: gradual, sparsity: 0.8, train: {epochs: 3, lr: 0.01}}\n"
-        "  - {type: quantize, method: qat, bits: 8, train: {epochs: 1}}\n"
+        "  - {type: quantize, method: qat, bits: 8, scope: all_layers, train: {epochs: 1}}\n"
         "  - {type: export}\n"
         "  - {type: measure, runtime: ort, batch_sizes: [1, 32]}\n"
     )
@@ -48,13 +48,15 @@ def test_a_full_chain_parses_into_typed_steps(teacher_ckpt: Path) -> None:
     assert (quant.config.weight_bits, quant.config.act_bits, quant.config.scope) == (8, 8, "all_layers")
     assert quant.keep_sparsity is True  # an unstructured prune came before: QAT keeps its zeros
     assert isinstance(export, ExportStep) and (export.format, export.precision) == ("onnx", None)
-    assert isinstance(measure, MeasureStep) and measure.batch_sizes == (1, 32) and measure.runtime == "ort"
+    assert (
+        isinstance(measure, MeasureStep) and measure.batch_sizes == (1, 32) and measure.runtimes == ("ort",)
+    )
 
 
 def test_filter_pruning_then_static_quantization_keeps_no_sparsity() -> None:
     recipe = parse(
         "  - {type: prune, method: fpgm, ratio: 0.25, layers: {include: ['*.conv1']}}\n"
-        "  - {type: quantize, method: static, bits: 8, calibration_batches: 2}\n"
+        "  - {type: quantize, method: static, bits: 8, calibration_batches: 2, scope: all_layers}\n"
     )
     prune, quant = recipe.steps  # type: ignore[attr-defined]
     assert prune.config == FilterPruning(ratio=0.25, criterion="fpgm")
@@ -70,10 +72,18 @@ def test_filter_pruning_then_static_quantization_keeps_no_sparsity() -> None:
         ("  - {method: static}\n", "steps[0]", "missing 'type'"),
         ("  - prune\n", "steps[0]", "expected a mapping"),
         ("  - {type: prune, method: magnitude, sparsity: 1.5}\n", "steps[0].sparsity", "[0, 1)"),
-        ("  - {type: prune, method: magnitude, sparsity: 0.5, lr: 0.1}\n", "steps[0].lr", "not a field"),
-        ("  - {type: prune, method: l1, ratio: 0.5, sparsity: 0.3}\n", "steps[0].sparsity", "takes 'ratio'"),
-        ("  - {type: prune, method: magnitude, ratio: 0.5}\n", "steps[0].ratio", "takes 'sparsity'"),
-        ("  - {type: prune, method: l1}\n", "steps[0]", "missing 'ratio'"),
+        (
+            "  - {type: prune, method: magnitude, sparsity: 0.5, lr: 0.1}\n",
+            "steps[0].lr",
+            "unknown parameter(s) lr",
+        ),
+        ("  - {type: prune, method: l1, ratio: 0.5, sparsity: 0.3}\n", "steps[0].sparsity", "it takes"),
+        (
+            "  - {type: prune, method: magnitude, ratio: 0.5, sparsity: 0.3}\n",
+            "steps[0].ratio",
+            "both set MagnitudePruning.sparsity",
+        ),
+        ("  - {type: prune, method: l1}\n", "steps[0]", "missing required parameter(s) ratio"),
         ("  - {type: prune, method: gradual, sparsity: 0.5}\n", "steps[0].train", "this step trains"),
         ("  - {type: prune, method: l3, ratio: 0.5}\n", "steps[0].method", "not one of"),
         ("  - {type: prune, method: l1, ratio: 0.5, format: zip}\n", "steps[0].format", "not one of"),
@@ -86,10 +96,9 @@ def test_filter_pruning_then_static_quantization_keeps_no_sparsity() -> None:
         ("  - {type: quantize, method: static, train: {epochs: 1}}\n", "steps[0].train", "does not train"),
         ("  - {type: quantize, method: qat, train: {epochs: 1, lrr: 0.1}}\n", "steps[0].train.lrr", "'lr'"),
         ("  - {type: quantize, method: qat, train: {epochs: 0}}\n", "steps[0].train.epochs", ">= 1"),
-        ("  - {type: quantize, method: dynamic}\n", "steps[0].method", "use static or qat"),
         ("  - {type: quantize, method: static, keep_sparsity: true}\n", "steps[0].keep_sparsity", "no zeros"),
         ("  - {type: export, format: tflite}\n", "steps[0].format", "not one of"),
-        ("  - {type: measure, runtime: ort}\n", "steps[0].runtime", "add an export step"),
+        ("  - {type: measure, runtime: onnxruntime}\n", "steps[0].runtime", "now called 'ort'"),
         ("  - {type: measure, batch_sizes: [0]}\n", "steps[0].batch_sizes[0]", ">= 1"),
         ("  - {type: train}\n", "steps[0].train", "this step trains"),
         ("  - {type: distill, train: {epochs: 1}}\n", "steps[0]", "missing 'teacher'"),
@@ -119,7 +128,7 @@ def test_bad_steps_name_the_field(steps: str, field: str, words: str) -> None:
 
 
 def test_method_fields_of_another_distillation_method_are_refused(teacher_ckpt: Path) -> None:
-    with pytest.raises(ConfigError, match=r"steps\[0\]\.margin: not a field of method 'kd'"):
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.margin: distill/kd: unknown parameter\(s\) margin"):
         parse(
             f"  - {{type: distill, teacher: {{checkpoint: {teacher_ckpt}}}, margin: 1, train: {{epochs: 1}}}}\n"
         )
@@ -197,8 +206,8 @@ def test_quantize_before_prune_is_refused_with_the_reason() -> None:
             False,
         ),
         (
-            "  - {type: quantize, method: static}\n  - {type: measure, runtime: ort}\n",
-            "add an export step",
+            "  - {type: export}\n  - {type: measure, runtimes: [ort, torch]}\n",
+            "runtime 'torch' cannot run the exported file",
             False,
         ),
         (
@@ -230,7 +239,7 @@ def test_files_resolve_beside_the_recipe(tmp_path: Path, teacher_ckpt: Path) -> 
     )
     recipe = load_recipe(path)
     assert recipe.name == "chain"  # the file's stem when the recipe gives no name
-    assert recipe.model.checkpoint == (tmp_path / "t.pt").resolve()
+    assert recipe.start.checkpoint == (tmp_path / "t.pt").resolve()
     with pytest.raises(ConfigError, match="does not exist"):
         load_recipe(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="is a directory"):
@@ -250,7 +259,7 @@ def test_duplicate_keys_and_yaml_errors_name_the_line() -> None:
 def test_example_recipes_are_valid(name: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "examples" / "recipes" / name)
-    assert recipe.model.weights is not None and recipe.model.weights.is_file()
+    assert recipe.start.weights is not None and recipe.start.weights.is_file()
     assert recipe.steps[-1].type == "measure"
     if name == "distill_prune_qat.yaml":
         assert [s.type for s in recipe.steps] == ["distill", "prune", "quantize", "export", "measure"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from edgeslim.sweep.executors.base import Finished
-from edgeslim.sweep.trial import TrialJob, TrialOutput, execute
+from edgeslim.engine.executors.base import Finished
+from edgeslim.engine.jobs import TrialJob, TrialOutput, execute
 
 #: What sweep tests measure by default: everything but memory, whose fresh-process probe costs a
 #: second or two per runtime (tests that check memory ask for it).

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edgeslim import tasks
+from edgeslim.bench import Measurement
 from edgeslim.cli.app import app
-from edgeslim.sweep import DEFAULT_DB, SweepSummary
-from edgeslim.sweep.store import Store
+from edgeslim.engine.runner import DEFAULT_DB
+from edgeslim.engine.store import Store
+from edgeslim.sweep import SweepSummary
+from edgeslim.sweep import api as sweep_api
 
 runner = CliRunner()
 
@@ -43,7 +45,7 @@ def test_sweep_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append((path, kw))
         return _summary()
 
-    monkeypatch.setattr(tasks, "sweep_task", fake)
+    monkeypatch.setattr(sweep_api, "sweep_task", fake)
     args = ["sweep", "exp.yaml", "--workers", "3", "--threads", "2", "--executor", "ray", "--address", "h:1"]
     result = runner.invoke(app, [*args, "--db", "s.db", "--retry-failed", "--json"])
     assert result.exit_code == 0, result.output
@@ -76,7 +78,7 @@ def test_sweep_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sweep_exits_1_when_a_trial_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks, "sweep_task", lambda *a, **k: _summary(done=4, failed=1))
+    monkeypatch.setattr(sweep_api, "sweep_task", lambda *a, **k: _summary(done=4, failed=1))
     result = runner.invoke(app, ["sweep", "exp.yaml"])
     assert result.exit_code == 1
     assert "5 (4 done, 1 failed)" in result.output
@@ -95,8 +97,8 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
         def to_dict(self) -> dict[str, Any]:
             return {"found": True}
 
-    monkeypatch.setattr(tasks, "report_task", lambda exp, **kw: seen.update(report=(exp, kw)) or Files())
-    monkeypatch.setattr(tasks, "recommend_task", lambda exp, **kw: seen.update(rec=(exp, kw)) or Rec())
+    monkeypatch.setattr(sweep_api, "report_task", lambda exp, **kw: seen.update(report=(exp, kw)) or Files())
+    monkeypatch.setattr(sweep_api, "recommend_task", lambda exp, **kw: seen.update(rec=(exp, kw)) or Rec())
     assert runner.invoke(app, ["report", "e", "--out", "o.html", "--db", "s.db", "--json"]).exit_code == 0
     assert seen["report"] == ("e", {"db": Path("s.db"), "out": Path("o.html")})
     result = runner.invoke(
@@ -124,12 +126,56 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
 
 def test_results_json_has_every_record(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
+    measure = {
+        "type": "measure",
+        "name": "m",
+        "runtimes": ["torch"],
+        "batch_sizes": [1],
+        "runs": 1,
+        "warmup": 0,
+        "accuracy": True,
+        "latency": True,
+        "memory": "none",
+    }
+    start = {
+        "type": "start",
+        "name": "m/start",
+        "model": "resnet20_tiny",
+        "weights": None,
+        "checkpoint": None,
+        "num_classes": None,
+        "train": None,
+        "init": "random",
+    }
     with Store.open(db) as store:
         exp = store.create_experiment("e", {"source": "e.yaml"})
-        done = store.add_trial(exp.id, "k1", "m/baseline", {"model": "m"}, kind="baseline")
+        first = store.add_trial(
+            exp.id, "k0", "m/start", {"step": start, "labels": {"model": "m"}}, kind="start"
+        )
+        store.claim_trial(first.id)
+        store.finish_trial(first.id, metrics={}, artifact="/x.pt")
+        labels = {"model": "m", "trial": "m/baseline"}
+        done = store.add_trial(
+            exp.id, "k1", "m/baseline", {"step": measure, "labels": labels}, kind="measure", depends_on="k0"
+        )
         store.claim_trial(done.id)
-        store.finish_trial(done.id, metrics={"top1": 90.0}, env={"hash": "h"}, timings={"total_s": 2.0})
-        store.add_trial(exp.id, "k2", "m/l1 ratio=0.5", {"model": "m"}, depends_on="k1")
+        taken = Measurement(model="m", top1=90.0, runtime="torch")
+        store.finish_trial(
+            done.id,
+            metrics={"top1": 90.0},
+            measurements=[taken.to_dict()],
+            env={"hash": "h"},
+            timings={"total_s": 2.0},
+        )
+        labels = {"model": "m", "trial": "m/l1 ratio=0.5"}
+        store.add_trial(
+            exp.id,
+            "k2",
+            "m/l1 ratio=0.5",
+            {"step": measure, "labels": labels},
+            kind="measure",
+            depends_on="k0",
+        )
     yaml_file = tmp_path / "e.yaml"
     yaml_file.write_text("name: e\n")
     for ref in ("e", str(yaml_file)):  # by name or by its experiment file
@@ -141,8 +187,12 @@ def test_results_json_has_every_record(tmp_path: Path) -> None:
             ("m/baseline", "done"),
             ("m/l1 ratio=0.5", "queued"),
         ]
-        first = payload["trials"][0]
-        assert first["metrics"] == {"top1": 90.0} and first["env"] == {"hash": "h"}
-        assert first["config"] == {"model": "m"} and first["timings"] == {"total_s": 2.0}
+        trial = payload["trials"][0]  # a typed result: the measured chain
+        assert trial["top1"] == 90.0 and trial["steps"] == ["start", "measure"]
+        assert trial["measurements"][0]["runtime"] == "torch"
+        assert [r["key"] for r in payload["records"]] == ["k0", "k1", "k2"]  # and every raw record
+        assert payload["records"][1]["env"] == {"hash": "h"} and payload["records"][1]["timings"] == {
+            "total_s": 2.0
+        }
     table = runner.invoke(app, ["results", "e", "--db", str(db)])
     assert table.exit_code == 0 and "m/baseline" in table.output

@@ -8,10 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
+from edgeslim.engine.steps import QuantizeStep
 from edgeslim.errors import ConfigError
 from edgeslim.pruning.configs import FilterPruning
 from edgeslim.sweep import expand, load_experiment, parse_experiment
 from edgeslim.sweep.experiment import method_config
+from edgeslim.sweep.grid import trials
 
 
 def _yaml(data: Path, methods: str = "  - prune: {method: l1, ratio: 0.5}", extra: str = "") -> str:
@@ -38,7 +40,7 @@ methods:
   - prune: {{method: [l1, fpgm], ratio: {{from: 0.1, to: 0.8, step: 0.1}}}}
   - quantize: {{method: static, bits: [8, 4]}}
 finetune: {{epochs: 1, lr: 0.01, batch_size: 32}}
-measure: {{runtimes: [onnxruntime, torch], batch_sizes: [1, 16], latency_runs: 5}}
+measure: {{runtimes: [ort, torch], batch_sizes: [1, 16], latency_runs: 5}}
 limits: {{trial_timeout_s: 60, trial_memory_mb: 4000}}
 execution: {{workers: 3}}
 """
@@ -52,13 +54,13 @@ execution: {{workers: 3}}
     assert exp.methods[0].grid["ratio"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     assert exp.methods[1].grid == {"method": ["static"], "bits": [8, 4]}
     assert exp.finetune is not None and exp.finetune["batch_size"] == 32
-    assert exp.measure.runtimes == ("onnxruntime", "torch") and exp.measure.batch_sizes == (1, 16)
+    assert exp.measure.runtimes == ("ort", "torch") and exp.measure.batch_sizes == (1, 16)
     assert exp.limits.trial_timeout_s == 60.0 and exp.limits.trial_memory_mb == 4000.0
     assert exp.workers == 3
     config = method_config(exp.methods[0], {"method": "fpgm", "ratio": 0.3})
     assert config == FilterPruning(ratio=0.3, criterion="fpgm")
     # 2 models x (2 x 8 pruning + 2 quantization) + 2 baselines
-    assert len(expand(exp)) == 2 * (16 + 2) + 2
+    assert len(trials(expand(exp))) == 2 * (16 + 2) + 2  # a baseline and 18 grid points per model
 
 
 @pytest.mark.parametrize(
@@ -74,16 +76,16 @@ execution: {{workers: 3}}
             "  - prune: {method: l3, ratio: 0.5}",
             "",
             6,
-            "methods[0].prune.method: 'l3' is not one of l1, l2, fpgm",
+            "methods[0].prune.method: 'l3' is not one of magnitude, gradual, l1, l2, fpgm",
         ),
-        ("  - prune: {method: l1}", "", 6, "needs 'ratio'"),
-        ("  - prune: {method: l1, ratio: 0.5, bogus: 1}", "", 6, "unknown field(s) bogus"),
+        ("  - prune: {method: l1}", "", 6, "missing required parameter(s) ratio"),
+        ("  - prune: {method: l1, ratio: 0.5, bogus: 1}", "", 6, "unknown parameter(s) bogus"),
         ("  - squeeze: {method: l1}", "", 6, "unknown method family 'squeeze'"),
         (
             "  - quantize: {method: qat, bits: 4}",
             "",
             6,
-            "quantization-aware training needs finetune.epochs >= 1",
+            "quantize/qat trains while it compresses: set finetune.epochs >= 1",
         ),
         (
             "  - prune: {method: l1, ratio: 0.5}",
@@ -157,7 +159,7 @@ def test_cli_rejects_a_bad_file_in_one_line_and_writes_nothing(tiny_cifar: Path,
 def test_load_experiment_reads_the_file(write_experiment) -> None:  # type: ignore[no-untyped-def]
     exp = load_experiment(write_experiment())
     assert exp.name == "tiny" and exp.workers == 2
-    assert [s.name for s in expand(exp)] == [
+    assert [s.name for s in trials(expand(exp))] == [
         "resnet20_tiny/baseline",
         "resnet20_tiny/l1 ratio=0.25",
         "resnet20_tiny/l1 ratio=0.5",
@@ -228,8 +230,9 @@ def test_block_finetune_inherits_the_epochs_and_applies_to_the_methods_that_trai
     exp = parse_experiment(text, check_models=False)
     assert exp.methods[0].finetune is not None
     assert (exp.methods[0].finetune["epochs"], exp.methods[0].finetune["lr"]) == (2, 0.0005)
-    static, qat = (s for s in expand(exp) if s.kind == "compress")
-    assert static.config["finetune"] is None and qat.config["finetune"]["epochs"] == 2
+    static, qat = (n.step for n in expand(exp) if n.kind == "quantize")
+    assert isinstance(static, QuantizeStep) and isinstance(qat, QuantizeStep)
+    assert static.train is None and qat.train is not None and qat.train.epochs == 2
     none = parse_experiment(_yaml(tiny_cifar, extra="finetune: {epochs: 0}\n"), check_models=False)
     assert none.finetune is None  # explicit: no fine-tuning
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeslim.sweep import Store, load_experiment, run_sweep
+from edgeslim.engine.store import Store
+from edgeslim.sweep import load_experiment, run_sweep
 
 DETERMINISTIC = (
     "top1",
@@ -39,8 +40,8 @@ def test_ray_and_local_give_the_same_records(write_experiment, tmp_path: Path) -
     experiment = load_experiment(write_experiment())
     local = run_sweep(experiment, db=tmp_path / "local" / "s.db", progress=False)
     ray = run_sweep(experiment, db=tmp_path / "ray" / "s.db", executor="ray", workers=2, progress=False)
-    assert (ray.executor, ray.workers, ray.threads, ray.done, ray.failed) == ("ray", 2, 1, 3, 0)
-    assert (local.done, local.failed) == (3, 0)
+    assert (ray.executor, ray.workers, ray.threads, ray.done, ray.failed) == ("ray", 2, 1, 6, 0)
+    assert (local.done, local.failed) == (6, 0)  # start, baseline measure, 2 x (prune, measure)
     local_records = _records(tmp_path / "local" / "s.db")
     assert _records(tmp_path / "ray" / "s.db") == local_records
     assert all(status == "done" for status, _m, _k in local_records.values())

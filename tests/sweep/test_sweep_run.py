@@ -14,10 +14,11 @@ import psutil
 import pytest
 from sweep_helpers import InlineExecutor, exits_on_half, trivial_trial
 
-from edgeslim.sweep import Store, TrialJob, expand, load_experiment, run_sweep
-from edgeslim.sweep.executors import Finished, LocalExecutor
-from edgeslim.sweep.runner import register_trials
-from edgeslim.sweep.store import TrialRecord, owner_id, process_owner
+from edgeslim.engine.executors import Finished, LocalExecutor
+from edgeslim.engine.jobs import TrialJob
+from edgeslim.engine.runner import register
+from edgeslim.engine.store import Store, TrialRecord, owner_id, process_owner
+from edgeslim.sweep import expand, load_experiment, run_sweep
 
 
 def test_a_failing_trial_is_recorded_while_the_others_finish(write_experiment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -36,15 +37,19 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(write_experiment, t
     )
     db = tmp_path / "runs" / "s.db"
     summary = run_sweep(load_experiment(path), db=db, progress=False)
-    assert (summary.total, summary.done, summary.failed, summary.ran) == (4, 3, 1, 4)
+    # nodes: the start, the baseline's measure, and a prune + measure per grid point; the failed prune's
+    # measure is recorded as failed without running
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (8, 6, 2, 7)
     assert (summary.workers, summary.executor) == (2, "local")
     with Store.open(db) as store:
         exp = store.get_experiment("tiny")
         assert exp is not None
         records = {t.name: t for t in store.trials(exp.id)}
-    failed = records["resnet20_tiny/fpgm ratio=0.5"]
+    failed = records["resnet20_tiny/fpgm ratio=0.5 [prune]"]
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.startswith("TrainingError: the loss is nan")
+    skipped = records["resnet20_tiny/fpgm ratio=0.5"]
+    assert skipped.status == "failed" and "the step before it" in str(skipped.error)
     for name in ("resnet20_tiny/baseline", "resnet20_tiny/l1 ratio=0.25", "resnet20_tiny/l1 ratio=0.5"):
         record = records[name]
         assert record.status == "done" and record.attempts == 1
@@ -56,7 +61,7 @@ def test_a_failing_trial_is_recorded_while_the_others_finish(write_experiment, t
     )
     # a rerun finds everything finished (the failure is kept; --retry-failed would redo it)
     again = run_sweep(load_experiment(path), db=db, progress=False)
-    assert (again.ran, again.skipped, again.done, again.failed) == (0, 3, 3, 1)
+    assert (again.ran, again.skipped, again.done, again.failed) == (0, 6, 6, 2)
 
 
 def test_sigkilled_sweep_resumes_without_losing_finished_trials(write_experiment, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +103,7 @@ def test_sigkilled_sweep_resumes_without_losing_finished_trials(write_experiment
     assert any(t.status in ("queued", "running") for t in before), "the kill came too late to test resuming"
 
     summary = run_sweep(load_experiment(path), db=db, progress=False)
-    assert (summary.done, summary.failed, summary.total) == (5, 0, 5)
+    assert (summary.done, summary.failed, summary.total) == (10, 0, 10)
     assert summary.skipped >= len(done_before)
     with Store.open(db) as store:
         after = {t.key: t for t in store.trials(exp.id)}
@@ -126,19 +131,23 @@ def test_a_trial_this_process_left_running_is_taken_over_not_waited_for(
     experiment = load_experiment(write_experiment())
     db = tmp_path / "s.db"
     with Store.open(db) as store:
-        exp_id = register_trials(store, experiment, expand(experiment))
-        baseline = store.trials(exp_id, kind="baseline")[0]
-        assert store.claim_trial(baseline.id, owner_id())
+        exp_id = register(store, "tiny", "sweep", {}, expand(experiment), strict=True)
+        start = store.trials(exp_id, kind="start")[0]
+        assert store.claim_trial(start.id, owner_id())
     executor = InlineExecutor()
     summary = run_sweep(experiment, db=db, executor=executor, progress=False, poll_s=0.01)
-    assert (summary.total, summary.done, summary.failed, summary.ran) == (3, 3, 0, 3)
-    assert [j.name for j in executor.jobs] == [
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (6, 6, 0, 6)
+    assert executor.jobs[0].name == "resnet20_tiny/start"
+    assert sorted(j.name for j in executor.jobs) == [
         "resnet20_tiny/baseline",
         "resnet20_tiny/l1 ratio=0.25",
+        "resnet20_tiny/l1 ratio=0.25 [prune]",
         "resnet20_tiny/l1 ratio=0.5",
+        "resnet20_tiny/l1 ratio=0.5 [prune]",
+        "resnet20_tiny/start",
     ]
     records = _records_by_name(db)
-    assert records["resnet20_tiny/baseline"].attempts == 2
+    assert records["resnet20_tiny/start"].attempts == 2
     assert records["resnet20_tiny/l1 ratio=0.5"].metrics["trial"] == "resnet20_tiny/l1 ratio=0.5"
 
 
@@ -151,9 +160,9 @@ def test_a_sweep_takes_over_a_baseline_whose_sweep_dies_while_it_waits(
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
     try:
         with Store.open(db) as store:
-            exp_id = register_trials(store, experiment, expand(experiment))
-            baseline = store.trials(exp_id, kind="baseline")[0]
-            assert store.claim_trial(baseline.id, process_owner(other.pid))  # another live sweep has it
+            exp_id = register(store, "tiny", "sweep", {}, expand(experiment), strict=True)
+            start = store.trials(exp_id, kind="start")[0]
+            assert store.claim_trial(start.id, process_owner(other.pid))  # another live sweep has it
         executor = InlineExecutor()
         t0 = time.monotonic()
         summary = run_sweep(experiment, db=db, executor=executor, progress=False, poll_s=0.02)
@@ -164,9 +173,9 @@ def test_a_sweep_takes_over_a_baseline_whose_sweep_dies_while_it_waits(
         if other.poll() is None:
             other.kill()
         other.wait()
-    assert (summary.total, summary.done, summary.failed) == (3, 3, 0)
-    assert executor.jobs[0].name == "resnet20_tiny/baseline"
-    assert _records_by_name(db)["resnet20_tiny/baseline"].attempts == 2
+    assert (summary.total, summary.done, summary.failed) == (6, 6, 0)
+    assert executor.jobs[0].name == "resnet20_tiny/start"
+    assert _records_by_name(db)["resnet20_tiny/start"].attempts == 2
 
 
 def test_a_worker_killed_mid_trial_is_recorded_and_the_sweep_goes_on(
@@ -178,9 +187,9 @@ def test_a_worker_killed_mid_trial_is_recorded_and_the_sweep_goes_on(
     )
     db = tmp_path / "s.db"
     summary = run_sweep(load_experiment(path), db=db, progress=False, trial_fn=exits_on_half)
-    assert (summary.total, summary.done, summary.failed, summary.ran) == (4, 3, 1, 4)
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (8, 6, 2, 7)
     records = _records_by_name(db)
-    crashed = records["resnet20_tiny/l1 ratio=0.5"]
+    crashed = records["resnet20_tiny/l1 ratio=0.5 [prune]"]
     assert (crashed.status, crashed.error) == (
         "failed",
         "the worker process running this trial died with exit code 9",
@@ -218,7 +227,7 @@ def test_submit_to_an_idle_worker_that_died_goes_to_a_fresh_worker(tmp_path: Pat
 
 def test_executors_count_cpus_with_the_data_loaders_helper() -> None:
     from edgeslim.data.folder import _usable_cpus
-    from edgeslim.sweep.executors import base
+    from edgeslim.engine.executors import base
 
     assert base.usable_cpus is _usable_cpus  # one definition (affinity mask aware)
     assert base.threads_per_worker(1) == _usable_cpus() and base.threads_per_worker(2, 3) == 3

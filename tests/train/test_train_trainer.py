@@ -197,8 +197,12 @@ def test_compute_loss_replaces_cross_entropy() -> None:
 
 def test_huge_lr_diverges_with_hint() -> None:
     x, y = color_data(n=64)
-    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+.*lower the learning rate.*grad-clip"):
+    with pytest.raises(
+        TrainingError,
+        match=r"epoch \d+, step \d+.*lower the learning rate \(TrainConfig\.lr.*TrainConfig\.grad_clip",
+    ) as exc:
         train(tiny_cnn(), TensorLoader(x, y, 8), cfg(epochs=3, lr=1e30), progress=False)
+    assert exc.value.field == "TrainConfig.lr"
 
 
 def test_nan_from_callback_raises_at_first_step() -> None:

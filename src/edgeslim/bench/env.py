@@ -20,7 +20,18 @@ import psutil
 import torch
 
 OPTIONAL_PACKAGES = ("onnx", "onnxruntime", "openvino", "tensorrt")
-_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "sve")
+_ISA_FLAGS = (
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "sve",
+)
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:
@@ -40,6 +51,21 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
     return model, [f for f in _ISA_FLAGS if f in flags]
 
 
+def int8_dot_product_exact() -> bool:
+    """Whether int8 runtimes can multiply-accumulate u8 x s8 without saturating here.
+
+    x86 CPUs without VNNI (AVX2 only, e.g. some AMD EPYC instances) run ONNX Runtime's and OpenVINO's
+    u8 x s8 kernels on VPMADDUBSW, whose 16-bit pairwise sums saturate (255 x 127 x 2 > 32767), so
+    deployed int8 outputs drift further from the fake-quantized model than on VNNI CPUs or on ARM
+    (dot-product instructions accumulate in 32 bits). Tests and reports use this to state which case
+    they measured.
+    """
+    _model, isa = _cpuinfo()
+    if any(f in isa for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")):
+        return True
+    return not ("avx2" in isa or "avx512f" in isa)  # not x86 (or unknown): assume exact
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -57,6 +83,7 @@ def env_fingerprint() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu_model": model or platform.processor() or platform.machine() or "unknown",
         "cpu_isa": isa,
+        "int8_dot_exact": int8_dot_product_exact(),
         "torch_cpu_capability": capability,
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),

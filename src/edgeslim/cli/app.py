@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 
 import edgeslim
-from edgeslim import tasks
+from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
+from edgeslim.cli import deploy, distill, fetch, sweep
 from edgeslim.cli.console import (
     err_console,
     fmt_bytes,
     fmt_int,
     fmt_pct,
     key_value_table,
+    method_flags,
     out_console,
     print_json,
     user_errors,
@@ -26,6 +29,7 @@ from edgeslim.cli.options import (
     LimitOpt,
     ModelOpt,
     NumClassesOpt,
+    PretrainedOpt,
     SeedOpt,
     SplitOpt,
     ThreadsOpt,
@@ -33,9 +37,16 @@ from edgeslim.cli.options import (
     WeightsOpt,
     parse_split,
 )
+from edgeslim.config import Config
+from edgeslim.data import Augment
 from edgeslim.errors import ConfigError, EdgeslimError
-from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
-from edgeslim.quantization.configs import QAT, DynamicQuant, QuantizationConfig, StaticQuant
+from edgeslim.export.runners import inspect_artifact
+from edgeslim.methods import method_config, method_names, method_spec
+from edgeslim.pruning.configs import PruningConfig
+from edgeslim.quantization.configs import QuantizationConfig
+from edgeslim.runtimes import RUNTIME_NAMES
+from edgeslim.select import LayerSelection
+from edgeslim.train import TrainConfig
 
 app = typer.Typer(
     name="edgeslim",
@@ -93,6 +104,13 @@ def models_cmd(
 
 
 # -- eval -----------------------------------------------------------------------------------------
+EVAL_FLAGS = {
+    "evaluate_task.batch_size": "--batch-size",
+    "evaluate_artifact_task.batch_size": "--batch-size",
+    "open_runner.runtime": "--runtime",
+}
+
+
 @app.command("eval")
 def eval_cmd(
     artifact: Annotated[
@@ -123,7 +141,7 @@ def eval_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Top-1/top-5 accuracy of a model or an exported artifact on a dataset split."""
-    with user_errors():
+    with user_errors(EVAL_FLAGS):
         data_source = tasks.DataSource(
             path=data, split=parse_split(split), limit=limit, val_fraction=val_fraction, seed=seed
         )
@@ -173,8 +191,6 @@ def eval_cmd(
 
 def _is_packed(path: Path) -> bool:
     """A packed low-bit file (``edgeslim quantize``) has no torch model of its own: eval runs it as an artifact."""
-    from edgeslim.export.runners import inspect_artifact
-
     try:
         return path.is_file() and inspect_artifact(path).kind == "packed"
     except EdgeslimError:
@@ -182,10 +198,22 @@ def _is_packed(path: Path) -> bool:
 
 
 # -- train ----------------------------------------------------------------------------------------
+TRAIN_FLAGS = {
+    "train_task.resume": "--resume",
+    "train.resume": "--resume",
+    "train_task.out": "--out",
+    **{
+        f"TrainConfig.{name}": f"--{name.replace('_', '-')}"
+        for name in ("optimizer", "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "seed")
+    },
+}
+
+
 @app.command("train")
 def train_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     data: DataOpt = None,
@@ -219,12 +247,13 @@ def train_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Train or fine-tune a model with a checkpoint every epoch (resumable)."""
-    from edgeslim.data import Augment
-    from edgeslim.train import TrainConfig
-
-    with user_errors():
+    with user_errors(TRAIN_FLAGS):
         source = tasks.ModelSource(
-            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+            name=model,
+            weights=weights,
+            checkpoint=checkpoint,
+            num_classes=num_classes,
+            pretrained=pretrained,
         )
         config = TrainConfig(
             epochs=epochs,
@@ -266,6 +295,17 @@ def train_cmd(
 
 
 # -- bench ----------------------------------------------------------------------------------------
+BENCH_FLAGS = {
+    "bench_task.batch_sizes": "--batch-size",
+    "bench_task.runs": "--runs",
+    "bench_artifact_task.batch_sizes": "--batch-size",
+    "bench_artifact_task.runs": "--runs",
+    "benchmark_artifact.runtimes": "--runtime",
+    "benchmark_artifact.input_size": "--image-size",
+    "open_runner.runtime": "--runtime",
+}
+
+
 @app.command("bench")
 def bench_cmd(
     artifact: Annotated[
@@ -307,11 +347,9 @@ def bench_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure latency (median/p90), throughput, peak memory and size, on one runtime or all of them."""
-    from edgeslim.export.runners import RUNTIMES
-
-    with user_errors():
-        if runtime is not None and runtime not in (*RUNTIMES, "all"):
-            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} or all, not {runtime!r}")
+    with user_errors(BENCH_FLAGS):
+        if runtime is not None and runtime not in (*RUNTIME_NAMES, "all"):
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIME_NAMES)} or all, not {runtime!r}")
         if artifact is None and runtime in (None, "torch"):
             source = tasks.ModelSource(
                 name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
@@ -346,9 +384,7 @@ def bench_cmd(
             if json_out:
                 print_json(comparison.to_dict())
                 return
-            from edgeslim.cli.deploy import print_comparison
-
-            print_comparison(comparison)
+            deploy.print_comparison(comparison)
             return
     if json_out:
         print_json(m.to_dict())
@@ -373,29 +409,39 @@ def bench_cmd(
     )
 
 
+# -- methods (prune, quantize) --------------------------------------------------------------------
+def cli_method_config(family: str, method: str, params: dict[str, Any]) -> Config:
+    """The config of ``family/method`` built by the method registry from a command's options.
+
+    A command passes all its method options by parameter name (``ratio``, ``bits``); each method
+    takes those it has a field (or alias) for, and an option left at None keeps the method's default.
+    """
+    taken = set(method_spec(family, method).fields())
+    return method_config(family, method, {k: v for k, v in params.items() if k in taken and v is not None})
+
+
+def _field_default(family: str, method: str, name: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(method_spec(family, method).config_cls)}
+    return fields[name].default if name in fields else None
+
+
 # -- prune ----------------------------------------------------------------------------------------
-PRUNE_METHODS = ("magnitude", "gradual", "l1", "l2", "fpgm", "random")
-
-
-def pruning_config(
-    method: str, ratio: float, scope: str, round_to: int, iterative_steps: int
-) -> PruningConfig:
-    """Map the CLI's --method/--ratio onto the typed config of that method."""
-    if method not in PRUNE_METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(PRUNE_METHODS)}, not {method!r}")
-    if scope not in ("layer", "global"):
-        raise ConfigError(f"--scope must be layer or global, not {scope!r}")
-    if method == "magnitude":
-        return MagnitudePruning(sparsity=ratio, scope=scope)  # type: ignore[arg-type]
-    if method == "gradual":
-        return GradualPruning(final_sparsity=ratio, scope=scope)  # type: ignore[arg-type]
-    return FilterPruning(
-        ratio=ratio,
-        criterion=method,  # type: ignore[arg-type]
-        scope=scope,  # type: ignore[arg-type]
-        round_to=round_to,
-        iterative_steps=iterative_steps,
-    )
+#: ``prune``'s method options: registry parameter -> flag.
+PRUNE_OPTIONS = {
+    "ratio": "--ratio",
+    "scope": "--scope",
+    "round_to": "--round-to",
+    "iterative_steps": "--iterative-steps",
+}
+PRUNE_FLAGS = {
+    **method_flags("prune", PRUNE_OPTIONS),
+    "prune_task.finetune": "--finetune-epochs",
+    "prune_task.data_source": "--data",
+    "TrainConfig.epochs": "--finetune-epochs",
+    "LayerSelection.types": "--layer-type",
+    "LayerSelection.patterns": "--include",
+    "LayerSelection.exclude": "--exclude",
+}
 
 
 @app.command("prune")
@@ -404,9 +450,7 @@ def prune_cmd(
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
-    method: Annotated[
-        str, typer.Option("--method", help="magnitude | gradual | l1 | l2 | fpgm | random")
-    ] = "l1",
+    method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("prune")))] = "l1",
     ratio: Annotated[
         float,
         typer.Option("--ratio", "-r", help="Sparsity (magnitude, gradual) or share of filters removed."),
@@ -442,13 +486,11 @@ def prune_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Prune a model (unstructured, gradual or filter pruning), optionally fine-tune, and measure it."""
-    from edgeslim.select import LayerSelection
-    from edgeslim.train import TrainConfig
-
-    with user_errors():
+    with user_errors(PRUNE_FLAGS):
         if layout not in ("dense", "coo", "csr", "csc"):
             raise ConfigError(f"--format must be dense, coo, csr or csc, not {layout!r}")
-        config = pruning_config(method, ratio, scope, round_to, iterative_steps)
+        params = {"ratio": ratio, "scope": scope, "round_to": round_to, "iterative_steps": iterative_steps}
+        config = cast(PruningConfig, cli_method_config("prune", method, params))
         selection = LayerSelection(
             types=tuple(layer_types) if layer_types else ("conv", "linear"),
             patterns=tuple(include or ()),
@@ -506,41 +548,21 @@ def prune_cmd(
 
 
 # -- quantize -------------------------------------------------------------------------------------
-def quantization_config(
-    method: str,
-    bits: int,
-    act_bits: int | None,
-    per_channel: bool,
-    symmetric: bool,
-    fuse: bool,
-    scope: str,
-    observer: str,
-    calibration_batches: int,
-) -> QuantizationConfig:
-    """Map the CLI's --method and options onto the typed config of that method."""
-    if method == "dynamic":
-        return DynamicQuant(bits=bits, per_channel=per_channel)
-    if method == "static":
-        return StaticQuant(
-            bits=bits,
-            act_bits=act_bits,
-            per_channel=per_channel,
-            symmetric=symmetric,
-            observer=observer,  # type: ignore[arg-type]  # validated by StaticQuant
-            calibration_batches=calibration_batches,
-            fuse_bn=fuse,
-            scope=scope,  # type: ignore[arg-type]
-        )
-    if method == "qat":
-        return QAT(
-            weight_bits=bits,
-            act_bits=act_bits or bits,
-            per_channel=per_channel,
-            symmetric=symmetric,
-            fuse_bn=fuse,
-            scope=scope,  # type: ignore[arg-type]
-        )
-    raise ConfigError(f"--method must be dynamic, static or qat, not {method!r}")
+#: ``quantize``'s method options: registry parameter -> flag.
+QUANTIZE_OPTIONS = {
+    "bits": "--bits",
+    "act_bits": "--act-bits",
+    "per_channel": "--per-channel",
+    "symmetric": "--symmetric",
+    "fuse_bn": "--fuse",
+    "scope": "--scope",
+    "observer": "--observer",
+    "calibration_batches": "--calibration-batches",
+}
+QUANTIZE_FLAGS = {
+    **method_flags("quantize", QUANTIZE_OPTIONS),
+    "quantize_task.qat_training": "--epochs",
+}
 
 
 @app.command("quantize")
@@ -549,7 +571,7 @@ def quantize_cmd(
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
-    method: Annotated[str, typer.Option("--method", help="dynamic | static | qat")] = "static",
+    method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("quantize")))] = "static",
     bits: Annotated[int, typer.Option("--bits", help="Weight bits (2-8).")] = 8,
     act_bits: Annotated[
         int | None, typer.Option("--act-bits", help="Activation bits (default: --bits).")
@@ -561,9 +583,14 @@ def quantize_cmd(
         str, typer.Option("--scope", help="all_layers | weights_and_activations")
     ] = "all_layers",
     observer: Annotated[
-        str, typer.Option("--observer", help="minmax | percentile | mse | entropy")
-    ] = "minmax",
-    calibration_batches: Annotated[int, typer.Option("--calibration-batches", min=1)] = 10,
+        str | None,
+        typer.Option(
+            "--observer", help="minmax | percentile | mse | entropy (default: the method's, static: minmax)"
+        ),
+    ] = None,
+    calibration_batches: Annotated[
+        int | None, typer.Option("--calibration-batches", min=1, help="(default: the method's, static: 10)")
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="QAT epochs.")] = 0,
     lr: Annotated[
         float, typer.Option("--lr", help="QAT peak learning rate (0.005 diverged on pretrained ResNets).")
@@ -579,15 +606,23 @@ def quantize_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a model, write real low-bit artifacts, and compare simulated with deployed accuracy."""
-    from edgeslim.train import TrainConfig
-
-    with user_errors():
-        config = quantization_config(
-            method, bits, act_bits, per_channel, symmetric, fuse, scope, observer, calibration_batches
-        )
+    with user_errors(QUANTIZE_FLAGS):
+        if act_bits is None and _field_default("quantize", method, "act_bits") is not None:
+            act_bits = bits  # --act-bits defaults to --bits where the method has no "same as bits"
+        params = {
+            "bits": bits,
+            "act_bits": act_bits,
+            "per_channel": per_channel,
+            "symmetric": symmetric,
+            "fuse_bn": fuse,
+            "scope": scope,
+            "observer": observer,
+            "calibration_batches": calibration_batches,
+        }
+        config = cast(QuantizationConfig, cli_method_config("quantize", method, params))
         qat_training = (
             TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-            if method == "qat" and epochs
+            if method_spec("quantize", method).needs_training and epochs
             else None
         )
         outcome = tasks.quantize_task(
@@ -621,9 +656,7 @@ def quantize_cmd(
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules add themselves here."""
-    from edgeslim.cli import deploy, distill, sweep
-
-    for module in (deploy, distill, sweep):
+    for module in (deploy, distill, fetch, sweep):
         module.register(app)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -26,11 +26,16 @@ from edgeslim.cli.options import (
     ThreadsOpt,
     WeightsOpt,
 )
-
-if TYPE_CHECKING:
-    from edgeslim.export.bench import RuntimeComparison
+from edgeslim.errors import ConfigError
+from edgeslim.export.bench import RuntimeComparison
 
 EXPORT_FORMATS = ("onnx", "openvino", "tensorrt", "torchscript", "pt2", "litert")
+EXPORT_FLAGS = {
+    "export.format": "--format",
+    "export.precision": "--precision",
+    "export.out": "--out",
+    "export_task.parity_images": "--parity-images",
+}
 
 
 def export_cmd(
@@ -67,9 +72,7 @@ def export_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a model to a deployable artifact and check it computes what PyTorch computes."""
-    from edgeslim.errors import ConfigError
-
-    with user_errors():
+    with user_errors(EXPORT_FLAGS):
         if format not in EXPORT_FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
         if out is None:

@@ -1,18 +1,18 @@
 """CLI commands ``edgeslim distill`` and ``edgeslim run``: thin layers over
-:func:`edgeslim.tasks.distill_task` and :func:`edgeslim.tasks.recipe_task`.
+:func:`edgeslim.tasks.distill_task` and :func:`edgeslim.recipe.recipe_task`.
 
 Options that belong to another method (``--margin`` with ``--method kd``) are errors, not ignored.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
+from edgeslim import recipe as recipes
 from edgeslim import tasks
 from edgeslim.cli.console import (
     err_console,
@@ -20,18 +20,42 @@ from edgeslim.cli.console import (
     fmt_int,
     fmt_pct,
     key_value_table,
+    method_flags,
     out_console,
     print_json,
     user_errors,
 )
 from edgeslim.cli.options import DataOpt, JsonOpt, LimitOpt, NumClassesOpt, SeedOpt, ThreadsOpt
-from edgeslim.distillation import AB, KD, METHODS, DistillConfig, Hint
+from edgeslim.data import Augment
+from edgeslim.distillation import KD, DistillConfig
 from edgeslim.errors import ConfigError
+from edgeslim.methods import method_config, method_names, method_spec
+from edgeslim.train import TrainConfig
 
 
 def split_layers(values: list[str] | None) -> tuple[str, ...]:
     """``--layers a=b --layers c=d`` or ``--layers a=b,c=d`` -> ``("a=b", "c=d")``."""
     return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
+#: ``distill``'s method options: config field -> flag.
+DISTILL_OPTIONS = {
+    "alpha": "--alpha",
+    "temperature": "--temperature",
+    "layers": "--layers",
+    "init_epochs": "--init-epochs",
+    "margin": "--margin",
+    "weight": "--feature-weight",
+    "finish": "--finish",
+}
+DISTILL_FLAGS = {
+    **method_flags("distill", DISTILL_OPTIONS),
+    "ModelSource.name": "--student",
+    "ModelSource.weights": "--student-weights / --teacher-weights",
+    "ModelSource.checkpoint": "--teacher-checkpoint",
+    "distill_task.out": "--out",
+    "distill_task.teacher_source": "--teacher-weights",
+}
 
 
 def distill_config(
@@ -45,9 +69,9 @@ def distill_config(
     feature_weight: float | None = None,
     finish: str | None = None,
 ) -> DistillConfig:
-    """Map ``--method`` and its options onto the typed config; options of another method are errors."""
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    """Map ``--method`` and its options onto the method's config (built by the method registry);
+    options of another method are errors."""
+    spec = method_spec("distill", method)
     given: dict[str, Any] = {
         "alpha": alpha,
         "temperature": temperature,
@@ -57,25 +81,13 @@ def distill_config(
         "weight": feature_weight,
         "finish": finish,
     }
-    flags = {
-        "alpha": "--alpha",
-        "temperature": "--temperature",
-        "layers": "--layers",
-        "init_epochs": "--init-epochs",
-        "margin": "--margin",
-        "weight": "--feature-weight",
-        "finish": "--finish",
-    }
-    cls = METHODS[method]
-    fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in given.items() if v is not None}
-    unused = [flags[k] for k in kwargs if k not in fields]
+    unused = [DISTILL_OPTIONS[k] for k in kwargs if k not in spec.fields()]
     if unused:
         raise ConfigError(f"{', '.join(unused)} do(es) not apply to --method {method}")
     if "finish" in kwargs and kwargs["finish"] not in ("ce", "kd"):
         raise ConfigError(f"--finish must be ce or kd, not {kwargs['finish']!r}")
-    config: KD | AB | Hint = cls(**kwargs)
-    return config
+    return cast(DistillConfig, method_config("distill", method, kwargs))
 
 
 def _mb(n: int | None) -> str:
@@ -131,8 +143,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Run a recipe (train/distill -> prune -> quantize -> export -> measure); resumes where it stopped."""
-        with user_errors():
-            outcome = tasks.recipe_task(
+        with user_errors({"db": "--db", "run.out_dir": "--out-dir"}):
+            outcome = recipes.recipe_task(
                 recipe, db=db, out_dir=out_dir, num_threads=threads, progress=not json_out
             )
         data = outcome.to_dict()
@@ -166,9 +178,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         num_classes: NumClassesOpt = None,
-        method: Annotated[
-            str, typer.Option("--method", help="kd (Hinton) | ab (activation boundaries) | hint (FitNets)")
-        ] = "kd",
+        method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("distill")))] = "kd",
         alpha: Annotated[
             float | None,
             typer.Option("--alpha", help="Weight of the label cross-entropy in KD (default 0.1)."),
@@ -230,10 +240,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Train a student from a frozen teacher (Hinton KD, activation boundaries or FitNets hints)."""
-        from edgeslim.data import Augment
-        from edgeslim.train import TrainConfig
-
-        with user_errors():
+        with user_errors(DISTILL_FLAGS):
             if teacher_checkpoint is not None and (teacher is not None or teacher_weights is not None):
                 raise ConfigError(
                     "give either --teacher-checkpoint FILE or --teacher NAME --teacher-weights PATH"

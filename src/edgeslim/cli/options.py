@@ -18,6 +18,14 @@ WeightsOpt = Annotated[
     Path | None,
     typer.Option("--weights", "-w", help="Weights file for --model (state_dict, any common layout)."),
 ]
+PretrainedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained",
+        help="Start from the model's published weights (e.g. resnet50.tv_in1k: torchvision's ImageNet "
+        "weights), fetched and verified (`edgeslim fetch`); a new classifier for --num-classes.",
+    ),
+]
 CheckpointOpt = Annotated[
     Path | None,
     typer.Option("--checkpoint", "-c", help="An edgeslim checkpoint (instead of --model/--weights)."),

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from edgeslim import tasks
 from edgeslim.cli.console import err_console, fmt_pct, key_value_table, out_console, print_json, user_errors
 from edgeslim.cli.options import JsonOpt
-from edgeslim.sweep.runner import DEFAULT_DB
+from edgeslim.engine.runner import DEFAULT_DB
+from edgeslim.sweep import api as sweep_api
 
 DbOpt = Annotated[
     Path,
     typer.Option("--db", help="The SQLite result store (created if missing by `sweep`)."),
 ]
 ExpArg = Annotated[str, typer.Argument(help="Experiment name (or its YAML file).")]
+
+#: Library field -> this module's flags (errors name fields; the CLI user sees the flag).
+SWEEP_FLAGS = {
+    "db": "--db",
+    "executor": "--executor",
+    "executor.address": "--address",
+    "workers": "--workers",
+}
+RECOMMEND_FLAGS = {
+    "db": "--db",
+    "Constraints.max_latency_ms": "--max-latency-ms",
+    "Constraints.max_size_mb": "--max-size-mb",
+    "Constraints.max_accuracy_drop": "--max-accuracy-drop",
+    "recommend_task.top": "--top",
+}
 
 
 def _mb(n: int | None) -> str:
@@ -39,7 +54,9 @@ def sweep_cmd(
         int | None,
         typer.Option("--threads", "-t", min=1, help="Torch threads per trial (default: CPUs / workers)."),
     ] = None,
-    executor: Annotated[str, typer.Option("--executor", help="local | ray")] = "local",
+    executor: Annotated[
+        str, typer.Option("--executor", help="local | ray | inline (this process)")
+    ] = "local",
     address: Annotated[
         str | None,
         typer.Option("--address", help="Ray cluster address (default: start a local Ray instance)."),
@@ -54,8 +71,8 @@ def sweep_cmd(
 
     Exit code 1 when some trial failed (the others still ran), 2 for a bad experiment file.
     """
-    with user_errors():
-        summary = tasks.sweep_task(
+    with user_errors(SWEEP_FLAGS):
+        summary = sweep_api.sweep_task(
             experiment_file,
             db=db,
             executor=executor,
@@ -93,8 +110,8 @@ def sweep_cmd(
 
 def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = False) -> None:
     """All trial records of an experiment (config, status, metrics, timings, environment, errors)."""
-    with user_errors():
-        data = tasks.results_task(experiment, db=db)
+    with user_errors(SWEEP_FLAGS):
+        data = sweep_api.results_task(experiment, db=db)
     if json_out:
         print_json(data)
         return
@@ -105,19 +122,18 @@ def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = 
         table.add_column(
             col, justify="left" if col in ("trial", "status", "error") else "right", no_wrap=col != "error"
         )
-    for t in data["trials"]:
-        m: dict[str, Any] = t["metrics"]
+    for m in data["trials"]:
         red = m.get("param_reduction_ratio")
         drop = m.get("top1_drop")
         table.add_row(
-            t["name"],
-            t["status"],
+            m["name"],
+            m["status"],
             fmt_pct(m.get("top1")) + (" (simulated)" if m.get("simulated") else ""),
             "-" if drop is None else f"{drop:.2f}",
             "-" if red is None else f"{100 * red:.1f}%",
             _mb(m.get("size_bytes")),
             _ms(m.get("latency_ms")),
-            (t["error"] or "")[:80],
+            (m["error"] or "")[:80],
         )
     out_console.print(table)
 
@@ -131,8 +147,8 @@ def report_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML report (works offline) and a PNG of each plot."""
-    with user_errors():
-        files = tasks.report_task(experiment, db=db, out=out)
+    with user_errors(SWEEP_FLAGS):
+        files = sweep_api.report_task(experiment, db=db, out=out)
     if json_out:
         print_json(files.to_dict())
         return
@@ -163,8 +179,8 @@ def recommend_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """The best trials that fit the limits, and why; exit code 1 if none fits."""
-    with user_errors():
-        rec = tasks.recommend_task(
+    with user_errors(RECOMMEND_FLAGS):
+        rec = sweep_api.recommend_task(
             experiment,
             db=db,
             max_latency_ms=max_latency_ms,

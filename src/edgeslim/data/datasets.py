@@ -27,11 +27,11 @@ ACCEPTED_LAYOUTS = (
 
 def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
     """Where the data is: ``path``, else ``$EDGESLIM_DATA``; a relative ``path`` missing from the
-    working directory is also looked up under ``$EDGESLIM_DATA`` (so ``--data cifar10-jpeg`` works)."""
+    working directory is also looked up under ``$EDGESLIM_DATA`` (so ``cifar10-jpeg`` works)."""
     env = os.environ.get(DATA_ENV, "").strip()
     if path is None or str(path) == "":
         if not env:
-            raise DataError(f"no dataset given: pass --data PATH or set {DATA_ENV}")
+            raise DataError(f"no dataset given: set DataSource.path or {DATA_ENV}", field="DataSource.path")
         return Path(env).expanduser()
     candidate = Path(path).expanduser()
     if candidate.exists() or candidate.is_absolute() or not env:
@@ -75,8 +75,10 @@ def load_dataset(
     if cifar_dir is None and not is_tree:
         if not root.exists():
             raise DataError(
-                f"dataset path {root} does not exist; pass --data PATH or set {DATA_ENV} "
-                "(relative paths are also looked up there)"
+                f"dataset path {root} does not exist; set DataSource.path to a dataset or set {DATA_ENV} "
+                "(relative paths are also looked up there); to download CIFAR-10 run "
+                "`edgeslim fetch cifar10` (it prints the path to use)",
+                field="DataSource.path",
             )
         hint = f" (pass its parent {root.parent}, not the split folder)" if root.name in SPLITS else ""
         raise DataError(f"{root} is not a dataset I can read{hint}; expected {ACCEPTED_LAYOUTS}")
@@ -111,7 +113,8 @@ def _holdout(
         if split == "val":
             raise ConfigError(
                 f"{where} has no val/ folder, and val_fraction=0 holds out no training images; "
-                "set val_fraction > 0 (e.g. --val-fraction 0.1) to get a 'val' split"
+                "set DataSource.val_fraction > 0 (e.g. 0.1) to get a 'val' split",
+                field="DataSource.val_fraction",
             )
         return data
     train_idx, val_idx = splits.val_holdout(data.labels.numpy(), data.num_classes, val_fraction, seed)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from edgeslim.config import Config
 from edgeslim.errors import ConfigError
+from edgeslim.methods import register_method
 
 #: What the student trains on after a feature-transfer initialization phase.
 Finish = Literal["ce", "kd"]
@@ -21,9 +22,14 @@ Finish = Literal["ce", "kd"]
 
 def _check_alpha_temperature(owner: str, alpha: float, temperature: float) -> None:
     if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise ConfigError(f"{owner}.alpha (weight of the label cross-entropy) must be in [0, 1], got {alpha}")
+        raise ConfigError(
+            f"{owner}.alpha (weight of the label cross-entropy) must be in [0, 1], got {alpha}",
+            field=f"{owner}.alpha",
+        )
     if not (math.isfinite(temperature) and temperature > 0.0):
-        raise ConfigError(f"{owner}.temperature must be a positive number, got {temperature}")
+        raise ConfigError(
+            f"{owner}.temperature must be a positive number, got {temperature}", field=f"{owner}.temperature"
+        )
 
 
 def _check_layers(owner: str, layers: tuple[str, ...]) -> None:
@@ -50,6 +56,7 @@ def parse_layer_pairs(layers: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
+@register_method("distill", "kd", needs_training=True)
 @dataclasses.dataclass(frozen=True)
 class KD(Config):
     """Hinton distillation: ``alpha * CE(y, s) + (1 - alpha) * T^2 * KL(p_t^T || p_s^T)``.
@@ -65,6 +72,7 @@ class KD(Config):
         _check_alpha_temperature("KD", self.alpha, self.temperature)
 
 
+@register_method("distill", "ab", needs_training=True)
 @dataclasses.dataclass(frozen=True)
 class AB(Config):
     """Activation-boundary transfer (Heo et al., AAAI 2019).
@@ -101,6 +109,7 @@ class AB(Config):
         _check_alpha_temperature("AB", self.alpha, self.temperature)
 
 
+@register_method("distill", "hint", needs_training=True)
 @dataclasses.dataclass(frozen=True)
 class Hint(Config):
     """FitNets hints (Romero et al., ICLR 2015): regress the teacher's hint layer(s).

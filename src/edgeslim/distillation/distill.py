@@ -327,8 +327,9 @@ def distill(
     if init_epochs >= train_config.epochs:
         raise ConfigError(
             f"{type(config).__name__}.init_epochs ({init_epochs}) must be less than the training epochs "
-            f"({train_config.epochs}): the initialization phase is part of the budget; raise --epochs "
-            "or lower --init-epochs"
+            f"({train_config.epochs}): the initialization phase is part of the budget; raise "
+            "TrainConfig.epochs or lower init_epochs",
+            field=f"{type(config).__name__}.init_epochs",
         )
     if student is teacher or {id(p) for p in student.parameters()} & {id(p) for p in teacher.parameters()}:
         raise ConfigError("the student and the teacher share parameters; pass two separate models")

@@ -7,6 +7,9 @@
   (also checkpoints, pruned sparse files and packed low-bit files) on torch, ONNX Runtime, OpenVINO
   or TensorRT behind one ``run(x)``; :func:`default_runtime` is the runtime choice policy;
 - ``bench.py``: :func:`benchmark_artifact` measures an artifact on one or all runtimes present;
+- ``qdq.py``: a fake-quantized model as a real int8 artifact (QDQ ONNX for ONNX Runtime and
+  OpenVINO), its int8 layer counts and deployed parity (export builds on quantization, never the
+  reverse);
 - ``onnx.py``, ``openvino.py``, ``tensorrt.py``, ``litert.py``, ``torchscript.py``: per-format pieces.
 """
 
@@ -16,12 +19,21 @@ from edgeslim.export.litert import export_litert, litert_status
 from edgeslim.export.onnx import OnnxExport, check_parity, export_onnx, ort_latency, ort_session
 from edgeslim.export.openvino import openvino_compile, openvino_latency, save_openvino_ir
 from edgeslim.export.parity import Parity, compare_outputs, default_tolerance
+from edgeslim.export.qdq import (
+    LayerCount,
+    QdqExport,
+    count_openvino_layers,
+    count_quantized_layers,
+    deployed_parity,
+    export_qdq_onnx,
+)
 from edgeslim.export.runners import (
     RUNTIMES,
     ArtifactInfo,
     Runner,
     available_runtimes,
     default_runtime,
+    deployed_latency,
     inspect_artifact,
     load_packed_model,
     load_torch_artifact,
@@ -37,8 +49,10 @@ __all__ = [
     "RUNTIMES",
     "ArtifactInfo",
     "ExportResult",
+    "LayerCount",
     "OnnxExport",
     "Parity",
+    "QdqExport",
     "Runner",
     "RuntimeComparison",
     "available_runtimes",
@@ -47,12 +61,17 @@ __all__ = [
     "build_tensorrt_engine",
     "check_parity",
     "compare_outputs",
+    "count_openvino_layers",
+    "count_quantized_layers",
     "default_runtime",
     "default_tolerance",
+    "deployed_latency",
+    "deployed_parity",
     "export",
     "export_litert",
     "export_onnx",
     "export_program",
+    "export_qdq_onnx",
     "export_torchscript",
     "format_for_path",
     "inspect_artifact",

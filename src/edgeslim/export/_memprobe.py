@@ -71,12 +71,13 @@ def main(argv: list[str]) -> None:
     elif runtime == "torch":
         import torch
 
+        # imported here, after the baseline RSS: this probe measures what loading the runtime costs
         from edgeslim.export.runners import load_torch_artifact
 
         if threads:
             torch.set_num_threads(threads)
         base = _rss_bytes()
-        model, _ = load_torch_artifact(path)
+        model, _ = load_torch_artifact(path, real_int8=True)  # as open_runner runs it
         with torch.inference_mode():
             model(torch.from_numpy(x))
     else:

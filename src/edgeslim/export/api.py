@@ -25,6 +25,7 @@ but is reported failed; :mod:`edgeslim.export.bench` refuses to time it as if it
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import tempfile
@@ -37,8 +38,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from edgeslim.bench.size import file_size_bytes
 from edgeslim.errors import ConfigError, ExportError
+from edgeslim.export.litert import export_litert, litert_status
+from edgeslim.export.onnx import export_onnx
+from edgeslim.export.openvino import save_openvino_ir
 from edgeslim.export.parity import Parity, compare_outputs
+from edgeslim.export.qdq import export_qdq_onnx
+from edgeslim.export.runners import open_runner
+from edgeslim.export.tensorrt import build_tensorrt_engine, tensorrt_status
+from edgeslim.export.torchscript import export_program, export_torchscript
+from edgeslim.quantization import StaticQuant, fake_quantizers, quantize
+from edgeslim.quantization.packing import no_observation
 
 __all__ = ["FORMATS", "ExportResult", "export", "format_for_path", "reference_outputs"]
 
@@ -105,8 +116,6 @@ def format_for_path(path: str | os.PathLike[str]) -> str | None:
 
 
 def _is_quantized(model: nn.Module) -> bool:
-    from edgeslim.quantization import fake_quantizers
-
     return bool(fake_quantizers(model))
 
 
@@ -121,8 +130,6 @@ def _int8_model(
             "precision int8 needs a quantized model (edgeslim quantize / edgeslim.quantization.quantize) "
             "or calibration batches: export(..., calibration=loader)"
         )
-    from edgeslim.quantization import StaticQuant, quantize
-
     config = StaticQuant(bits=8, per_channel=True, scope="all_layers")
     result = quantize(model, config, calibration=calibration, example_inputs=example[:2])
     return (
@@ -144,8 +151,6 @@ class _HalfInside(nn.Module):
 
 def reference_outputs(model: nn.Module, inputs: Tensor, batch_size: int = 256) -> np.ndarray:
     """PyTorch logits of ``model`` on ``inputs`` (eval mode, observers off), in batches."""
-    from edgeslim.quantization.packing import no_observation
-
     was_training = model.training
     model.eval()
     outs = []
@@ -168,16 +173,25 @@ def run_in_batches(runner: Any, inputs: Tensor, batch_size: int = 256) -> np.nda
 
 def _check_out(format: str, precision: str, out: Path) -> None:
     if format not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        raise ConfigError(
+            f"export.format must be one of {', '.join(FORMATS)}, not {format!r}", field="export.format"
+        )
     precisions, suffixes, _ = FORMATS[format]
     if precision not in precisions:
         raise ConfigError(
-            f"--precision {precision!r} is not available for {format}; choose {', '.join(precisions)}"
+            f"export.precision {precision!r} is not available for {format}; choose {', '.join(precisions)}",
+            field="export.precision",
         )
     if out.suffix.lower() not in suffixes:
-        raise ConfigError(f"--out for {format} must end in {' or '.join(suffixes)}, got {str(out)!r}")
+        raise ConfigError(
+            f"export.out for {format} must end in {' or '.join(suffixes)}, got {str(out)!r}",
+            field="export.out",
+        )
     if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a directory; give a file name ending in {suffixes[0]}")
+        raise ConfigError(
+            f"export.out {str(out)!r} is a directory; give a file name ending in {suffixes[0]}",
+            field="export.out",
+        )
 
 
 def export(
@@ -210,14 +224,10 @@ def export(
         raise ConfigError("example_inputs must be a batch tensor shaped (N, C, H, W)")
     example = example.detach().float().cpu()
     if format == "tensorrt":
-        from edgeslim.export.tensorrt import tensorrt_status
-
         reason = tensorrt_status()
         if reason is not None:
             raise ExportError(f"cannot build a TensorRT engine here: {reason}")
     if format == "litert":
-        from edgeslim.export.litert import litert_status
-
         reason = litert_status()
         if reason is not None:
             raise ExportError(f"cannot write a LiteRT file here: {reason}")
@@ -275,14 +285,10 @@ def _export(
         max_batch,
         notes,
     )
-    from edgeslim.bench.size import file_size_bytes
-
     size = file_size_bytes(target)  # an IR's .xml counts its .bin
     runtime = FORMATS[format][2]
     parity: Parity | None = None
     if check:
-        from edgeslim.export.runners import open_runner
-
         inputs = (parity_inputs if parity_inputs is not None else example).detach().float().cpu()
         source = parity_source if parity_inputs is not None else "example"
         runner = open_runner(target, runtime, threads=threads)
@@ -327,16 +333,10 @@ def _onnx_to(
     notes: list[str],
 ) -> str:
     """Write the ONNX graph of ``precision`` at ``path``; returns a description of the exporter."""
-    from edgeslim.export.onnx import export_onnx
-
     if precision == "int8":
-        from edgeslim.quantization.export import export_qdq_onnx
-
         qdq = export_qdq_onnx(reference, path, input_size=input_size, opset=opset)
         notes.extend(qdq.notes)
         return f"QDQ {qdq.exporter} (opset {qdq.opset})"
-    import copy
-
     source = _HalfInside(copy.deepcopy(model)) if precision == "fp16" else model
     result = export_onnx(source, path, input_size=input_size, opset=opset, dynamic_batch=dynamic_batch)
     return f"{result.exporter} (opset {result.opset})"
@@ -360,26 +360,18 @@ def _write(
             model, reference, precision, target, input_size, opset, dynamic_batch, notes
         )
     if format == "pt2":
-        from edgeslim.export.torchscript import export_program
-
         export_program(model, target, example, dynamic_batch=dynamic_batch)
         return [target], "torch.export"
     if format == "litert":
-        from edgeslim.export.litert import export_litert
-
         export_litert(model, target, example[:1])
         return [target], "litert_torch.convert"
     if format == "torchscript":
-        from edgeslim.export.torchscript import export_torchscript
-
         export_torchscript(model, target, example)
-        notes.append("TorchScript is deprecated in PyTorch; prefer --format pt2 where the deployment allows")
+        notes.append("TorchScript is deprecated in PyTorch; prefer format pt2 where the deployment allows")
         return [target], "torch.jit.trace + freeze"
     with tempfile.TemporaryDirectory(prefix="edgeslim-export-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         if format == "openvino":
-            from edgeslim.export.openvino import save_openvino_ir
-
             how = _onnx_to(
                 model,
                 reference,
@@ -394,8 +386,6 @@ def _write(
             if precision == "fp16":
                 notes.append("fp16 IR: weights stored in float16; the CPU plugin computes in float32")
             return [xml, xml.with_suffix(".bin")], f"ONNX {how} -> openvino.save_model"
-        from edgeslim.export.tensorrt import build_tensorrt_engine
-
         how = _onnx_to(model, reference, precision, onnx_path, input_size, opset, True, notes)
         engine = build_tensorrt_engine(
             onnx_path, target, precision=precision, input_size=input_size, max_batch=max_batch

@@ -20,7 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,9 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeslim.bench import Measurement, env_fingerprint, measure_peak_rss, threads
+from edgeslim.bench import Measurement, count_macs, env_fingerprint, measure_peak_rss, threads
 from edgeslim.errors import ConfigError, EdgeslimError, ExportError
+from edgeslim.export.api import export, run_in_batches
+from edgeslim.export.litert import LiteRTRunner
+from edgeslim.export.openvino import openvino_module
 from edgeslim.export.parity import Parity, compare_outputs
+from edgeslim.export.qdq import count_quantized_layers
 from edgeslim.export.runners import (
     RUNTIMES,
     TORCH_KINDS,
@@ -39,9 +46,12 @@ from edgeslim.export.runners import (
     Runner,
     default_runtime,
     inspect_artifact,
+    load_torch_artifact,
     open_runner,
     runtime_status,
 )
+from edgeslim.export.tensorrt import build_tensorrt_engine
+from edgeslim.models import model_info
 
 __all__ = ["RuntimeComparison", "artifact_input_size", "benchmark_artifact", "benchmark_runner"]
 
@@ -134,7 +144,7 @@ def benchmark_runner(
         latency=latency,
         peak_rss_bytes=memory["peak"],
         env=env_fingerprint(),
-        notes=tuple(notes),
+        notes=(*notes, *runner.notes),
         extra={
             "input_size": list(input_size),
             "threads": num_threads or n_threads,
@@ -158,28 +168,20 @@ def artifact_input_size(info: ArtifactInfo) -> tuple[int, ...] | None:
             return tuple(int(v) for v in values if v is not None)
         return None
     if info.kind == "openvino":
-        from edgeslim.export.openvino import openvino_module
-
         shape = openvino_module().Core().read_model(str(info.path)).input(0).get_partial_shape()
         rest = list(shape)[1:]
         if all(d.is_static for d in rest):
             return tuple(int(d.get_length()) for d in rest)
         return None
     if info.kind == "litert":
-        from edgeslim.export.litert import LiteRTRunner
-
         return LiteRTRunner(info.path).shape[1:]
     if info.kind == "tensorrt":
-        import json
-
         sidecar = info.path.with_name(info.path.name + ".json")
         if sidecar.is_file():
             size = json.loads(sidecar.read_text()).get("input_size")
             return tuple(int(s) for s in size) if isinstance(size, list) else None
         return None
     if info.model:
-        from edgeslim.models import model_info
-
         with contextlib.suppress(EdgeslimError):
             return tuple(model_info(info.model).input_size)
     return None
@@ -203,15 +205,23 @@ def _parse_runtimes(runtimes: str | Sequence[str], info: ArtifactInfo) -> list[s
         return list(info.runtimes)
     for name in names:
         if name not in RUNTIMES:
-            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)} or all, not {name!r}")
+            raise ConfigError(
+                f"benchmark_artifact.runtimes: {name!r} is not one of {', '.join(RUNTIMES)}, default or all",
+                field="benchmark_artifact.runtimes",
+            )
     if info.kind not in TORCH_KINDS and info.kind != "onnx":
         wrong = [n for n in names if n not in info.runtimes]
         if wrong:
             raise ConfigError(
-                f"a {info.kind} artifact runs only on {', '.join(info.runtimes)}, not --runtime {wrong[0]}"
+                f"benchmark_artifact.runtimes: a {info.kind} artifact runs only on "
+                f"{', '.join(info.runtimes)}, not {wrong[0]}",
+                field="benchmark_artifact.runtimes",
             )
     if info.kind == "onnx" and "torch" in names:
-        raise ConfigError("an ONNX file does not run on --runtime torch; bench the checkpoint it came from")
+        raise ConfigError(
+            "benchmark_artifact.runtimes: an ONNX file does not run on torch; bench the checkpoint it came from",
+            field="benchmark_artifact.runtimes",
+        )
     return names
 
 
@@ -238,7 +248,10 @@ def benchmark_artifact(
     wanted = _parse_runtimes(runtimes, info)
     size = tuple(int(s) for s in input_size) if input_size else artifact_input_size(info)
     if size is None:
-        raise ConfigError(f"cannot tell the input size of {str(info.path)!r}: pass --image-size")
+        raise ConfigError(
+            f"cannot tell the input size of {str(info.path)!r}: set benchmark_artifact.input_size",
+            field="benchmark_artifact.input_size",
+        )
     if parity_inputs is None:
         gen = torch.Generator().manual_seed(0)
         parity_inputs = torch.randn((64, *size), generator=gen)
@@ -285,8 +298,6 @@ def benchmark_artifact(
                         continue
                 extra: dict[str, Any] = {}
                 if runtime == "ort" and target_info.precision.startswith("int"):
-                    from edgeslim.quantization.export import count_quantized_layers
-
                     count = count_quantized_layers(target)
                     extra = {"ort_int8_layers": count.quantized, "ort_float_layers": len(count.float_layers)}
                 measurements.append(
@@ -346,10 +357,6 @@ def probe_memory(
     path: Path, runtime: str, batch_size: int, input_size: Sequence[int], num_threads: int | None
 ) -> dict[str, int]:
     """Run ``_memprobe.py`` in a fresh interpreter: the memory cost of deploying ``path`` on ``runtime``."""
-    import json
-    import subprocess
-    import sys
-
     script = Path(__file__).with_name("_memprobe.py")
     args = [str(path), runtime, str(batch_size), *(str(int(s)) for s in input_size), str(num_threads or 0)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -373,9 +380,6 @@ def _macs(info: ArtifactInfo, input_size: tuple[int, ...]) -> int | None:
     """MACs per image of a PyTorch artifact (what the default-runtime policy weighs); None otherwise."""
     if info.kind not in TORCH_KINDS:
         return None
-    from edgeslim.bench import count_macs
-    from edgeslim.export.runners import load_torch_artifact
-
     model, _ = load_torch_artifact(info.path, info.kind)
     if not isinstance(model, torch.nn.Module) or info.kind in ("exported_program", "torchscript"):
         return None
@@ -383,8 +387,6 @@ def _macs(info: ArtifactInfo, input_size: tuple[int, ...]) -> int | None:
 
 
 def _run_all(runner: Runner, inputs: torch.Tensor) -> np.ndarray:
-    from edgeslim.export.api import run_in_batches
-
     return run_in_batches(runner, inputs)
 
 
@@ -400,14 +402,10 @@ def _artifact_for(
     """The file ``runtime`` runs: ``info.path`` itself, or a parity-checked conversion of it."""
     if runtime in info.runtimes and not (runtime == "tensorrt" and info.kind == "onnx"):
         return info.path, info, [], None
-    from edgeslim.export.api import export
-
     notes: list[str] = []
     example = torch.randn(2, *input_size)
     if info.kind in TORCH_KINDS:
-        from edgeslim.export.runners import load_torch_artifact
-
-        model, _ = load_torch_artifact(info.path, info.kind)
+        model, _ = load_torch_artifact(info.path, info.kind)  # simulated: the model export converts
         fmt = {"ort": "onnx", "openvino": "openvino", "tensorrt": "tensorrt", "litert": "litert"}[runtime]
         suffix = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine", "litert": ".tflite"}[fmt]
         precision = "int8" if info.kind == "packed" else "fp32"
@@ -426,8 +424,6 @@ def _artifact_for(
         notes.append(f"exported to {fmt} ({result.exporter}) for this run")
         return result.path, inspect_artifact(result.path), notes, result.parity
     if info.kind == "onnx" and runtime == "tensorrt":
-        from edgeslim.export.tensorrt import build_tensorrt_engine
-
         precision = "int8" if info.precision == "int8" else "fp32"
         engine = build_tensorrt_engine(
             info.path, work / "model.engine", precision=precision, input_size=input_size

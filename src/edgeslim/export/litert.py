@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from edgeslim.errors import ExportError
+from edgeslim.export.base import Runner
 from edgeslim.export.onnx import export_failure
-from edgeslim.export.runners import Runner
 from edgeslim.io import atomic_path
 
 __all__ = ["LITERT_HINT", "LiteRTRunner", "export_litert", "litert_status"]

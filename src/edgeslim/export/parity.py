@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeslim.errors import ExportError
+
 #: Precisions an artifact may have, with the parity rule each one gets by default.
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -81,8 +83,6 @@ def compare_outputs(
     expected = np.asarray(expected, dtype=np.float32)
     got = np.asarray(got, dtype=np.float32)
     if got.shape != expected.shape:
-        from edgeslim.errors import ExportError
-
         raise ExportError(
             f"the artifact's output shape {got.shape} differs from the model's {expected.shape}"
         )

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +29,21 @@ import torch
 from torch import nn
 
 from edgeslim.bench.latency import LatencyStats, measure_latency
+from edgeslim.bench.size import file_size_bytes
+from edgeslim.checkpoint import read_file
+from edgeslim.config import config_from_dict
 from edgeslim.errors import CheckpointError, ConfigError, ExportError
+from edgeslim.export.base import Runner
+from edgeslim.export.litert import LiteRTRunner, litert_status
+from edgeslim.export.onnx import ort_latency, ort_session
+from edgeslim.export.openvino import OPENVINO_HINT, openvino_compile, openvino_ir_precision
+from edgeslim.export.tensorrt import TensorRTRunner, engine_precision, tensorrt_status
+from edgeslim.methods import HandlerTable
+from edgeslim.models import create_model, load_model_from_checkpoint, model_info
+from edgeslim.models.channels import apply_channel_spec
+from edgeslim.quantization import QAT, DynamicQuant, StaticQuant, convert, load_packed, quantize
+from edgeslim.quantization.dynamic import REAL_INT8_NOTE, runs_real_int8, to_torch_dynamic
+from edgeslim.runtimes import RUNTIME_NAMES, Runtime
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -48,24 +64,18 @@ __all__ = [
     "runtime_status",
 ]
 
-RUNTIMES = ("torch", "ort", "openvino", "tensorrt", "litert")
-RUNTIME_LABELS = {
-    "torch": "PyTorch eager",
-    "ort": "ONNX Runtime",
-    "openvino": "OpenVINO",
-    "tensorrt": "TensorRT",
-    "litert": "LiteRT",
-}
+#: every runtime name (the one vocabulary: :mod:`edgeslim.runtimes`)
+RUNTIMES = RUNTIME_NAMES
 #: artifact kind -> runtimes that execute the file as it is
 ARTIFACT_KINDS: dict[str, tuple[str, ...]] = {
-    "onnx": ("ort", "openvino", "tensorrt"),
-    "openvino": ("openvino",),
-    "tensorrt": ("tensorrt",),
-    "litert": ("litert",),
-    "exported_program": ("torch",),
-    "torchscript": ("torch",),
-    "checkpoint": ("torch",),
-    "packed": ("torch",),
+    "onnx": (Runtime.ORT, Runtime.OPENVINO, Runtime.TENSORRT),
+    "openvino": (Runtime.OPENVINO,),
+    "tensorrt": (Runtime.TENSORRT,),
+    "litert": (Runtime.LITERT,),
+    "exported_program": (Runtime.TORCH,),
+    "torchscript": (Runtime.TORCH,),
+    "checkpoint": (Runtime.TORCH,),
+    "packed": (Runtime.TORCH,),
 }
 TORCH_KINDS = frozenset({"exported_program", "torchscript", "checkpoint", "packed"})
 
@@ -84,7 +94,7 @@ class ArtifactInfo:
     runtimes: tuple[str, ...]  # runtimes that run the file as it is
     size_bytes: int
     model: str | None = None  # zoo name, when the file records it
-    simulated: bool = False  # torch runs a packed file as fake quantization (float arithmetic)
+    simulated: bool = False  # torch runs a packed file as fake quantization (8-bit dynamic: real int8)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -120,8 +130,6 @@ def _onnx_precision(path: Path) -> str:
 
 def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
     """Identify an artifact by its suffix and contents; a clear error for anything else."""
-    from edgeslim.bench.size import file_size_bytes
-
     p = Path(path)
     if not p.is_file():
         raise ExportError(f"artifact {str(p)!r} does not exist")
@@ -132,14 +140,10 @@ def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
     if suffix == ".onnx":
         kind, precision = "onnx", _onnx_precision(p)
     elif suffix == ".xml":
-        from edgeslim.export.openvino import openvino_ir_precision
-
         if not p.with_suffix(".bin").is_file():
             raise ExportError(f"OpenVINO IR {str(p)!r} has no weights file {str(p.with_suffix('.bin'))!r}")
         kind, precision = "openvino", openvino_ir_precision(p)
     elif suffix in (".engine", ".plan", ".trt"):
-        from edgeslim.export.tensorrt import engine_precision
-
         kind, precision = "tensorrt", engine_precision(p)
     elif suffix == ".tflite":
         kind, precision = "litert", "fp32"
@@ -148,13 +152,13 @@ def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
     elif any("/code/" in name or name.endswith("constants.pkl") for name in _zip_names(p)):
         kind, precision = "torchscript", "fp32"
     else:
-        from edgeslim.checkpoint import read_file
-
         obj = read_file(p)
         fmt = obj.get("format") if isinstance(obj, dict) else None
         spec = obj.get("model") if isinstance(obj, dict) else None
         if fmt == "edgeslim.packed":
-            kind, precision, simulated = "packed", "int8", True
+            # simulated (fake quantization) unless torch has real int8 kernels for it (dynamic, 8 bits)
+            kind, precision = "packed", "int8"
+            simulated = not _packed_real_int8(obj)
             bits = _packed_bits(obj)
             precision = f"int{bits}" if bits else "int8"
         elif fmt in ("edgeslim.checkpoint", "edgeslim.sparse"):
@@ -163,12 +167,20 @@ def inspect_artifact(path: str | os.PathLike[str]) -> ArtifactInfo:
                 spec = (obj.get("meta") or {}).get("model")
         else:
             raise ExportError(
-                f"{str(p)!r} is a weights file without a model description: evaluate it with "
-                "--model NAME --weights FILE, or pass an edgeslim checkpoint, .onnx, .xml, .pt2 or packed file"
+                f"{str(p)!r} is a weights file without a model description: load it as ModelSource.weights "
+                "with a ModelSource.name, or pass an edgeslim checkpoint, .onnx, .xml, .pt2 or packed file"
             )
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
             model = spec["name"]
     return ArtifactInfo(p, kind, precision, ARTIFACT_KINDS[kind], size, model, simulated)
+
+
+def _packed_real_int8(obj: dict[str, Any]) -> bool:
+    try:
+        config = _packed_config((obj.get("meta") or {}).get("quantization"))
+    except ConfigError:
+        return False
+    return runs_real_int8(config)
 
 
 def _packed_bits(obj: dict[str, Any]) -> int | None:
@@ -186,22 +198,14 @@ def _packed_bits(obj: dict[str, Any]) -> int | None:
 
 def runtime_status() -> dict[str, str | None]:
     """Each runtime -> None when it can run here, else why not (one line)."""
-    import importlib.util
-
-    from edgeslim.export.tensorrt import tensorrt_status
-
     status: dict[str, str | None] = {"torch": None}
     status["ort"] = (
         None
         if importlib.util.find_spec("onnxruntime")
         else "onnxruntime is not installed: pip install 'edgeslim[runtimes]'"
     )
-    from edgeslim.export.openvino import OPENVINO_HINT
-
     status["openvino"] = None if importlib.util.find_spec("openvino") else OPENVINO_HINT
     status["tensorrt"] = tensorrt_status()
-    from edgeslim.export.litert import litert_status
-
     status["litert"] = litert_status()
     return status
 
@@ -263,47 +267,6 @@ def default_runtime(
 # runners
 
 
-class Runner:
-    """One artifact loaded on one runtime: ``run(x)`` maps a float32 NCHW batch to logits."""
-
-    runtime = "none"
-
-    def __init__(self, path: Path | None, precision: str) -> None:
-        self.path = path
-        self.precision = precision
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def timed_call(self, batch_size: int) -> Callable[[np.ndarray], Any]:
-        """The fastest way to run one batch of ``batch_size`` (e.g. a static-shape compile)."""
-        del batch_size
-        return self.run
-
-    def latency(
-        self,
-        input_size: Sequence[int],
-        batch_sizes: Sequence[int] = (1, 32),
-        *,
-        warmup: int = 5,
-        runs: int = 30,
-        min_seconds: float = 0.0,
-    ) -> dict[int, LatencyStats]:
-        """Median/p90 latency at each batch size on random inputs of ``input_size`` (C, H, W)."""
-        out: dict[int, LatencyStats] = {}
-        for b in batch_sizes:
-            x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
-            call = self.timed_call(b)
-            out[b] = measure_latency(call, x, warmup=warmup, runs=runs, min_seconds=min_seconds, batch_size=b)
-        return out
-
-    simulated = False
-
-    def describe(self) -> str:
-        kind = f"{self.precision}, simulated" if self.simulated else self.precision
-        return f"{RUNTIME_LABELS.get(self.runtime, self.runtime)} ({kind})"
-
-
 class TorchRunner(Runner):
     """Eager PyTorch under ``inference_mode`` (a zoo model, checkpoint, packed file, .pt2, TorchScript)."""
 
@@ -316,9 +279,11 @@ class TorchRunner(Runner):
         precision: str = "fp32",
         *,
         simulated: bool = False,
+        notes: Sequence[str] = (),
     ) -> None:
         super().__init__(path, precision)
         self.simulated = simulated  # fake quantization: low-bit values, float arithmetic
+        self.notes = tuple(notes)
         if isinstance(model, nn.Module):
             with contextlib.suppress(NotImplementedError):  # ExportedProgram modules have no eval()
                 model.eval()
@@ -336,8 +301,6 @@ class OrtRunner(Runner):
     runtime = "ort"
 
     def __init__(self, path: Path, precision: str = "fp32", *, threads: int | None = None) -> None:
-        from edgeslim.export.onnx import ort_session
-
         super().__init__(path, precision)
         try:
             self.session = ort_session(path, threads=threads)
@@ -365,8 +328,6 @@ class OpenVinoRunner(Runner):
         self._request(1)  # compile once now so that a broken file fails here, not mid-benchmark
 
     def _request(self, batch_size: int) -> Any:
-        from edgeslim.export.openvino import openvino_compile
-
         if batch_size not in self._requests:
             if len(self._requests) >= 4:  # evaluation sees a few batch sizes; keep memory bounded
                 self._requests.clear()
@@ -390,72 +351,96 @@ class OpenVinoRunner(Runner):
 # torch artifacts
 
 
-def load_packed_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+#: how the quantized model a packed file was written from is rebuilt, by its config's type:
+#: ``fn(float model, config, example input) -> fake-quantized model`` (its weights are loaded next)
+PACKED_REBUILDERS: HandlerTable[Callable[..., nn.Module]] = HandlerTable("packed file rebuild")
+
+
+@PACKED_REBUILDERS.register(StaticQuant)
+def _rebuild_static(model: nn.Module, config: StaticQuant, example: torch.Tensor) -> nn.Module:
+    batches = [example] * config.calibration_batches
+    return quantize(model, config, calibration=batches, example_inputs=example).model
+
+
+@PACKED_REBUILDERS.register(QAT)
+def _rebuild_qat(model: nn.Module, config: QAT, example: torch.Tensor) -> nn.Module:
+    return convert(quantize(model, config, example_inputs=example).model)
+
+
+@PACKED_REBUILDERS.register(DynamicQuant)
+def _rebuild_dynamic(model: nn.Module, config: DynamicQuant, example: torch.Tensor) -> nn.Module:
+    del example
+    return quantize(model, config).model
+
+
+def _packed_config(quant: Any) -> Any:
+    """The quantization config a packed file's meta records, or None when it names none we rebuild."""
+    names = {t.__name__ for t in PACKED_REBUILDERS.types()}
+    if not isinstance(quant, dict) or quant.get("type") not in names:
+        return None
+    return config_from_dict(quant)
+
+
+def load_packed_model(
+    path: str | os.PathLike[str], *, real_int8: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the fake-quantized model a packed low-bit file was written from, with its weights.
 
     The file holds the zoo spec and the quantization config: the model is built, quantized the
     same way (a throwaway calibration on zeros gives the structure; the file's scales replace its
     ranges) and the dequantized weights are loaded strictly. Returns (model in eval mode, meta).
+    ``real_int8``: an 8-bit dynamic file comes back on torch's real int8 kernels (same weight codes;
+    :func:`~edgeslim.quantization.dynamic.to_torch_dynamic`) instead of simulated; every other
+    file is simulated whatever this says.
     """
-    from edgeslim.models import create_model
-    from edgeslim.quantization import QAT, DynamicQuant, StaticQuant, convert, load_packed, quantize
-
     source = repr(str(path))
     state, meta = load_packed(path)
     spec = meta.get("model")
     config_data = meta.get("quantization")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise CheckpointError(f"{source}: packed file has no model spec")
-    configs: dict[str, Any] = {"StaticQuant": StaticQuant, "QAT": QAT, "DynamicQuant": DynamicQuant}
-    if not isinstance(config_data, dict) or config_data.get("type") not in configs:
+    config = _packed_config(config_data)
+    if config is None:
         raise CheckpointError(
             f"{source}: packed file does not say how it was quantized (meta 'quantization' with a "
             "StaticQuant, QAT or DynamicQuant config); it was not written by `edgeslim quantize`"
         )
-    config = configs[config_data["type"]].from_dict(config_data)
     kwargs = dict(spec.get("kwargs") or {})
     num_classes = kwargs.pop("num_classes", 10)
     model = create_model(spec["name"], num_classes=num_classes, **kwargs).eval()
     if meta.get("channel_spec"):
-        from edgeslim.pruning.surgery import apply_channel_spec
-
         apply_channel_spec(model, meta["channel_spec"])
-    input_size = _input_size_for(spec["name"])
-    example = torch.zeros(2, *input_size)
-    if isinstance(config, StaticQuant):
-        batches = [example] * config.calibration_batches
-        qmodel = quantize(model, config, calibration=batches, example_inputs=example).model
-    elif isinstance(config, QAT):
-        qmodel = convert(quantize(model, config, example_inputs=example).model)
-    else:
-        qmodel = quantize(model, config).model
+    example = torch.zeros(2, *_input_size_for(spec["name"]))
+    qmodel = PACKED_REBUILDERS.get(config)(model, config, example)
     try:
         qmodel.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise CheckpointError(f"{source} does not fit the model it names ({first})") from None
+    if real_int8 and runs_real_int8(config):
+        qmodel = to_torch_dynamic(qmodel, config)
     return qmodel.eval(), meta
 
 
 def _input_size_for(name: str) -> tuple[int, ...]:
-    from edgeslim.models import model_info
-
     try:
         return tuple(model_info(name).input_size)
     except Exception:
         return (3, 32, 32)
 
 
-def load_torch_artifact(path: str | os.PathLike[str], kind: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """The callable model in a torch artifact (checkpoint, packed file, .pt2, TorchScript) and its meta."""
-    import warnings
+def load_torch_artifact(
+    path: str | os.PathLike[str], kind: str | None = None, *, real_int8: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """The callable model in a torch artifact (checkpoint, packed file, .pt2, TorchScript) and its meta.
 
+    ``real_int8``: run an 8-bit dynamic packed file on torch's int8 kernels (see :func:`load_packed_model`);
+    leave it False where the model is exported or inspected rather than run.
+    """
     kind = kind or inspect_artifact(path).kind
     if kind == "packed":
-        return load_packed_model(path)
+        return load_packed_model(path, real_int8=real_int8)
     if kind == "checkpoint":
-        from edgeslim.models import load_model_from_checkpoint
-
         return load_model_from_checkpoint(path)
     if kind == "exported_program":
         try:
@@ -492,33 +477,36 @@ def open_runner(
             raise ExportError(f"no runtime here runs {str(info.path)!r} ({reasons})")
         runtime = default_runtime(info.precision, candidates=present)
     if runtime not in RUNTIMES:
-        raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        raise ConfigError(
+            f"open_runner.runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}",
+            field="open_runner.runtime",
+        )
     if runtime not in info.runtimes:
         hint = (
-            "export it first: edgeslim export --format onnx|openvino|tensorrt|litert"
+            "export it first to onnx, openvino, tensorrt or litert (`edgeslim export`)"
             if info.kind in TORCH_KINDS
             else f"it runs on {', '.join(info.runtimes)}"
         )
-        raise ConfigError(f"a {info.kind} artifact does not run on --runtime {runtime}; {hint}")
+        raise ConfigError(
+            f"open_runner.runtime: a {info.kind} artifact does not run on {runtime}; {hint}",
+            field="open_runner.runtime",
+        )
     reason = status.get(runtime)
     if reason is not None:
         raise ExportError(reason)
     if runtime == "torch":
-        model, _ = load_torch_artifact(info.path, info.kind)
-        return TorchRunner(model, info.path, info.precision, simulated=info.simulated)
+        model, _ = load_torch_artifact(info.path, info.kind, real_int8=True)
+        notes = (REAL_INT8_NOTE,) if info.kind == "packed" and not info.simulated else ()
+        return TorchRunner(model, info.path, info.precision, simulated=info.simulated, notes=notes)
     if runtime == "ort":
         return OrtRunner(info.path, info.precision, threads=threads)
     if runtime == "openvino":
         return OpenVinoRunner(info.path, info.precision, threads=threads)
     if runtime == "litert":
-        from edgeslim.export.litert import LiteRTRunner
-
         return LiteRTRunner(info.path, info.precision, threads=threads)
-    from edgeslim.export.tensorrt import TensorRTRunner
-
     if info.kind == "onnx":
         raise ConfigError(
-            f"TensorRT runs engines: build one with `edgeslim export --format tensorrt` from {str(info.path)!r}"
+            f"TensorRT runs engines: export {str(info.path)!r} to format tensorrt first (`edgeslim export`)"
         )
     return TensorRTRunner(info.path, info.precision)
 
@@ -552,8 +540,6 @@ def deployed_latency(
     runs: int = 30,
 ) -> dict[int, LatencyStats]:
     """Latency of an ORT session or an OpenVINO compiled model (as compiled: dynamic or static batch)."""
-    from edgeslim.export.onnx import ort_latency
-
     if isinstance(runner, Runner):
         return runner.latency(input_size, batch_sizes, warmup=warmup, runs=runs)
     if not _is_openvino(runner):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeslim.errors import ExportError
-from edgeslim.export.runners import Runner
+from edgeslim.export.base import Runner
 from edgeslim.io import atomic_write, atomic_write_text
 
 __all__ = ["TensorRTRunner", "build_tensorrt_engine", "engine_precision", "tensorrt_status"]

@@ -20,6 +20,7 @@ from edgeslim.models import (  # noqa: F401
     resnet,
     resnet_cifar,
     small_cnn,
+    torchvision_nets,
     vgg,
 )
 from edgeslim.models.load import load_model_from_checkpoint, load_state, load_weights

@@ -23,6 +23,8 @@ from edgeslim.checkpoint import (
     read_state_dict,
 )
 from edgeslim.errors import CheckpointError, ModelError
+from edgeslim.models.channels import apply_channel_spec
+from edgeslim.models.sparse_formats import decode_sparse
 from edgeslim.models.zoo import create_model
 
 __all__ = ["load_model_from_checkpoint", "load_weights"]
@@ -52,8 +54,6 @@ def load_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module,
     """
     obj = read_file(path)
     if isinstance(obj, dict) and obj.get("format") == "edgeslim.sparse":
-        from edgeslim.pruning.sparse_formats import decode_sparse
-
         state, meta = decode_sparse(obj, source=repr(str(path)))
         spec = meta.get("model")
     else:
@@ -77,8 +77,6 @@ def load_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module,
     except ModelError as exc:
         raise CheckpointError(f"{str(path)!r}: cannot rebuild its model {spec['name']!r}: {exc}") from None
     if meta.get("channel_spec"):
-        from edgeslim.pruning.surgery import apply_channel_spec
-
         apply_channel_spec(model, meta["channel_spec"])
     load_state(model, state, source=str(path))
     model.eval()
@@ -117,5 +115,6 @@ def _check_num_classes(model: nn.Module, state: dict[str, torch.Tensor], source:
     raise CheckpointError(
         f"{source} was trained for num_classes={found} but the model has num_classes={layer.out_features} "
         f"(classifier {name!r}: {tuple(weight.shape)} vs {tuple(layer.weight.shape)}); "
-        f"build the model with num_classes={found} (--num-classes {found})"
+        f"build the model with num_classes={found} (ModelSource.num_classes)",
+        field="ModelSource.num_classes",
     )

@@ -29,7 +29,7 @@ class PadShortcut(nn.Module):
     ``c`` copies input channel ``index_map[c]``, or is zero where that is -1), so filter pruning can
     remove input and output channels independently (:meth:`set_index_map`). The map is derived
     state, not a parameter: the state_dict has no keys for this module, pruned or not, and pruned
-    models save the map in their channel spec (``edgeslim.pruning.surgery``).
+    models save the map in their channel spec (``edgeslim.models.channels``).
     """
 
     channel_index: Tensor

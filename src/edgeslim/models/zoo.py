@@ -49,6 +49,7 @@ class _Entry:
     description: str
     is_tiny: bool
     factory: Callable[..., nn.Module]
+    input_size: tuple[int, int, int] = INPUT_SIZE
 
     def defaults(self) -> dict[str, Any]:
         return _factory_defaults(self.factory)
@@ -58,9 +59,17 @@ MODELS: Registry[_Entry] = Registry("model", ModelError)
 
 
 def register_model(
-    name: str | None = None, *, family: str, description: str, is_tiny: bool = False
+    name: str | None = None,
+    *,
+    family: str,
+    description: str,
+    is_tiny: bool = False,
+    input_size: tuple[int, int, int] = INPUT_SIZE,
 ) -> Callable[[F], F]:
-    """Register a factory ``f(num_classes=10, **kwargs_with_defaults) -> nn.Module`` under ``name``."""
+    """Register a factory ``f(num_classes=10, **kwargs_with_defaults) -> nn.Module`` under ``name``.
+
+    ``input_size`` (C, H, W) is the input the model is meant for (ImageNet models: 3x224x224).
+    """
 
     def decorator(factory: F) -> F:
         params = inspect.signature(factory).parameters
@@ -70,7 +79,7 @@ def register_model(
             no_default = p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.default is inspect.Parameter.empty
             if no_default and p.name != "num_classes":
                 raise TypeError(f"model factory {factory.__name__}: argument {p.name!r} needs a default")
-        MODELS.add(name or factory.__name__, _Entry(family, description, is_tiny, factory))
+        MODELS.add(name or factory.__name__, _Entry(family, description, is_tiny, factory, input_size))
         return factory
 
     return decorator
@@ -91,7 +100,7 @@ def model_info(name: str) -> ModelInfo:
         doc = (inspect.getdoc(factory) or "user model").strip().splitlines()[0]
         return ModelInfo(name, "user", INPUT_SIZE, False, doc, _factory_defaults(factory))
     entry = MODELS.get(name)
-    return ModelInfo(name, entry.family, INPUT_SIZE, entry.is_tiny, entry.description, entry.defaults())
+    return ModelInfo(name, entry.family, entry.input_size, entry.is_tiny, entry.description, entry.defaults())
 
 
 def create_model(
@@ -99,15 +108,25 @@ def create_model(
     num_classes: int = 10,
     *,
     weights: str | os.PathLike[str] | None = None,
+    pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model by name; load ``weights`` (any state_dict file) strictly if given.
 
-    The model remembers how it was built (:func:`model_spec`) so a checkpoint can rebuild it.
+    ``pretrained=True`` fetches the model's published weights (``edgeslim.data.fetch``; e.g.
+    torchvision's for ``resnet50.tv_in1k``) and loads them; with another ``num_classes`` than the
+    weights' the backbone is loaded and the classifier is new. The model remembers how it was built
+    (:func:`model_spec`) so a checkpoint can rebuild it (without downloading anything).
     """
     if not isinstance(name, str) or not name:
         raise ModelError(f"model name must be a non-empty string, got {name!r}")
     check_num_classes(num_classes)
+    if pretrained:
+        if weights is not None:
+            raise ModelError("give either weights or pretrained=True, not both")
+        from edgeslim.models.pretrained import pretrained_kwargs
+
+        kwargs = {**pretrained_kwargs(name), **kwargs}
     if _is_user_name(name):
         model = _create_user_model(name, num_classes, kwargs)
         spec_kwargs = {"num_classes": num_classes, **kwargs}
@@ -128,6 +147,10 @@ def create_model(
         from edgeslim.models.load import load_weights
 
         load_weights(model, weights)
+    if pretrained:
+        from edgeslim.models.pretrained import load_pretrained
+
+        load_pretrained(model, name)
     return model
 
 

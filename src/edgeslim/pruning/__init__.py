@@ -8,7 +8,10 @@ Importance (scoring), dependency (coupled channels) and surgery (cutting layers)
 modules; :func:`save_pruned` writes files that reload with ``weights_only=True``.
 """
 
+from edgeslim.models.channels import apply_channel_spec, channel_spec
+from edgeslim.models.sparse_formats import SparseFileInfo, load_sparse, save_sparse
 from edgeslim.pruning.api import (
+    PRUNE_HANDLERS,
     LayerChange,
     ModelSnapshot,
     PruneReport,
@@ -19,11 +22,10 @@ from edgeslim.pruning.api import (
 from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 from edgeslim.pruning.saving import SavedModel, SparseLayout, save_pruned
 from edgeslim.pruning.schedule import GradualPruningCallback, cubic_sparsity, gradual_config_for_training
-from edgeslim.pruning.sparse_formats import SparseFileInfo, load_sparse, save_sparse
-from edgeslim.pruning.surgery import apply_channel_spec, channel_spec
 from edgeslim.pruning.unstructured import MaskCallback, PruningMasks, magnitude_prune, sparsity_report
 
 __all__ = [
+    "PRUNE_HANDLERS",
     "FilterPruning",
     "GradualPruning",
     "GradualPruningCallback",

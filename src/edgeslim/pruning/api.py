@@ -1,6 +1,7 @@
 """``prune(model, config, example_inputs=..., select=...)``: the one entry point for every method.
 
-It dispatches on the config type, then measures what changed (parameters, non-zero parameters,
+It looks the config's handler up by type (:data:`PRUNE_HANDLERS`; a new method registers one), then
+measures what changed (parameters, non-zero parameters,
 MACs, per-layer channels and sparsity), so every caller gets the same honest report. Gradual pruning
 happens during training: ``prune`` returns the callback to pass to :func:`edgeslim.train.train`.
 """
@@ -17,6 +18,7 @@ from torch import nn
 
 from edgeslim.bench import count_macs, count_nonzero_params, count_params
 from edgeslim.errors import ConfigError
+from edgeslim.methods import HandlerTable
 from edgeslim.pruning.configs import (
     Criterion,
     FilterPruning,
@@ -155,6 +157,49 @@ class PruneResult:
         return self.report
 
 
+#: What a pruning handler gives back: masks to keep (unstructured) and training callbacks.
+PruneOutput = tuple[PruningMasks | None, tuple[Callback, ...]]
+
+#: ``fn(model, config, example_inputs, layers, finetune) -> (masks, callbacks)`` by config type;
+#: the handler prunes ``model`` in place (or returns the callback that will, during training).
+PRUNE_HANDLERS: HandlerTable[Callable[..., PruneOutput]] = HandlerTable("prune")
+
+
+@PRUNE_HANDLERS.register(FilterPruning)
+def _prune_filters(
+    model: nn.Module,
+    config: FilterPruning,
+    example_inputs: torch.Tensor,
+    layers: dict[str, nn.Module],
+    finetune: Callable[[nn.Module, int], None] | None,
+) -> PruneOutput:
+    prune_filters(model, config, example_inputs, layers, finetune=finetune)
+    return None, ()
+
+
+@PRUNE_HANDLERS.register(MagnitudePruning)
+def _prune_magnitude(
+    model: nn.Module,
+    config: MagnitudePruning,
+    example_inputs: torch.Tensor,
+    layers: dict[str, nn.Module],
+    finetune: Callable[[nn.Module, int], None] | None,
+) -> PruneOutput:
+    masks = magnitude_prune(model, config, layers)
+    return masks, (MaskCallback(masks),)
+
+
+@PRUNE_HANDLERS.register(GradualPruning)
+def _prune_gradual(
+    model: nn.Module,
+    config: GradualPruning,
+    example_inputs: torch.Tensor,
+    layers: dict[str, nn.Module],
+    finetune: Callable[[nn.Module, int], None] | None,
+) -> PruneOutput:
+    return None, (GradualPruningCallback(config, layers),)
+
+
 def prune(
     model: nn.Module,
     config: PruningConfig,
@@ -174,17 +219,7 @@ def prune(
     input_size = tuple(example_inputs.shape[1:])
     before = ModelSnapshot.take(model, list(layers), input_size)
 
-    masks: PruningMasks | None = None
-    callbacks: tuple[Callback, ...] = ()
-    if isinstance(config, FilterPruning):
-        prune_filters(model, config, example_inputs, layers, finetune=finetune)
-    elif isinstance(config, MagnitudePruning):
-        masks = magnitude_prune(model, config, layers)
-        callbacks = (MaskCallback(masks),)
-    elif isinstance(config, GradualPruning):
-        callbacks = (GradualPruningCallback(config, layers),)
-    else:
-        raise ConfigError(f"prune: unsupported config {type(config).__name__}")
+    masks, callbacks = PRUNE_HANDLERS.get(config)(model, config, example_inputs, layers, finetune)
 
     after = ModelSnapshot.take(model, list(layers), input_size)
     report = _report(type(config).__name__, config.to_dict(), before, after)

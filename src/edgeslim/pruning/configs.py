@@ -7,6 +7,7 @@ from typing import Literal
 
 from edgeslim.config import Config
 from edgeslim.errors import ConfigError
+from edgeslim.methods import register_method
 
 Scope = Literal["layer", "global"]
 Criterion = Literal["l1", "l2", "fpgm", "random"]
@@ -16,9 +17,10 @@ def _fraction(owner: str, field: str, value: float, *, allow_one: bool = False) 
     upper_ok = value <= 1.0 if allow_one else value < 1.0
     if not (value >= 0.0 and upper_ok):
         bound = "[0, 1]" if allow_one else "[0, 1)"
-        raise ConfigError(f"{owner}.{field} must be in {bound}, got {value}")
+        raise ConfigError(f"{owner}.{field} must be in {bound}, got {value}", field=f"{owner}.{field}")
 
 
+@register_method("prune", "magnitude", aliases={"ratio": "sparsity"}, trains=True)
 @dataclasses.dataclass(frozen=True)
 class MagnitudePruning(Config):
     """Unstructured: zero the ``sparsity`` share of weights with the smallest magnitude.
@@ -35,6 +37,9 @@ class MagnitudePruning(Config):
         _fraction("MagnitudePruning", "sparsity", self.sparsity)
 
 
+@register_method(
+    "prune", "gradual", aliases={"ratio": "final_sparsity", "sparsity": "final_sparsity"}, needs_training=True
+)
 @dataclasses.dataclass(frozen=True)
 class GradualPruning(Config):
     """Zhu & Gupta (2017) gradual magnitude pruning on the cubic schedule
@@ -70,6 +75,10 @@ class GradualPruning(Config):
             )
 
 
+@register_method("prune", "random", fixed={"criterion": "random"}, trains=True)
+@register_method("prune", "fpgm", fixed={"criterion": "fpgm"}, trains=True)
+@register_method("prune", "l2", fixed={"criterion": "l2"}, trains=True)
+@register_method("prune", "l1", fixed={"criterion": "l1"}, trains=True)
 @dataclasses.dataclass(frozen=True)
 class FilterPruning(Config):
     """Structured: remove the ``ratio`` share of output channels (filters) and every coupled input
@@ -92,9 +101,14 @@ class FilterPruning(Config):
         _fraction("FilterPruning", "ratio", self.ratio)
         _fraction("FilterPruning", "max_layer_ratio", self.max_layer_ratio)
         if self.round_to < 1:
-            raise ConfigError(f"FilterPruning.round_to must be >= 1, got {self.round_to}")
+            raise ConfigError(
+                f"FilterPruning.round_to must be >= 1, got {self.round_to}", field="FilterPruning.round_to"
+            )
         if self.iterative_steps < 1:
-            raise ConfigError(f"FilterPruning.iterative_steps must be >= 1, got {self.iterative_steps}")
+            raise ConfigError(
+                f"FilterPruning.iterative_steps must be >= 1, got {self.iterative_steps}",
+                field="FilterPruning.iterative_steps",
+            )
 
 
 PruningConfig = MagnitudePruning | GradualPruning | FilterPruning

@@ -133,7 +133,7 @@ def out_channels_of(module: nn.Module) -> int | None:
 
 
 def _supported(module: nn.Module) -> bool:
-    """Module types whose shape changes :mod:`edgeslim.pruning.surgery` can save and rebuild."""
+    """Module types whose shape changes :mod:`edgeslim.models.channels` can save and rebuild."""
     if isinstance(module, nn.modules.conv._ConvNd):
         return not module.transposed and (module.groups == 1 or is_depthwise(module))
     return isinstance(module, nn.Linear | nn.modules.batchnorm._BatchNorm | PadShortcut | nn.PReLU)

@@ -17,9 +17,9 @@ from torch import nn
 
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.errors import ConfigError
+from edgeslim.models.channels import channel_spec
+from edgeslim.models.sparse_formats import save_sparse, torch_save_nbytes
 from edgeslim.pruning.api import PruneReport
-from edgeslim.pruning.sparse_formats import save_sparse, torch_save_nbytes
-from edgeslim.pruning.surgery import channel_spec
 
 SparseLayout = Literal["dense", "coo", "csr", "csc"]
 

@@ -4,7 +4,7 @@
 layers together with everything coupled to them (BN entries, the next layers' input channels,
 residual partners, concatenation slices, depthwise convs, SE gates, option-A shortcut maps), so
 the result has smaller weight tensors and fewer MACs, not zeros. Saving a pruned model is
-:func:`edgeslim.pruning.surgery.channel_spec` plus its state_dict.
+:func:`edgeslim.models.channels.channel_spec` plus its state_dict.
 
 How many channels go (per coupled group of ``size`` channels):
 

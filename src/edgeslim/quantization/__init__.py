@@ -11,13 +11,20 @@
 The quantized model representation (:class:`FakeQuantize`, :class:`OutputQuant`,
 :class:`QuantConv2d`, :class:`QuantLinear`) is what deployment (QDQ ONNX export, packed low-bit
 storage) builds on. :func:`fold_bn` / :func:`fuse_conv_bn` fold BatchNorm on their own.
-Deployment (``export.py``: QDQ ONNX, ONNX Runtime/OpenVINO int8; ``packing.py``: 2/4/8-bit packed
-weight files) is re-exported here by its own ``__all__``.
+Packed 2/4/8-bit weight files (``packing.py``) are re-exported here by its own ``__all__``; deploying a
+quantized model as a real int8 artifact (QDQ ONNX, ONNX Runtime/OpenVINO int8) is
+:mod:`edgeslim.export.qdq`, which builds on this package (never the reverse).
 """
 
-from edgeslim.quantization import export as _export
 from edgeslim.quantization import packing as _packing
-from edgeslim.quantization.api import OutputQuantInfo, QuantLayer, QuantReport, QuantResult, quantize
+from edgeslim.quantization.api import (
+    QUANTIZE_HANDLERS,
+    OutputQuantInfo,
+    QuantLayer,
+    QuantReport,
+    QuantResult,
+    quantize,
+)
 from edgeslim.quantization.configs import (
     QAT,
     DynamicQuant,
@@ -28,7 +35,6 @@ from edgeslim.quantization.configs import (
     QuantSpec,
     StaticQuant,
 )
-from edgeslim.quantization.export import *  # noqa: F403 - deployment: QDQ ONNX, ONNX Runtime, OpenVINO
 from edgeslim.quantization.fake_quant import (
     dequantize,
     fake_quantize,
@@ -54,6 +60,7 @@ from edgeslim.quantization.prepare import QATCallback, calibrate, convert, prepa
 
 __all__ = [
     "QAT",
+    "QUANTIZE_HANDLERS",
     "DynamicQuant",
     "EntropyObserver",
     "FakeQuantize",
@@ -91,7 +98,6 @@ __all__ = [
     "quantize",
     "quantize_tensor",
     "to_half",
-    # deployment (export.py, packing.py): their own __all__, kept in sync
-    *_export.__all__,
+    # packed low-bit files (packing.py): its own __all__, kept in sync
     *_packing.__all__,
 ]

@@ -1,6 +1,7 @@
 """``quantize(model, config, calibration=..., select=...)``: the one entry point for every method.
 
-It dispatches on the config type and reports, per layer, what was quantized (bits, scales) and
+It looks the config's handler up by type (:data:`QUANTIZE_HANDLERS`; a new method registers one) and
+reports, per layer, what was quantized (bits, scales) and
 what was skipped and why. The input model is never modified unless ``inplace=True``: a deep copy
 is quantized (for ``scope="all_layers"`` the result is a ``torch.fx.GraphModule`` whose submodules
 keep their names). All methods except ``HalfPrecision`` and ``DynamicQuant(engine="torch")`` are
@@ -19,13 +20,14 @@ import copy
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from edgeslim.errors import ConfigError
+from edgeslim.methods import HandlerTable
 from edgeslim.quantization.configs import (
     QAT,
     DynamicQuant,
@@ -180,11 +182,20 @@ def quantize(
     ``example_inputs`` (optional) are run through the traced graph for ``scope="all_layers"`` to
     tell float tensors from other values exactly (by default that is read off the data flow).
     """
-    if isinstance(config, HalfPrecision):
-        return _half(model, config, select, inplace)
-    if not isinstance(config, StaticQuant | QAT | DynamicQuant):
-        raise ConfigError(f"quantize: unsupported config {type(config).__name__}")
-    types = DYNAMIC_TYPES if isinstance(config, DynamicQuant) else ("conv", "linear")
+    handler = QUANTIZE_HANDLERS.get(config)
+    return handler(
+        model, config, calibration=calibration, example_inputs=example_inputs, select=select, inplace=inplace
+    )
+
+
+#: ``fn(model, config, *, calibration, example_inputs, select, inplace) -> QuantResult`` by config type
+QUANTIZE_HANDLERS: HandlerTable[Callable[..., QuantResult]] = HandlerTable("quantize")
+
+
+def _selection(
+    model: nn.Module, config: QuantizationConfig, types: tuple[str, ...], select: LayerSelection | None
+) -> tuple[LayerSelection, list[str], dict[str, Any]]:
+    """The layer selection, the chosen layers and the report context every selecting method starts from."""
     selection = select if select is not None else default_selection(types)
     chosen = list(select_layers(model, selection))
     candidates = _candidates(model, types)
@@ -196,23 +207,74 @@ def quantize(
         "reasons": reasons,
         "simulated": True,
     }
+    return selection, chosen, context
 
-    if isinstance(config, DynamicQuant):
-        work = model if inplace else copy.deepcopy(model)
-        qmodel, _, skipped = quantize_dynamic(work, config, chosen)
-        context.update(simulated=config.engine == "simulated", reasons={**reasons, **skipped})
-        return QuantResult(qmodel, _report(qmodel, **context), (), context)
 
-    if isinstance(config, QAT):
-        prepared = _prepare_qat(model, config, calibration, example_inputs, selection, inplace)
-        context.update(
-            reasons={**reasons, **prepared.skipped},
-            fused=tuple(prepared.fused),
-            calibration_batches=prepared.calibration_batches,
-        )
-        callbacks: tuple[Callback, ...] = (QATCallback.from_config(config),)
-        return QuantResult(prepared.model, _report(prepared.model, **context), callbacks, context)
+@QUANTIZE_HANDLERS.register(HalfPrecision)
+def _quantize_half(
+    model: nn.Module,
+    config: HalfPrecision,
+    *,
+    calibration: Iterable[Any] | None,
+    example_inputs: torch.Tensor | None,
+    select: LayerSelection | None,
+    inplace: bool,
+) -> QuantResult:
+    del calibration, example_inputs
+    return _half(model, config, select, inplace)
 
+
+@QUANTIZE_HANDLERS.register(DynamicQuant)
+def _quantize_dynamic(
+    model: nn.Module,
+    config: DynamicQuant,
+    *,
+    calibration: Iterable[Any] | None,
+    example_inputs: torch.Tensor | None,
+    select: LayerSelection | None,
+    inplace: bool,
+) -> QuantResult:
+    del calibration, example_inputs
+    _, chosen, context = _selection(model, config, DYNAMIC_TYPES, select)
+    work = model if inplace else copy.deepcopy(model)
+    qmodel, _, skipped = quantize_dynamic(work, config, chosen)
+    context.update(simulated=config.engine == "simulated", reasons={**context["reasons"], **skipped})
+    return QuantResult(qmodel, _report(qmodel, **context), (), context)
+
+
+@QUANTIZE_HANDLERS.register(QAT)
+def _quantize_qat(
+    model: nn.Module,
+    config: QAT,
+    *,
+    calibration: Iterable[Any] | None,
+    example_inputs: torch.Tensor | None,
+    select: LayerSelection | None,
+    inplace: bool,
+) -> QuantResult:
+    selection, _, context = _selection(model, config, ("conv", "linear"), select)
+    prepared = _prepare_qat(model, config, calibration, example_inputs, selection, inplace)
+    context.update(
+        reasons={**context["reasons"], **prepared.skipped},
+        fused=tuple(prepared.fused),
+        calibration_batches=prepared.calibration_batches,
+    )
+    callbacks: tuple[Callback, ...] = (QATCallback.from_config(config),)
+    return QuantResult(prepared.model, _report(prepared.model, **context), callbacks, context)
+
+
+@QUANTIZE_HANDLERS.register(StaticQuant)
+def _quantize_static(
+    model: nn.Module,
+    config: StaticQuant,
+    *,
+    calibration: Iterable[Any] | None,
+    example_inputs: torch.Tensor | None,
+    select: LayerSelection | None,
+    inplace: bool,
+) -> QuantResult:
+    _, chosen, context = _selection(model, config, ("conv", "linear"), select)
+    reasons = context["reasons"]
     if calibration is None:
         raise ConfigError(
             "StaticQuant needs calibration data: quantize(model, StaticQuant(), calibration=loader) "

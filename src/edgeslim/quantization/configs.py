@@ -18,6 +18,7 @@ from typing import Any, Literal, Self
 
 from edgeslim.config import Config
 from edgeslim.errors import ConfigError
+from edgeslim.methods import register_method
 from edgeslim.quantization.fake_quant import MAX_BITS, MIN_BITS
 from edgeslim.quantization.observers import OBSERVERS, ObserverName
 
@@ -27,12 +28,17 @@ WeightObserverName = Literal["minmax", "mse"]
 
 def _check_bits(owner: str, field: str, value: int) -> None:
     if not MIN_BITS <= value <= MAX_BITS:
-        raise ConfigError(f"{owner}.{field} must be from {MIN_BITS} to {MAX_BITS} bits, got {value}")
+        raise ConfigError(
+            f"{owner}.{field} must be from {MIN_BITS} to {MAX_BITS} bits, got {value}",
+            field=f"{owner}.{field}",
+        )
 
 
 def _check_percentile(owner: str, value: float) -> None:
     if not 50.0 < value <= 100.0:
-        raise ConfigError(f"{owner}.percentile must be in (50, 100], e.g. 99.99; got {value}")
+        raise ConfigError(
+            f"{owner}.percentile must be in (50, 100], e.g. 99.99; got {value}", field=f"{owner}.percentile"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +102,7 @@ class QConfig(Config):
         return super().from_dict(data)
 
 
+@register_method("quantize", "static")
 @dataclasses.dataclass(frozen=True)
 class StaticQuant(Config):
     """Post-training static quantization: calibrate observers on ``calibration_batches`` batches,
@@ -132,13 +139,17 @@ class StaticQuant(Config):
                 "StaticQuant.observer 'moving_average' is for QAT; use minmax, percentile, mse or entropy"
             )
         if self.calibration_batches < 1:
-            raise ConfigError(f"StaticQuant.calibration_batches must be >= 1, got {self.calibration_batches}")
+            raise ConfigError(
+                f"StaticQuant.calibration_batches must be >= 1, got {self.calibration_batches}",
+                field="StaticQuant.calibration_batches",
+            )
 
     @property
     def activation_bits(self) -> int:
         return self.bits if self.act_bits is None else self.act_bits
 
 
+@register_method("quantize", "qat", aliases={"bits": "weight_bits"}, needs_training=True)
 @dataclasses.dataclass(frozen=True)
 class QAT(Config):
     """Quantization-aware training: fake quantization in the forward pass, straight-through
@@ -184,6 +195,7 @@ class QAT(Config):
                 raise ConfigError(f"QAT.{field} must be >= 0 (an epoch index) or None, got {value}")
 
 
+@register_method("quantize", "dynamic")
 @dataclasses.dataclass(frozen=True)
 class DynamicQuant(Config):
     """Dynamic quantization: Linear (and LSTM/GRU) weights quantized ahead of time to ``bits``,
@@ -206,6 +218,7 @@ class DynamicQuant(Config):
             )
 
 
+@register_method("quantize", "half")
 @dataclasses.dataclass(frozen=True)
 class HalfPrecision(Config):
     """Store weights and compute in 16 bits: "fp16" (IEEE half) or "bf16" (bfloat16)."""

@@ -8,19 +8,30 @@ activation ranges is not worth it. Two engines:
   LSTM/GRU weights are rounded onto the grid in place (their activations stay float). Any ``bits``.
 * ``torch``: ``torch.ao.quantization.quantize_dynamic`` - real int8 kernels (fbgemm/x86), 8 bits.
   The API is deprecated but works in this torch; its deprecation warning is silenced here.
+
+A packed file stores the ``simulated`` model (its integer codes); :func:`to_torch_dynamic` turns that
+model into the ``torch`` one with the same int8 weight codes, so ``edgeslim bench``/``eval`` time real
+int8 kernels on an 8-bit dynamic artifact (the simulated model is ~24x slower than FP32).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
 
+from edgeslim.errors import ConfigError
 from edgeslim.quantization.configs import DynamicQuant, QConfig, QuantSpec
 from edgeslim.quantization.fake_quant import fake_quantize, qparams
 from edgeslim.quantization.fuse import set_submodule
 from edgeslim.quantization.modules import QuantLinear
+from edgeslim.quantization.packing import quantized_weights
+
+#: how a run on torch's int8 kernels is labelled (measurement notes, `edgeslim bench`/`eval`)
+REAL_INT8_NOTE = "real int8 kernels (torch dynamic quantization)"
 
 RECURRENT_TYPES: tuple[type[nn.Module], ...] = (nn.LSTM, nn.GRU)
 DYNAMIC_TYPES: tuple[str, ...] = ("linear", "LSTM", "GRU")
@@ -58,6 +69,48 @@ def quantize_dynamic(
         else:
             skipped[name] = f"dynamic quantization covers Linear, LSTM and GRU, not {type(module).__name__}"
     return model, quantized, skipped
+
+
+def runs_real_int8(config: object) -> bool:
+    """Whether a model quantized by ``config`` has a real int8 form on torch (dynamic, 8 bits)."""
+    return isinstance(config, DynamicQuant) and config.bits == 8
+
+
+def to_torch_dynamic(model: nn.Module, config: DynamicQuant) -> nn.Module:
+    """The simulated dynamic model ``model`` (as ``engine="simulated"`` built it) on torch's int8 kernels.
+
+    Every :class:`QuantLinear` becomes a ``torch.ao`` dynamic int8 Linear holding the same integer
+    weight codes and scales (set exactly, not re-observed); LSTM/GRU layers (rounded in place) are
+    quantized by torch per tensor. Activations are quantized per batch by torch's kernels, so outputs
+    match the simulated model closely, not bitwise. Modifies ``model`` in place; 8 bits only.
+    """
+    if not runs_real_int8(config):
+        raise ConfigError(f"DynamicQuant.bits must be 8 for torch's int8 kernels (got {config.bits})")
+    codes = {q.quantizer.removesuffix(".weight_fake_quant"): q for q in quantized_weights(model)}
+    layers: list[str] = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, QuantLinear):
+            set_submodule(model, name, module.to_float())
+            layers.append(name)
+        elif isinstance(module, RECURRENT_TYPES):
+            layers.append(name)
+    torch_config = dataclasses.replace(config, engine="torch")
+    model, _, _ = _torch_dynamic(model, torch_config, layers)
+    for name, q in codes.items():
+        qlinear: Any = model.get_submodule(name)  # a torch.ao dynamic quantized Linear
+        p = q.params
+        if not hasattr(qlinear, "set_weight_bias") or p.qmin < -128 or p.qmax > 127:
+            continue  # torch's own per-layer weight quantization stays
+        codes_i8 = q.codes.to(torch.float32)
+        if p.axis is None:
+            s, z = float(p.scale.reshape(-1)[0]), int(p.zero_point.reshape(-1)[0])
+            qweight = torch.quantize_per_tensor((codes_i8 - z) * s, s, z, torch.qint8)
+        else:
+            scale, zp = p.scale.double(), p.zero_point.long()
+            real = (codes_i8 - p.broadcast(zp, codes_i8)) * p.broadcast(scale, codes_i8).float()
+            qweight = torch.quantize_per_channel(real, scale, zp, p.axis, torch.qint8)
+        qlinear.set_weight_bias(qweight, qlinear.bias())
+    return model.eval()
 
 
 def round_recurrent_weights(module: nn.Module, bits: int, per_channel: bool) -> None:

@@ -21,15 +21,14 @@ import torch.fx as fx
 from torch import nn
 
 from edgeslim.errors import ConfigError
+from edgeslim.models.resnet_cifar import PadShortcut
+from edgeslim.quantization.modules import FakeQuantize, QuantConv2d, QuantLinear
 
 
 class QuantTracer(fx.Tracer):
     """torch.fx tracer that keeps edgeslim layers (quantized layers, shortcut modules) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from edgeslim.models.resnet_cifar import PadShortcut
-        from edgeslim.quantization.modules import FakeQuantize, QuantConv2d, QuantLinear
-
         if isinstance(m, QuantConv2d | QuantLinear | FakeQuantize | PadShortcut):
             return True
         return super().is_leaf_module(m, module_qualified_name)
@@ -144,8 +143,6 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
 
 def fuse_pairs(model: nn.Module, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Fold the given (conv, bn) pairs in place; BN modules are replaced by ``nn.Identity``."""
-    from edgeslim.quantization.modules import QuantConv2d
-
     for conv_name, bn_name in pairs:
         conv = model.get_submodule(conv_name)
         bn = model.get_submodule(bn_name)
@@ -167,8 +164,6 @@ def fold_bn_into_quant_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     quantized weights are exactly the trained ones times k. Per-tensor qparams cannot absorb a
     per-channel factor: they are re-observed from the folded weight.
     """
-    from edgeslim.quantization.modules import QuantConv2d
-
     if not isinstance(conv, QuantConv2d):
         raise ConfigError(f"expected a QuantConv2d, got {type(conv).__name__}")
     if bn.running_var is None:

@@ -1,52 +1,43 @@
 """Recipes: chained compression pipelines (train/distill -> prune -> quantize -> export -> measure).
 
-``load_recipe(path)`` validates a recipe YAML (:mod:`edgeslim.recipe.schema`); ``run_recipe(recipe,
-db=..., out_dir=...)`` runs its unfinished steps, each through an existing task function
-(:mod:`edgeslim.recipe.steps`), and records one store record per step (:mod:`edgeslim.recipe.runner`).
-The command is ``edgeslim run RECIPE.yaml``; see docs/recipes.md.
+``load_recipe(path)`` validates a recipe YAML (:mod:`edgeslim.recipe.schema`) into an engine
+:class:`~edgeslim.engine.steps.Recipe`; ``run_recipe(recipe, db=..., out_dir=...)`` runs its unfinished
+steps on the one runner (:mod:`edgeslim.engine`), one store record per step. The command is
+``edgeslim run RECIPE.yaml``; see docs/recipes.md.
 """
 
-from edgeslim.recipe.runner import RecipeOutcome, StepOutcome, run_recipe, step_key
-from edgeslim.recipe.schema import (
-    QUANTIZE_LAST,
-    STEP_TYPES,
+from edgeslim.engine.steps import (
     DataSpec,
     DistillStep,
     ExportStep,
     MeasureStep,
-    ModelRef,
     PruneStep,
     QuantizeStep,
     Recipe,
+    StartStep,
     Step,
     TrainStep,
-    load_recipe,
-    parse_recipe,
 )
-from edgeslim.recipe.steps import StepContext, StepInput, StepResult, onnx_weight_stats, run_step
+from edgeslim.recipe.runner import RecipeOutcome, StepOutcome, recipe_task, run_recipe
+from edgeslim.recipe.schema import QUANTIZE_LAST, RECIPE_STEPS, load_recipe, parse_recipe
 
 __all__ = [
     "QUANTIZE_LAST",
-    "STEP_TYPES",
+    "RECIPE_STEPS",
     "DataSpec",
     "DistillStep",
     "ExportStep",
     "MeasureStep",
-    "ModelRef",
     "PruneStep",
     "QuantizeStep",
     "Recipe",
     "RecipeOutcome",
+    "StartStep",
     "Step",
-    "StepContext",
-    "StepInput",
     "StepOutcome",
-    "StepResult",
     "TrainStep",
     "load_recipe",
-    "onnx_weight_stats",
     "parse_recipe",
+    "recipe_task",
     "run_recipe",
-    "run_step",
-    "step_key",
 ]

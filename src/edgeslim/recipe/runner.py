@@ -1,13 +1,11 @@
-"""The recipe runner: run the steps in order, record each in the result store, resume where it stopped.
+"""``edgeslim run``: a recipe is planned into nodes and run by the one runner, inline in this process.
 
-Each step is one record of the store experiment named after the recipe (kind ``"recipe"``; record
-kind ``"step"``, ``depends_on`` the previous step's key). A step's **key** hashes its position, its
-settings, the data (path, limits, seed), the files it reads besides its input (a teacher's weights)
-and the sha256 of its input: the starting model's file for the first step, the artifact the
-previous step wrote for every other. So a step whose settings or input changed gets a new key and
-runs again, and so does everything after it (their inputs change with it); a step whose key is
-already done, and whose artifact is still on disk with the recorded sha256, is skipped. Failed or
-interrupted steps (a killed process leaves its record "running" with a dead owner) run again.
+Each step is one record of the store experiment named after the recipe (kind ``"recipe"``), keyed by
+:mod:`edgeslim.engine.keys` (the step's config, the data and the key of the step before it), so a
+step whose settings or input changed gets a new key and runs again, and so does everything after it;
+a step whose key is already done, and whose artifact is still on disk with the recorded sha256, is
+kept. Failed or interrupted steps (a killed process leaves its record "running" with a dead owner)
+run again; an interrupted train step goes on from its last epoch.
 
 Artifacts go to the run folder as ``NN-<type>-<key prefix>.<ext>``, so the intermediate models of
 every variant that was run are kept side by side; ``summary.json`` there lists the current chain.
@@ -16,32 +14,20 @@ every variant that was run are kept side by side; ``summary.json`` there lists t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeslim.bench import env_fingerprint
+from edgeslim.engine.plan import plan_recipe
+from edgeslim.engine.runner import DEFAULT_DB, run_plan, summary_line
+from edgeslim.engine.steps import Recipe
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError, DataError, EdgeslimError
 from edgeslim.io import atomic_write_text
-from edgeslim.recipe.schema import DistillStep, ModelRef, Recipe, Step
-from edgeslim.recipe.steps import (
-    StepContext,
-    StepInput,
-    StepResult,
-    artifact_files,
-    run_step,
-    sha256_files,
-)
-from edgeslim.sweep.runner import DEFAULT_DB
-from edgeslim.sweep.store import Store, TrialRecord
-from edgeslim.tasks.common import ModelSource
-
-KEY_VERSION = 1
+from edgeslim.recipe.schema import load_recipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +43,7 @@ class StepOutcome:
     metrics: dict[str, Any]
     seconds: float | None
     record_id: int
+    measurements: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,109 +88,22 @@ class RecipeOutcome:
         }
 
 
-def _digest(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def _file_fingerprint(path: Path | None) -> str | None:
-    return None if path is None else sha256_files([path])
-
-
-def _model_fingerprint(ref: ModelRef) -> dict[str, Any]:
-    """The starting model (or a teacher): zoo name and the sha256 of its file."""
-    return {
-        "name": ref.name,
-        "num_classes": ref.num_classes,
-        "weights_sha256": _file_fingerprint(ref.weights),
-        "checkpoint_sha256": _file_fingerprint(ref.checkpoint),
-    }
-
-
-def _data_fingerprint(recipe: Recipe) -> dict[str, Any]:
-    from edgeslim.data import resolve_data_path
-
-    root = resolve_data_path(recipe.data.path)
-    if not root.exists():
-        where = f"data.path {recipe.data.path!r}" if recipe.data.path else "$EDGESLIM_DATA"
-        raise DataError(f"{recipe.source}: {where}: no dataset at {str(root)!r}")
-    return {**recipe.data.to_dict(), "path": str(root.resolve())}
-
-
-def _step_files(step: Step) -> dict[str, Any]:
-    """Files a step reads besides its input (they are part of its key)."""
-    if isinstance(step, DistillStep):
-        return {"teacher": _model_fingerprint(step.teacher)}
-    return {}
-
-
-def step_key(step: Step, input_fingerprint: dict[str, Any], data_fingerprint: dict[str, Any]) -> str:
-    """The record key of ``step`` given what it starts from (see the module docstring)."""
-    params = step.params()
-    return _digest(
-        {
-            "key_version": KEY_VERSION,
-            "position": step.index,
-            "type": step.type,
-            "params": params,
-            "files": _step_files(step),
-            "input": input_fingerprint,
-            "data": data_fingerprint,
-        }
-    )
-
-
-def _intact(record: TrialRecord) -> bool:
-    """A done record whose artifact is still on disk, byte for byte."""
-    if record.status != "done" or not record.artifact:
-        return False
-    path = Path(record.artifact)
-    files = artifact_files(path)
-    if not all(f.is_file() for f in files):
-        return False
-    return sha256_files(files) == record.metrics.get("artifact_sha256")
-
-
-def _step_error(step: Step, exc: BaseException) -> BaseException:
+def _step_error(index: int, name: str, exc: BaseException) -> BaseException:
     """The same error with the step named (domain errors only; bugs keep their traceback)."""
     if not isinstance(exc, EdgeslimError):
         return exc
     try:
         wrapped = type(exc)(
-            f"recipe step {step.index} ({step.name}) failed: {exc} - fix it and run the recipe again; "
-            "finished steps are kept"
+            f"recipe step {index} ({name}) failed: {exc} - fix it and run the recipe again; finished steps are kept",
+            field=exc.field,
         )
     except TypeError:
         return exc
     return wrapped
-
-
-def _materialize_start(recipe: Recipe, data: Any, out_dir: Path, fingerprint: str) -> Path:
-    """Save the starting zoo model as a checkpoint, for steps that read a file (measure)."""
-    from edgeslim.checkpoint import save_checkpoint
-
-    model, spec = recipe.model.source().build(default_num_classes=data.load("test").num_classes)
-    path = out_dir / f"00-start-{fingerprint[:10]}.pt"
-    if not path.is_file():
-        save_checkpoint(path, model, model_name=spec["name"], model_kwargs=spec["kwargs"])
-    return path
-
-
-def _log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _summary(metrics: dict[str, Any]) -> str:
-    parts = []
-    if metrics.get("top1") is not None:
-        parts.append(f"top-1 {metrics['top1']:.2f}%")
-    if metrics.get("sparsity"):
-        parts.append(f"sparsity {100 * metrics['sparsity']:.1f}%")
-    if metrics.get("size_bytes") is not None:
-        parts.append(f"{metrics['size_bytes'] / 1e6:.3f} MB")
-    if metrics.get("latency_ms") is not None:
-        parts.append(f"{metrics['latency_ms']:.3f} ms (batch {metrics.get('latency_batch_size')})")
-    return ", ".join(parts)
 
 
 def run_recipe(
@@ -226,143 +126,123 @@ def run_recipe(
     db_path = Path(db)
     out = (Path(out_dir) if out_dir is not None else db_path.parent / "recipes" / recipe.name).resolve()
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out-dir {str(out)!r} is a file; give a folder for the run's artifacts")
+        raise ConfigError(
+            f"run.out_dir {str(out)!r} is a file; give a folder for the run's artifacts", field="run.out_dir"
+        )
     say = log or (_log_to_stderr if progress else (lambda _: None))
     threads = num_threads if num_threads is not None else recipe.threads
-    data_fp = _data_fingerprint(recipe)
-    data = recipe.data.source()
-    start_fp = _model_fingerprint(recipe.model)
+    data = recipe.data.path
+    if data is None or not Path(data).exists():
+        where = f"data.path {recipe.data.source!r}" if recipe.data.source else "$EDGESLIM_DATA"
+        raise DataError(f"{recipe.source}: {where}: no dataset at {str(data)!r}", field="data.path")
+    nodes = plan_recipe(recipe)
+    with Store.open(db_path) as store:  # refuse a sweep of the same name before anything is written
+        found = store.get_experiment(recipe.name)
+        if found is not None and found.kind != "recipe":
+            raise ConfigError(
+                f"{db_path}: experiment {recipe.name!r} is a {found.kind}, not a recipe; give the recipe another 'name'"
+            )
+        if found is not None:
+            store.requeue_stale(found.id)
+        before = {n.key: store.trial(n.key, experiment_id=found.id) if found else None for n in nodes}
+    for i, node in enumerate(nodes):
+        held = before[node.key]
+        if held is not None and held.status == "running":
+            raise ConfigError(
+                f"recipe step {i} ({node.name}) is being run by process {held.owner}; wait for it to finish "
+                "(or stop it) and run again"
+            )
+    total = len(nodes) - 1
+    for i, node in enumerate(nodes[1:], start=1):
+        record = before[node.key]
+        state = "done before" if record is not None and record.status == "done" else "to run"
+        say(f"[{i}/{total}] {node.name}: {state}")
     out.mkdir(parents=True, exist_ok=True)
+    summary = run_plan(
+        recipe.name,
+        "recipe",
+        {"recipe": recipe.to_dict(), "chain": [n.key for n in nodes], "out_dir": str(out)},
+        nodes,
+        db=db_path,
+        artifacts=out,
+        workdir=lambda _record: out,
+        executor="inline",
+        threads=threads,
+        retry_failed=True,  # a failed step is fixed by the user and run again
+        progress=progress,
+        strict=False,
+    )
     outcomes: list[StepOutcome] = []
     with Store.open(db_path) as store:
-        experiment = store.create_experiment(recipe.name, {"recipe": recipe.to_dict()}, kind="recipe")
-        if experiment.kind != "recipe":
-            raise ConfigError(
-                f"{db_path}: experiment {recipe.name!r} is a {experiment.kind}, not a recipe; give the recipe "
-                "another 'name'"
+        exp = store.get_experiment(recipe.name)
+        assert exp is not None
+        records = {n.key: store.trial(n.key, experiment_id=exp.id) for n in nodes}
+    for i, node in enumerate(nodes):
+        record = records[node.key]
+        assert record is not None
+        if record.status != "done":
+            exc = summary.exceptions.get(node.key)
+            if exc is not None:
+                wrapped = _step_error(i, node.name, exc)
+                if wrapped is exc:
+                    raise exc
+                raise wrapped from exc
+            raise EdgeslimError(
+                f"recipe step {i} ({node.name}) failed: {record.error or record.status} - fix it and run the "
+                "recipe again; finished steps are kept"
             )
-        store.requeue_stale(experiment.id)
-        current = StepInput(source=recipe.model.source(), path=None, kind="start")
-        input_fp: dict[str, Any] = {"start": start_fp}
-        previous_key: str | None = None
-        total = len(recipe.steps)
-        try:
-            for step in recipe.steps:
-                key = step_key(step, input_fp, data_fp)
-                tag = f"[{step.index}/{total}] {step.name}"
-                config = {
-                    "step": step.to_dict(),
-                    "position": step.index,
-                    "input": {
-                        "fingerprint": input_fp,
-                        "path": None if current.path is None else str(current.path),
-                    },
-                    "data": data_fp,
-                    "recipe": recipe.name,
-                }
-                record = store.add_trial(
-                    experiment.id, key, step.name, config, kind="step", depends_on=previous_key
-                )
-                if _intact(record):
-                    result = StepResult(
-                        artifact=Path(str(record.artifact)),
-                        kind=str(record.metrics.get("artifact_kind")),
-                        files=tuple(Path(f) for f in record.metrics.get("files", [])),
-                        metrics=record.metrics,
-                    )
-                    seconds = record.timings.get("seconds")
-                    status = "cached"
-                    say(f"{tag}: done before, kept ({_summary(record.metrics)})")
-                else:
-                    if record.status == "running":
-                        raise ConfigError(
-                            f"recipe step {step.index} ({step.name}) is being run by process {record.owner}; "
-                            "wait for it to finish (or stop it) and run again"
-                        )
-                    resume = record.status in ("failed", "queued") and record.attempts > 0
-                    if record.status != "queued":
-                        store.requeue(record.id)
-                    if not store.claim_trial(record.id):
-                        raise ConfigError(
-                            f"recipe step {step.index} ({step.name}) was taken by another process; run again later"
-                        )
-                    if step.type == "measure" and current.path is None:
-                        path = _materialize_start(recipe, data, out, _digest(start_fp))
-                        current = dataclasses.replace(current, path=path, kind="checkpoint")
-                    say(f"{tag}: running")
-                    ctx = StepContext(
-                        input=current,
-                        data=data,
-                        out=out / f"{step.index:02d}-{step.type}-{key[:10]}",
-                        threads=threads,
-                        progress=progress,
-                        resume=resume,
-                    )
-                    t0 = time.perf_counter()
-                    try:
-                        result = run_step(step, ctx)
-                        digest = sha256_files(artifact_files(result.artifact))
-                    except BaseException as exc:
-                        store.fail_trial(
-                            record.id,
-                            f"{type(exc).__name__}: {exc}",
-                            timings={"seconds": time.perf_counter() - t0},
-                            env=env_fingerprint(),
-                            traceback=traceback.format_exc(),
-                        )
-                        wrapped = _step_error(step, exc)
-                        if wrapped is exc:
-                            raise
-                        raise wrapped from exc
-                    seconds = time.perf_counter() - t0
-                    metrics = {
-                        **result.metrics,
-                        "artifact_sha256": digest,
-                        "artifact_kind": result.kind,
-                        "files": [str(f) for f in result.files],
-                    }
-                    store.finish_trial(
-                        record.id,
-                        metrics=metrics,
-                        measurements=result.measurements,
-                        timings={"seconds": seconds},
-                        env=env_fingerprint(),
-                        artifact=str(result.artifact),
-                    )
-                    result = dataclasses.replace(result, metrics=metrics)
-                    status = "ran"
-                    say(f"{tag}: done in {seconds:.0f} s ({_summary(metrics)})")
-                outcomes.append(
-                    StepOutcome(
-                        index=step.index,
-                        name=step.name,
-                        type=step.type,
-                        key=key,
-                        status=status,
-                        artifact=str(result.artifact),
-                        metrics=dict(result.metrics),
-                        seconds=seconds,
-                        record_id=record.id,
-                    )
-                )
-                current = StepInput(
-                    source=ModelSource(checkpoint=result.artifact), path=result.artifact, kind=result.kind
-                )
-                input_fp = {"sha256": result.metrics["artifact_sha256"], "kind": result.kind}
-                previous_key = key
-        finally:
-            store.update_experiment(
-                experiment.id,
-                {"recipe": recipe.to_dict(), "chain": [s.key for s in outcomes], "out_dir": str(out)},
+        was = before[node.key]
+        status = (
+            "cached"
+            if was is not None and was.status == "done" and record.attempts == was.attempts
+            else "ran"
+        )
+        if i == 0:  # the start (the model the recipe names): recorded, not one of the recipe's steps
+            continue
+        say(f"[{i}/{total}] {node.name}: {status} ({summary_line(record.metrics)})")
+        outcomes.append(
+            StepOutcome(
+                index=i,
+                name=node.name,
+                type=node.kind,
+                key=node.key,
+                status=status,
+                artifact=str(record.artifact),
+                metrics=dict(record.metrics),
+                measurements=list(record.measurements),
+                seconds=record.timings.get("step_s"),
+                record_id=record.id,
             )
+        )
     outcome = RecipeOutcome(
         recipe=recipe.name,
         source=recipe.source,
         db=db_path,
         out_dir=out,
-        experiment_id=experiment.id,
+        experiment_id=exp.id,
         steps=tuple(outcomes),
         seconds=time.perf_counter() - started,
     )
     atomic_write_text(out / "summary.json", json.dumps(outcome.to_dict(), indent=2, default=str) + "\n")
     return outcome
+
+
+def recipe_task(
+    recipe: Path,
+    *,
+    db: Path | None = None,
+    out_dir: Path | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> RecipeOutcome:
+    """Validate the recipe file, then run its unfinished steps, one store record per step (``edgeslim
+    run``). ``db`` defaults to the sweeps' store (runs/sweeps.db); ``out_dir`` to ``recipes/<name>``
+    beside it. Running again resumes at the first unfinished step (see docs/recipes.md)."""
+    parsed = load_recipe(recipe)
+    return run_recipe(
+        parsed,
+        db=db if db is not None else DEFAULT_DB,
+        out_dir=out_dir,
+        num_threads=num_threads,
+        progress=progress,
+    )

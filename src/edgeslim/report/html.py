@@ -24,6 +24,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from edgeslim.engine.records import TrialResult
 from edgeslim.io import atomic_write, atomic_write_text
 from edgeslim.report.plots import PLOTS, Series, pareto_front, rows
 
@@ -230,10 +231,10 @@ def _table(data: Sequence[dict[str, Any]]) -> str:
     return f'<table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _environment(records: Sequence[dict[str, Any]]) -> str:
+def _environment(results: Sequence[TrialResult]) -> str:
     envs: dict[str, dict[str, Any]] = {}
-    for r in records:
-        env = r.get("env") or {}
+    for r in results:
+        env = r.env or {}
         if env.get("hash"):
             envs.setdefault(env["hash"], env)
     if not envs:
@@ -256,10 +257,11 @@ def _environment(records: Sequence[dict[str, Any]]) -> str:
 
 
 def render(
-    experiment: dict[str, Any], records: Sequence[dict[str, Any]], *, png_stem: str = "report"
+    experiment: dict[str, Any], results: Sequence[TrialResult], *, png_stem: str = "report"
 ) -> tuple[str, dict[str, Figure]]:
     """The HTML page and the figures (for PNG export, named ``<png_stem>.<plot>.png``)."""
-    data = rows(records)
+    data = rows(results)
+    records = data
     simulated = {r["name"] for r in data if r["simulated"]}
     figures: dict[str, Figure] = {}
     labels: dict[str, list[str]] = {}
@@ -314,7 +316,7 @@ accuracy-vs-size front.</p>
 <h2>Failed trials</h2>
 {failed_html}
 <h2>Where this was measured</h2>
-{_environment(records)}
+{_environment(results)}
 <script type="application/json" id="point-labels">{labels_json}</script>
 <script>{_JS}</script>
 </body></html>
@@ -337,14 +339,12 @@ def _write_bytes(fh: Any, *, data: bytes) -> None:
     fh.write(data)
 
 
-def write_report(
-    experiment: dict[str, Any], records: Sequence[dict[str, Any]], out: str | Path
-) -> ReportFiles:
+def write_report(experiment: dict[str, Any], results: Sequence[TrialResult], out: str | Path) -> ReportFiles:
     """Write ``out`` (HTML) and ``<out stem>.<plot>.png`` beside it; return their paths."""
     target = Path(out)
     if target.suffix.lower() not in (".html", ".htm"):
         target = target.with_suffix(".html") if target.suffix else target.with_name(target.name + ".html")
-    page, figures = render(experiment, records, png_stem=target.stem)
+    page, figures = render(experiment, results, png_stem=target.stem)
     pngs: dict[str, Path] = {}
     for name, fig in figures.items():
         png = target.with_name(f"{target.stem}.{name}.png")
@@ -355,9 +355,9 @@ def write_report(
     return ReportFiles(
         html=target,
         pngs=pngs,
-        trials=len(records),
-        done=sum(r["status"] == "done" for r in records),
-        failed=sum(r["status"] == "failed" for r in records),
+        trials=len(results),
+        done=sum(r.status == "done" for r in results),
+        failed=sum(r.status == "failed" for r in results),
     )
 
 

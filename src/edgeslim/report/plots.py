@@ -19,6 +19,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from edgeslim.engine.records import TrialResult
+
 COLORS = (
     "#1f77b4",
     "#d62728",
@@ -31,46 +33,13 @@ COLORS = (
     "#7f7f7f",
     "#bcbd22",
 )
-MARKERS = {"baseline": "*", "prune": "o", "quantize": "s"}
+MARKERS = {"baseline": "*", "prune": "o", "quantize": "s", "recipe": "D"}
 METHOD_STYLES = ("-", "--", ":", "-.")
 
 
-def rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per trial record (``TrialRecord.to_dict()``), the input of every plot."""
-    out = []
-    for r in records:
-        m = r.get("metrics") or {}
-        out.append(
-            {
-                "name": r["name"],
-                "key": r["key"],
-                "kind": r["kind"],
-                "status": r["status"],
-                "model": m.get("model") or (r.get("config") or {}).get("model", {}).get("label", "?"),
-                "family": m.get("family") or (r.get("config") or {}).get("family", r["kind"]),
-                "method": m.get("method") or (r.get("config") or {}).get("method", r["kind"]),
-                "rate": m.get("rate"),
-                "bits": m.get("bits"),
-                "top1": m.get("top1"),
-                "simulated": bool(m.get("simulated")),  # top1 of a fake-quantized model, not deployed
-                "top1_drop": m.get("top1_drop"),
-                "params": m.get("params"),
-                "nonzero_params": m.get("nonzero_params"),
-                "param_reduction_ratio": m.get("param_reduction_ratio"),
-                "macs": m.get("macs"),
-                "mac_reduction": m.get("mac_reduction"),
-                "size_bytes": m.get("size_bytes"),
-                "latency_ms": m.get("latency_ms"),
-                "latency_batch_size": m.get("latency_batch_size"),
-                "runtime": m.get("runtime"),
-                "peak_rss_bytes": m.get("peak_rss_bytes"),
-                "finetune_epochs": m.get("finetune_epochs"),
-                "seconds": (r.get("timings") or {}).get("total_s"),
-                "runtime_errors": dict(m.get("runtime_errors") or {}),  # runtime -> why it has no figures
-                "error": r.get("error"),
-            }
-        )
-    return out
+def rows(results: Sequence[TrialResult]) -> list[dict[str, Any]]:
+    """One flat row per trial result (:meth:`TrialResult.row`), the input of every plot."""
+    return [r.row() for r in results]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

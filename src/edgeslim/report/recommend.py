@@ -29,19 +29,22 @@ class Constraints:
     max_accuracy_drop: float | None = None
 
     def __post_init__(self) -> None:
-        for flag, value, strict in (
-            ("--max-latency-ms", self.max_latency_ms, True),
-            ("--max-size-mb", self.max_size_mb, True),
-            ("--max-accuracy-drop", self.max_accuracy_drop, False),
+        for name, value, strict in (
+            ("max_latency_ms", self.max_latency_ms, True),
+            ("max_size_mb", self.max_size_mb, True),
+            ("max_accuracy_drop", self.max_accuracy_drop, False),
         ):
+            field = f"Constraints.{name}"
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-                raise ConfigError(f"{flag} must be a number, got {value!r}")
+                raise ConfigError(f"{field} must be a number, got {value!r}", field=field)
             if strict and not value > 0:
-                raise ConfigError(f"{flag} must be a number > 0 (no model runs in 0), got {value:g}")
+                raise ConfigError(
+                    f"{field} must be a number > 0 (no model runs in 0), got {value:g}", field=field
+                )
             if not strict and not value >= 0:
-                raise ConfigError(f"{flag} must be a number >= 0, got {value:g}")
+                raise ConfigError(f"{field} must be a number >= 0, got {value:g}", field=field)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

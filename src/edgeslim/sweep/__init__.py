@@ -1,69 +1,37 @@
-"""Compression sweeps: experiment files, grid expansion, trials, executors and the result store.
+"""Compression sweeps: an experiment file is a grid of recipes run by the one engine.
 
-``load_experiment(path)`` validates a YAML experiment; ``expand`` turns it into one baseline per
-model plus one trial per grid point; ``run_sweep`` runs what is unfinished on the local or Ray
-executor and records everything in a SQLite :class:`Store`, which reports read.
-
-Names are imported on first use, so ``edgeslim.sweep.store`` (used by reports and recipes) loads
-without torch.
+``load_experiment(path)`` validates a YAML experiment; :func:`expand` plans it into nodes (one
+baseline and one trial recipe per model and grid point, sharing their start); :func:`run_sweep` runs
+what is unfinished on local worker processes or Ray and records everything in the result store,
+which reports read as typed :class:`~edgeslim.engine.records.TrialResult` records.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from edgeslim.sweep.experiment import Experiment, load_experiment, parse_experiment
-    from edgeslim.sweep.grid import TrialSpec, expand, trial_key
-    from edgeslim.sweep.runner import DEFAULT_DB, SweepSummary, run_sweep
-    from edgeslim.sweep.store import ExperimentRecord, Store, TrialRecord
-    from edgeslim.sweep.trial import Outcome, TrialJob, TrialOutput, execute, run_trial
-
-_WHERE = {
-    "Experiment": "experiment",
-    "load_experiment": "experiment",
-    "parse_experiment": "experiment",
-    "TrialSpec": "grid",
-    "expand": "grid",
-    "trial_key": "grid",
-    "DEFAULT_DB": "runner",
-    "SweepSummary": "runner",
-    "run_sweep": "runner",
-    "ExperimentRecord": "store",
-    "Store": "store",
-    "TrialRecord": "store",
-    "Outcome": "trial",
-    "TrialJob": "trial",
-    "TrialOutput": "trial",
-    "execute": "trial",
-    "run_trial": "trial",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgeslim.sweep' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"edgeslim.sweep.{module}"), name)
-
+from edgeslim.sweep.api import (
+    SweepSummary,
+    artifacts_root,
+    experiment_name,
+    recommend_task,
+    report_task,
+    results_task,
+    run_sweep,
+    sweep_task,
+)
+from edgeslim.sweep.experiment import Experiment, load_experiment, method_config, parse_experiment
+from edgeslim.sweep.grid import expand, recipes
 
 __all__ = [
-    "DEFAULT_DB",
     "Experiment",
-    "ExperimentRecord",
-    "Outcome",
-    "Store",
     "SweepSummary",
-    "TrialJob",
-    "TrialOutput",
-    "TrialRecord",
-    "TrialSpec",
-    "execute",
+    "artifacts_root",
     "expand",
+    "experiment_name",
     "load_experiment",
+    "method_config",
     "parse_experiment",
+    "recipes",
+    "recommend_task",
+    "report_task",
+    "results_task",
     "run_sweep",
-    "run_trial",
-    "trial_key",
+    "sweep_task",
 ]

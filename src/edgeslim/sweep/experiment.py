@@ -41,6 +41,7 @@ working directory, then under ``$EDGESLIM_DATA``; ``artifacts`` is relative to t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -48,19 +49,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeslim import methods as registry
 from edgeslim.config import Config
 from edgeslim.data import resolve_data_path
+from edgeslim.engine.runner import Limits
+from edgeslim.engine.steps import DataSpec, MeasureStep
 from edgeslim.errors import ConfigError, EdgeslimError
-from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning
-from edgeslim.quantization.configs import QAT, DynamicQuant, StaticQuant
-from edgeslim.select import LayerSelection
+from edgeslim.models import create_model
+from edgeslim.runtimes import RUNTIME_NAMES, parse_runtime
+from edgeslim.select import LayerSelection, select_layers
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import Checker, LineMap, Path_, describe, field_name, parse_yaml
 
-FILTER_CRITERIA = ("l1", "l2", "fpgm", "random")
-PRUNE_METHODS = (*FILTER_CRITERIA, "magnitude", "gradual")
-QUANT_METHODS = ("static", "qat", "dynamic")
-RUNTIMES = ("torch", "onnxruntime")
+#: Method families a sweep grid can hold (each has a step type that runs its configs).
+FAMILIES = ("prune", "quantize")
+NOUNS = {"prune": "pruning", "quantize": "quantization"}
 METRICS = ("top1", "params", "macs", "size", "latency", "memory")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -87,20 +90,6 @@ class ModelEntry:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSpec:
-    path: str  # resolved path (what trials read)
-    source: str = ""  # ``data.path`` as written in the file (trial keys use it)
-    train_limit: int | None = None
-    test_limit: int | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    eval_split: str = "test"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
 class MethodBlock:
     """One ``methods`` entry: a family and its parameter grid (every value a list)."""
 
@@ -110,32 +99,13 @@ class MethodBlock:
     path: Path_
 
     def combinations(self) -> Iterator[dict[str, Any]]:
-        import itertools
-
         keys = list(self.grid)
         for values in itertools.product(*(self.grid[k] for k in keys)):
             yield dict(zip(keys, values, strict=True))
 
 
-@dataclasses.dataclass(frozen=True)
-class MeasureSpec:
-    metrics: tuple[str, ...] = METRICS
-    runtimes: tuple[str, ...] = ("torch",)
-    batch_sizes: tuple[int, ...] = (1, 32)
-    latency_runs: int = 20
-    warmup: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    trial_timeout_s: float | None = None
-    trial_memory_mb: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+#: What ``measure`` in an experiment file becomes (the same step a recipe's measure step is).
+MeasureSpec = MeasureStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +118,7 @@ class Experiment:
     layers: LayerSelection
     methods: tuple[MethodBlock, ...]
     finetune: dict[str, Any] | None
-    measure: MeasureSpec
+    measure: MeasureStep
     limits: Limits
     workers: int | None
     threads: int | None
@@ -276,12 +246,14 @@ def _data(c: _Checker, value: Any) -> DataSpec:
             (*path, "path"),
             f"{raw!r} does not exist (relative paths are also looked up under $EDGESLIM_DATA)",
         )
-    val_fraction = c.number(m.get("val_fraction", 0.1), (*path, "val_fraction"), positive=False)
+    val_fraction = c.number(m.get("val_fraction", 0.0), (*path, "val_fraction"), positive=False)
     if not 0.0 <= val_fraction < 1.0:
         raise c.fail((*path, "val_fraction"), f"must be in [0, 1), got {val_fraction}")
     eval_split = c.string(m.get("eval_split", "test"), (*path, "eval_split"))
     if eval_split not in ("test", "val"):
         raise c.fail((*path, "eval_split"), f"must be test or val, got {eval_split!r}")
+    if eval_split == "val" and val_fraction == 0.0:
+        raise c.fail((*path, "eval_split"), "evaluating on 'val' needs data.val_fraction > 0")
     return DataSpec(
         path=str(resolved.resolve()),
         source=raw,
@@ -289,7 +261,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
         test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1),
         val_fraction=val_fraction,
         seed=c.integer(m.get("seed", 0), (*path, "seed"), minimum=0),
-        eval_split=eval_split,
+        eval_split="val" if eval_split == "val" else "test",
     )
 
 
@@ -452,25 +424,34 @@ def _methods(c: _Checker, value: Any, finetune: dict[str, Any] | None) -> tuple[
     for i, item in enumerate(value):
         where: Path_ = (*path, i)
         if not isinstance(item, dict) or len(item) != 1:
-            raise c.fail(where, "each entry is one mapping: {prune: {...}} or {quantize: {...}}")
+            raise c.fail(
+                where, f"each entry is one mapping: {' or '.join(f'{{{f}: {{...}}}}' for f in FAMILIES)}"
+            )
         family, params = next(iter(item.items()))
-        if family not in ("prune", "quantize"):
-            raise c.fail((*where, family), f"unknown method family {family!r}; use prune or quantize")
+        if family not in FAMILIES:
+            raise c.fail((*where, family), f"unknown method family {family!r}; use {' or '.join(FAMILIES)}")
         where = (*where, family)
         if not isinstance(params, dict) or "method" not in params:
-            choices = PRUNE_METHODS if family == "prune" else QUANT_METHODS
+            choices = registry.method_names(family)
             raise c.fail(where, f"needs 'method': one or a list of {', '.join(choices)}")
         params = dict(params)
         block_finetune = finetune
         override = params.pop("finetune", None)
         grid = {k: _grid_values(c, v, (*where, k)) for k, v in params.items()}
+        for j, name in enumerate(grid["method"]):
+            try:
+                registry.method_spec(family, str(name))
+            except ConfigError as exc:
+                raise c.fail(
+                    (*where, "method", j) if len(grid["method"]) > 1 else (*where, "method"), str(exc)
+                ) from None
         if override is not None:
-            trains = [m for m in grid["method"] if family == "prune" or m == "qat"]
+            trains = [m for m in grid["method"] if registry.method_spec(family, str(m)).trains]
             if not trains:
                 raise c.fail(
                     (*where, "finetune"),
-                    f"{' and '.join(str(m) for m in grid['method'])} quantization does not train, so this "
-                    "fine-tune budget would be ignored; remove it (fine-tuning applies to pruning and qat)",
+                    f"{' and '.join(str(m) for m in grid['method'])} {NOUNS.get(family, family)} does not train, "
+                    "so this fine-tune budget would be ignored; remove it (fine-tuning applies to methods that train)",
                 )
             fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
             block_map = c.mapping(override, (*where, "finetune"), fields)
@@ -488,82 +469,75 @@ def _methods(c: _Checker, value: Any, finetune: dict[str, Any] | None) -> tuple[
 
 
 def method_config(block: MethodBlock, combo: dict[str, Any], checker: _Checker | None = None) -> Config:
-    """The typed compression config of one grid point (validated)."""
+    """The typed compression config of one grid point, from the one method registry (validated)."""
     params = dict(combo)
-    method = params.pop("method")
+    method = str(params.pop("method"))
     where = block.path
 
-    def fail(key: str | None, message: str) -> ConfigError:
+    def fail(message: str, key: str | None = None) -> ConfigError:
         path = (*where, key) if key else where
         if checker is not None:
             return checker.fail(path, message)
         return ConfigError(f"{field_name(path)}: {message}")
 
-    cls: type[Config]
-    if block.family == "prune":
-        if method not in PRUNE_METHODS:
-            raise fail("method", f"{method!r} is not one of {', '.join(PRUNE_METHODS)}")
-        if "ratio" not in params:
-            raise fail(None, "needs 'ratio' (share of filters removed, or the sparsity), e.g. [0.2, 0.5]")
-        ratio = params.pop("ratio")
-        if method in FILTER_CRITERIA:
-            cls, fields = FilterPruning, {"ratio": ratio, "criterion": method, **params}
-        elif method == "magnitude":
-            cls, fields = MagnitudePruning, {"sparsity": ratio, **params}
-        else:
-            if block.finetune is None:
-                raise fail(None, "gradual pruning happens while training: set finetune.epochs >= 1")
-            cls, fields = GradualPruning, {"final_sparsity": ratio, **params}
-    else:
-        if method not in QUANT_METHODS:
-            raise fail("method", f"{method!r} is not one of {', '.join(QUANT_METHODS)}")
-        bits = params.pop("bits", 8)
-        if method == "static":
-            cls, fields = StaticQuant, {"bits": bits, **params}
-        elif method == "qat":
-            if block.finetune is None:
-                raise fail(None, "quantization-aware training needs finetune.epochs >= 1")
-            cls, fields = QAT, {"weight_bits": bits, **params}
-        else:
-            cls, fields = DynamicQuant, {"bits": bits, **params}
-    if checker is not None:
-        return checker.config(cls, fields, where)
-    return cls.from_dict(fields)
+    try:
+        spec = registry.method_spec(block.family, method)
+    except ConfigError as exc:
+        raise fail(str(exc), "method") from None
+    try:
+        config = registry.method_config(block.family, method, params)
+    except ConfigError as exc:
+        raise fail(str(exc), registry.param_in_error(block.family, method, params, str(exc))) from None
+    if spec.needs_training and block.finetune is None:
+        raise fail(f"{spec.id} trains while it compresses: set finetune.epochs >= 1")
+    return config
 
 
-def _measure(c: _Checker, value: Any) -> MeasureSpec:
+def trains(block: MethodBlock, method: str) -> bool:
+    """Whether ``method`` of this block uses the fine-tune budget."""
+    return registry.method_spec(block.family, method).trains
+
+
+def _measure(c: _Checker, value: Any) -> MeasureStep:
     path: Path_ = ("measure",)
     m = c.mapping(value, path, ("metrics", "runtimes", "batch_sizes", "latency_runs", "warmup"))
-    defaults = MeasureSpec()
-    metrics = c.string_list(m["metrics"], (*path, "metrics"), METRICS) if "metrics" in m else defaults.metrics
-    if "top1" not in metrics:
-        metrics = ("top1", *metrics)  # accuracy is what every comparison is about
-    runtimes = (
-        c.string_list(m["runtimes"], (*path, "runtimes"), RUNTIMES) if "runtimes" in m else defaults.runtimes
-    )
-    sizes_raw = m.get("batch_sizes", list(defaults.batch_sizes))
+    metrics = c.string_list(m["metrics"], (*path, "metrics"), METRICS) if "metrics" in m else METRICS
+    runtimes: tuple[str, ...] = ("torch",)
+    if "runtimes" in m:
+        raw = m["runtimes"] if isinstance(m["runtimes"], list) else [m["runtimes"]]
+        names = []
+        for i, r in enumerate(raw):
+            try:
+                names.append(parse_runtime(r, "measure.runtimes").value)
+            except ConfigError as exc:
+                raise c.fail((*path, "runtimes", i), str(exc).split(": ", 1)[-1]) from None
+        if not names:
+            raise c.fail((*path, "runtimes"), f"give at least one of {', '.join(RUNTIME_NAMES)}")
+        runtimes = tuple(names)
+    sizes_raw = m.get("batch_sizes", [1, 32])
     if isinstance(sizes_raw, list):
         sizes = tuple(c.integer(b, (*path, "batch_sizes", i), minimum=1) for i, b in enumerate(sizes_raw))
     else:
         sizes = (c.integer(sizes_raw, (*path, "batch_sizes"), minimum=1),)
     if not sizes:
         raise c.fail((*path, "batch_sizes"), "give at least one batch size, e.g. [1, 32]")
-    return MeasureSpec(
-        metrics=metrics,
-        runtimes=runtimes,
-        batch_sizes=sizes,
-        latency_runs=c.integer(
-            m.get("latency_runs", defaults.latency_runs), (*path, "latency_runs"), minimum=1
-        ),
-        warmup=c.integer(m.get("warmup", defaults.warmup), (*path, "warmup"), minimum=0),
-    )
+    try:
+        return MeasureStep(
+            name="measure",
+            runtimes=runtimes,
+            batch_sizes=sizes,
+            runs=c.integer(m.get("latency_runs", 20), (*path, "latency_runs"), minimum=1),
+            warmup=c.integer(m.get("warmup", 3), (*path, "warmup"), minimum=0),
+            accuracy=True,  # accuracy is what every comparison is about
+            latency="latency" in metrics,
+            memory="process" if "memory" in metrics else "none",
+        )
+    except ConfigError as exc:
+        raise c.fail(path, str(exc)) from None
 
 
 def _check_models(c: _Checker, experiment: Experiment) -> None:
     """Build each model once (no weights) so a wrong name or a layer rule that matches nothing fails now."""
-    from edgeslim.models import create_model
-    from edgeslim.select import select_layers
-
     for i, entry in enumerate(experiment.models):
         try:  # a ``package.module:factory`` name imports that module (runs its code) here
             model = create_model(entry.name, num_classes=entry.num_classes or 10)

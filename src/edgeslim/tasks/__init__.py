@@ -10,8 +10,6 @@ from edgeslim.tasks.distill import DistillOutcome, distill_task
 from edgeslim.tasks.export import ExportOutcome, bench_artifact_task, evaluate_artifact_task, export_task
 from edgeslim.tasks.prune import PruneOutcome, prune_task
 from edgeslim.tasks.quantize import QuantizeOutcome, quantize_task
-from edgeslim.tasks.recipe import recipe_task
-from edgeslim.tasks.sweep import recommend_task, report_task, results_task, sweep_task
 
 __all__ = [
     "DataSource",
@@ -30,10 +28,5 @@ __all__ = [
     "list_models_task",
     "prune_task",
     "quantize_task",
-    "recipe_task",
-    "recommend_task",
-    "report_task",
-    "results_task",
-    "sweep_task",
     "train_task",
 ]

@@ -29,13 +29,19 @@ class ModelSource:
     weights: Path | None = None
     checkpoint: Path | None = None
     num_classes: int | None = None
+    pretrained: bool = False  # fetch the name's published weights (edgeslim.fetch), new head if needed
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None and (self.name is not None or self.weights is not None):
-            raise ConfigError("give either --checkpoint FILE or --model NAME [--weights PATH], not both")
+            raise ConfigError(
+                "give either ModelSource.checkpoint or ModelSource.name (with ModelSource.weights), not both",
+                field="ModelSource.checkpoint",
+            )
         if self.checkpoint is None and self.name is None:
             raise ConfigError(
-                "no model given: pass --model NAME (see `edgeslim models`) or --checkpoint FILE"
+                "no model given: set ModelSource.name (a zoo name, see `edgeslim models`) or "
+                "ModelSource.checkpoint",
+                field="ModelSource.name",
             )
 
     @property
@@ -50,11 +56,15 @@ class ModelSource:
             saved_classes = spec["kwargs"].get("num_classes")
             if self.num_classes is not None and saved_classes != self.num_classes:
                 raise ConfigError(
-                    f"--num-classes {self.num_classes} does not match the checkpoint ({saved_classes})"
+                    f"ModelSource.num_classes {self.num_classes} does not match the checkpoint "
+                    f"({saved_classes})",
+                    field="ModelSource.num_classes",
                 )
             return model, {**spec, "meta": meta}
         name = str(self.name)  # set: __post_init__ requires a name or a checkpoint
-        model = create_model(name, num_classes=self.num_classes or default_num_classes)
+        model = create_model(
+            name, num_classes=self.num_classes or default_num_classes, pretrained=self.pretrained
+        )
         if self.weights is not None:
             load_weights(model, self.weights)
         model.eval()
@@ -85,5 +95,6 @@ def check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, .
     if out.shape[-1] != data.num_classes:
         raise DataError(
             f"the model predicts {out.shape[-1]} classes but the data at {data.source!r} has "
-            f"{data.num_classes}; pass --num-classes or use matching data"
+            f"{data.num_classes}; set ModelSource.num_classes or use matching data",
+            field="ModelSource.num_classes",
         )

@@ -40,7 +40,9 @@ def evaluate_task(
 ) -> Measurement:
     """Top-1/top-5 of a model on a dataset split, with its size, parameters and MACs."""
     if batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
+        raise ConfigError(
+            f"evaluate_task.batch_size must be at least 1, got {batch_size}", field="evaluate_task.batch_size"
+        )
     with threads(num_threads):
         data = data_source.load()
         model, spec = model_source.build(default_num_classes=data.num_classes)
@@ -88,7 +90,11 @@ def train_task(
 ) -> TrainResult:
     """Train (or fine-tune) a model; checkpoint to ``out`` every epoch; ``resume`` continues from it."""
     if resume and not out.is_file():
-        raise ConfigError(f"--resume given but no checkpoint at {str(out)!r}; run without --resume first")
+        raise ConfigError(
+            f"train_task.resume is set but there is no checkpoint at {str(out)!r} (train_task.out); "
+            "start without resume first",
+            field="train_task.resume",
+        )
     with threads(num_threads):
         train_data = data_source.load("train")
         model, spec = model_source.build(default_num_classes=train_data.num_classes)
@@ -108,7 +114,8 @@ def train_task(
         if len(loader) == 0:
             raise DataError(
                 f"{train_data.source!r}: {len(train_data)} training images is fewer than one batch of "
-                f"{config.batch_size}; lower --batch-size"
+                f"{config.batch_size}; lower TrainConfig.batch_size",
+                field="TrainConfig.batch_size",
             )
         model.train()
         return train(
@@ -139,9 +146,12 @@ def bench_task(
 ) -> Measurement:
     """Latency (median, p90) at each batch size, throughput, peak memory, size, params and MACs."""
     if any(b < 1 for b in batch_sizes):
-        raise ConfigError("--batch-size values must be at least 1")
+        raise ConfigError(
+            f"bench_task.batch_sizes must all be at least 1, got {list(batch_sizes)}",
+            field="bench_task.batch_sizes",
+        )
     if runs < 1:
-        raise ConfigError("--runs must be at least 1")
+        raise ConfigError(f"bench_task.runs must be at least 1, got {runs}", field="bench_task.runs")
     model, spec = model_source.build()
     measurement = benchmark_torch(
         model,

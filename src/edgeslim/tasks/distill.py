@@ -75,11 +75,17 @@ class DistillOutcome:
 
 def _check_paths(out: Path, teacher_source: ModelSource, student_source: ModelSource) -> None:
     if out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a directory; give a file name such as student.pt")
+        raise ConfigError(
+            f"distill_task.out {str(out)!r} is a directory; give a file name such as student.pt",
+            field="distill_task.out",
+        )
     for label, source in (("teacher", teacher_source), ("student", student_source)):
         artifact = source.artifact
         if artifact is not None and Path(artifact).resolve() == out.resolve():
-            raise ConfigError(f"--out {str(out)!r} would overwrite the {label}'s file; choose another path")
+            raise ConfigError(
+                f"distill_task.out {str(out)!r} would overwrite the {label}'s file; choose another path",
+                field="distill_task.out",
+            )
 
 
 def distill_task(
@@ -110,8 +116,9 @@ def distill_task(
         raise ConfigError(f"config must be KD, AB or Hint, got {type(config).__name__}")
     if teacher_source.checkpoint is None and teacher_source.weights is None:
         raise ConfigError(
-            "the teacher needs trained weights: give --teacher NAME --teacher-weights PATH or "
-            "--teacher-checkpoint FILE (an untrained teacher has nothing to teach)"
+            "the teacher needs trained weights: set distill_task.teacher_source's weights or checkpoint "
+            "(an untrained teacher has nothing to teach)",
+            field="distill_task.teacher_source",
         )
     if eval_batch_size < 1:
         raise ConfigError("eval_batch_size must be at least 1")
@@ -144,7 +151,8 @@ def distill_task(
         if len(loader) == 0:
             raise DataError(
                 f"{train_data.source!r}: {len(train_data)} training images is fewer than one batch of "
-                f"{train_config.batch_size}; lower --batch-size"
+                f"{train_config.batch_size}; lower TrainConfig.batch_size",
+                field="TrainConfig.batch_size",
             )
         # KD alone can reuse teacher logits; hints active alongside KD (init_epochs 0) need the
         # teacher's activations every step, so distill() ignores a cache there

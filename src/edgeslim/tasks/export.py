@@ -19,12 +19,23 @@ from edgeslim.bench import (
     env_fingerprint,
     threads,
 )
+from edgeslim.checkpoint import save_checkpoint
 from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.data.datasets import DATA_ENV
 from edgeslim.errors import ConfigError, DataError
-from edgeslim.export.api import ExportResult
-from edgeslim.export.bench import RuntimeComparison
+from edgeslim.export.api import ExportResult, export
+from edgeslim.export.bench import RuntimeComparison, benchmark_artifact
+from edgeslim.export.runners import (
+    TORCH_KINDS,
+    TorchRunner,
+    inspect_artifact,
+    load_torch_artifact,
+    open_runner,
+)
+from edgeslim.models import model_info
+from edgeslim.quantization import fake_quantizers
 from edgeslim.tasks.common import DataSource, ModelSource
+from edgeslim.train import evaluate
 
 __all__ = ["ExportOutcome", "bench_artifact_task", "evaluate_artifact_task", "export_task"]
 
@@ -49,20 +60,19 @@ class ExportOutcome:
 
 
 def _has_data(data_source: DataSource) -> bool:
-    """Whether images can be loaded: --data given, or $EDGESLIM_DATA set."""
+    """Whether images can be loaded: a data path given, or $EDGESLIM_DATA set."""
     return bool(data_source.path) or bool(os.environ.get(DATA_ENV, "").strip())
 
 
 def _load_model(model_source: ModelSource) -> tuple[nn.Module, str]:
     """The model to export: a zoo model, a checkpoint, a pruned sparse file or a packed low-bit file."""
     if model_source.checkpoint is not None:
-        from edgeslim.export.runners import TORCH_KINDS, inspect_artifact, load_torch_artifact
-
         info = inspect_artifact(model_source.checkpoint)
         if info.kind not in TORCH_KINDS:
             raise ConfigError(
-                f"--checkpoint {str(model_source.checkpoint)!r} is a {info.kind} artifact; export starts "
-                "from a PyTorch model (zoo name, checkpoint, pruned or packed file)"
+                f"ModelSource.checkpoint {str(model_source.checkpoint)!r} is a {info.kind} artifact; "
+                "export starts from a PyTorch model (zoo name, checkpoint, pruned or packed file)",
+                field="ModelSource.checkpoint",
             )
         if info.kind in ("packed", "exported_program", "torchscript"):
             model, _ = load_torch_artifact(info.path, info.kind)
@@ -85,14 +95,14 @@ def export_task(
 ) -> ExportOutcome:
     """Export a model to ``format`` at ``out`` and check it on ``parity_images`` real test images.
 
-    Without data (no --data and no $EDGESLIM_DATA) parity runs on random inputs and says so. int8
+    Without data (no data path and no $EDGESLIM_DATA) parity runs on random inputs and says so. int8
     from an FP32 model calibrates static PTQ on 10 batches of 64 training images.
     """
-    from edgeslim.export import export
-    from edgeslim.models import model_info
-
     if parity_images < 1:
-        raise ConfigError("--parity-images must be at least 1")
+        raise ConfigError(
+            f"export_task.parity_images must be at least 1, got {parity_images}",
+            field="export_task.parity_images",
+        )
     notes: list[str] = []
     with threads(num_threads):
         model, name = _load_model(model_source)
@@ -113,20 +123,18 @@ def export_task(
                 input_size = (input_size[0], image_size, image_size)
             inputs = torch.randn((parity_images, *input_size), generator=torch.Generator().manual_seed(0))
             source = "random"
-            notes.append(f"no --data (and no ${DATA_ENV}): parity was checked on random inputs, not images")
+            notes.append(f"no data (and no ${DATA_ENV}): parity was checked on random inputs, not images")
         calibration = None
-        if precision == "int8":
-            from edgeslim.quantization import fake_quantizers
-
-            if not fake_quantizers(model):
-                if test is None or data_source is None:
-                    raise ConfigError(
-                        "--precision int8 of an FP32 model needs --data to calibrate on (or quantize it "
-                        "first with `edgeslim quantize` and export the packed file)"
-                    )
-                train = dataclasses.replace(data_source, limit=None).load("train")
-                calibration = BatchLoader(train, 64, shuffle=True, seed=data_source.seed)
-                notes.append(f"calibrated on {min(10, len(calibration))} batches of 64 training images")
+        if precision == "int8" and not fake_quantizers(model):
+            if test is None or data_source is None:
+                raise ConfigError(
+                    "export_task.precision 'int8' of an FP32 model needs DataSource.path to calibrate "
+                    "on (or quantize it first with `edgeslim quantize` and export the packed file)",
+                    field="DataSource.path",
+                )
+            train = dataclasses.replace(data_source, limit=None).load("train")
+            calibration = BatchLoader(train, 64, shuffle=True, seed=data_source.seed)
+            notes.append(f"calibrated on {min(10, len(calibration))} batches of 64 training images")
         result = export(
             model,
             format,
@@ -163,11 +171,11 @@ def evaluate_artifact_task(
     progress: bool = True,
 ) -> Measurement:
     """Top-1/top-5 of an artifact run on its runtime (``runtime`` None: the default for the file)."""
-    from edgeslim.export.runners import TorchRunner, inspect_artifact, open_runner
-    from edgeslim.train import evaluate
-
     if batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
+        raise ConfigError(
+            f"evaluate_artifact_task.batch_size must be at least 1, got {batch_size}",
+            field="evaluate_artifact_task.batch_size",
+        )
     with threads(num_threads):
         info = inspect_artifact(artifact)
         data = data_source.load()
@@ -187,6 +195,7 @@ def evaluate_artifact_task(
                 "macs": count_macs(runner.model, (1, *data.images.shape[1:])),
             }
         notes = ["fake quantization in PyTorch: low-bit values, float arithmetic"] if runner.simulated else []
+        notes += runner.notes  # e.g. a dynamic int8 file on torch's real int8 kernels
         return Measurement(
             model=info.model or info.path.stem,
             artifact=str(info.path),
@@ -227,15 +236,20 @@ def bench_artifact_task(
     runtime loads a file. Parity of converted copies uses ``parity_images`` test images when data
     is given (else random inputs).
     """
-    from edgeslim.checkpoint import save_checkpoint
-    from edgeslim.export.bench import benchmark_artifact
-
     if any(b < 1 for b in batch_sizes):
-        raise ConfigError("--batch-size values must be at least 1")
+        raise ConfigError(
+            f"bench_artifact_task.batch_sizes must all be at least 1, got {list(batch_sizes)}",
+            field="bench_artifact_task.batch_sizes",
+        )
     if runs < 1:
-        raise ConfigError("--runs must be at least 1")
+        raise ConfigError(
+            f"bench_artifact_task.runs must be at least 1, got {runs}", field="bench_artifact_task.runs"
+        )
     if (artifact is None) == (model_source is None):
-        raise ConfigError("give either an artifact FILE or --model/--checkpoint, not both")
+        raise ConfigError(
+            "give exactly one of bench_artifact_task.artifact and bench_artifact_task.model_source",
+            field="bench_artifact_task.artifact",
+        )
     parity_inputs: Tensor | None = None
     source = "random"
     if data_source is not None and _has_data(data_source):

@@ -94,9 +94,15 @@ def prune_task(
     ``latency_before`` empty) for callers that measured the unpruned model once already (sweeps).
     """
     if isinstance(config, GradualPruning) and finetune is None:
-        raise ConfigError("gradual pruning happens while training: give --finetune-epochs N (N >= 1)")
+        raise ConfigError(
+            "gradual pruning happens while training: set prune_task.finetune (a TrainConfig, epochs >= 1)",
+            field="prune_task.finetune",
+        )
     if finetune is not None and data_source is None:
-        raise ConfigError("fine-tuning needs training data: give --data PATH")
+        raise ConfigError(
+            "fine-tuning (prune_task.finetune) needs training data: set prune_task.data_source",
+            field="prune_task.data_source",
+        )
     with threads(num_threads):
         test_data = data_source.load("test") if data_source is not None else None
         train_data = data_source.load("train") if (data_source is not None and finetune is not None) else None
@@ -153,7 +159,7 @@ def prune_task(
         if result.report.macs_after == result.report.macs_before and result.report.sparsity > 0:
             notes.append(
                 "unstructured sparsity: dense runtimes run the same MACs, so latency does not drop; "
-                "the gain is the compressed file (use --format csr) and sparse runtimes"
+                "the gain is the compressed file (layout csr) and sparse runtimes"
             )
         info = save_pruned(out, model, model_spec=spec, report=result.report, layout=layout)
         return PruneOutcome(

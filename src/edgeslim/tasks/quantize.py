@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,13 @@ from edgeslim.bench import (
 )
 from edgeslim.data import Augment, BatchLoader, ImageTensors
 from edgeslim.errors import ConfigError
+from edgeslim.export import deployed_parity, export_qdq_onnx, ort_session, run_deployed
+from edgeslim.methods import HandlerTable
+from edgeslim.pruning import MaskCallback, PruningMasks
+from edgeslim.quantization import QAT, DynamicQuant, StaticQuant, convert, quantize, save_packed
 from edgeslim.quantization.configs import QuantizationConfig
+from edgeslim.quantization.dynamic import REAL_INT8_NOTE
+from edgeslim.runtimes import Runtime
 from edgeslim.tasks.common import DataSource, ModelSource, check_classes
 from edgeslim.train import Callback, TrainConfig, evaluate, train
 
@@ -51,8 +58,6 @@ class QuantizeOutcome:
 
 
 def _deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> float:
-    from edgeslim.quantization import run_deployed
-
     correct = 0
     for x, y in BatchLoader(data, batch_size):
         correct += int((torch.from_numpy(run_deployed(runner, x.numpy())).argmax(1) == y).sum())
@@ -61,8 +66,6 @@ def _deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> fl
 
 def _zero_mask_callback(model: nn.Module) -> Callback:
     """Keep every conv/linear weight entry that is exactly zero now at zero while training."""
-    from edgeslim.pruning import MaskCallback, PruningMasks
-
     names = [
         name
         for name, m in model.named_modules()
@@ -73,6 +76,82 @@ def _zero_mask_callback(model: nn.Module) -> Callback:
             "keep_sparsity: the model has no zero weights to keep (was it pruned with magnitude or gradual?)"
         )
     return MaskCallback(PruningMasks.from_model(model, names))
+
+
+@dataclasses.dataclass
+class _Deployed:
+    """The real int8 artifact of a quantized model and what it measured."""
+
+    runtime: Runtime
+    top1: float
+    onnx_path: Path | None = None
+    onnx_size_bytes: int | None = None
+    parity: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+#: how each kind of quantized model is deployed as real int8 and measured:
+#: ``fn(config, float model, fake-quantized model, out, input_size, test data, num_threads) -> _Deployed``
+_DEPLOYERS: HandlerTable[Callable[..., _Deployed]] = HandlerTable("quantize deployment")
+#: the weight and activation bits a config quantizes to (None: activations are quantized per batch)
+_BITS: HandlerTable[Callable[[Any], tuple[int, int | None]]] = HandlerTable("quantize bits")
+
+
+@_DEPLOYERS.register(StaticQuant, QAT)
+def _deploy_qdq(
+    config: StaticQuant | QAT,
+    model: nn.Module,
+    qmodel: nn.Module,
+    out: Path,
+    input_size: tuple[int, ...],
+    test_data: ImageTensors,
+    num_threads: int | None,
+) -> _Deployed:
+    """Static and QAT models: a QDQ ONNX file beside ``out``, evaluated in ONNX Runtime."""
+    del config, model
+    export = export_qdq_onnx(qmodel, out.with_suffix(".onnx"), input_size=input_size)
+    session = ort_session(export.path, threads=num_threads)
+    first_batch = next(iter(BatchLoader(test_data, 256)))[0]
+    return _Deployed(
+        runtime=Runtime.ORT,
+        top1=_deployed_top1(session, test_data),
+        onnx_path=export.path,
+        onnx_size_bytes=export.size_bytes,
+        parity=deployed_parity(qmodel, session, first_batch).to_dict(),
+        notes=export.notes,
+    )
+
+
+@_DEPLOYERS.register(DynamicQuant)
+def _deploy_dynamic(
+    config: DynamicQuant,
+    model: nn.Module,
+    qmodel: nn.Module,
+    out: Path,
+    input_size: tuple[int, ...],
+    test_data: ImageTensors,
+    num_threads: int | None,
+) -> _Deployed:
+    """Dynamic quantization: torch's int8 kernels on the float model."""
+    del qmodel, out, input_size, num_threads
+    real = quantize(model, DynamicQuant(bits=config.bits, per_channel=config.per_channel, engine="torch"))
+    top1 = evaluate(real.model, BatchLoader(test_data, 256)).top1
+    return _Deployed(runtime=Runtime.TORCH, top1=top1, notes=(REAL_INT8_NOTE,))
+
+
+@_BITS.register(StaticQuant)
+def _static_bits(config: StaticQuant) -> tuple[int, int | None]:
+    return config.bits, config.act_bits or config.bits
+
+
+@_BITS.register(QAT)
+def _qat_bits(config: QAT) -> tuple[int, int | None]:
+    return config.weight_bits, config.act_bits or config.weight_bits
+
+
+@_BITS.register(DynamicQuant)
+def _dynamic_bits(config: DynamicQuant) -> tuple[int, int | None]:
+    return config.bits, None
 
 
 def quantize_task(
@@ -96,24 +175,17 @@ def quantize_task(
     during QAT, which would otherwise let them grow back. A filter-pruned checkpoint's channel spec
     is carried into the packed file, so it rebuilds with its pruned shape.
     """
-    from edgeslim.export import ort_session
-    from edgeslim.quantization import (
-        QAT,
-        DynamicQuant,
-        StaticQuant,
-        convert,
-        deployed_parity,
-        export_qdq_onnx,
-        quantize,
-        save_packed,
-    )
-
-    if not isinstance(config, StaticQuant | QAT | DynamicQuant):
+    try:
+        deploy = _DEPLOYERS.get(config)
+    except ConfigError:
         raise ConfigError(
             f"quantize_task takes StaticQuant, QAT or DynamicQuant, not {type(config).__name__}"
-        )
+        ) from None
     if isinstance(config, QAT) and qat_training is None:
-        raise ConfigError("quantization-aware training needs --epochs N (N >= 1)")
+        raise ConfigError(
+            "quantization-aware training needs quantize_task.qat_training (a TrainConfig, epochs >= 1)",
+            field="quantize_task.qat_training",
+        )
     with threads(num_threads):
         test_data = data_source.load("test")
         model, spec = model_source.build(default_num_classes=test_data.num_classes)
@@ -143,30 +215,15 @@ def quantize_task(
             result.remeasure()
         qmodel = result.model.eval()
         top1_sim = evaluate(qmodel, BatchLoader(test_data, 256)).top1
-        bits = config.weight_bits if isinstance(config, QAT) else config.bits
-        act_bits = None if isinstance(config, DynamicQuant) else (config.act_bits or bits)
+        bits, act_bits = _BITS.get(config)(config)
         packed_meta: dict[str, Any] = {"quantization": config.to_dict()}
         channel_spec = (spec.get("meta") or {}).get("channel_spec")
         if channel_spec:
             packed_meta["channel_spec"] = channel_spec  # a filter-pruned model keeps its shape
         packed = save_packed(out, qmodel, model_spec=spec, meta=packed_meta)
-        notes: list[str] = []
-        onnx_path = onnx_size = top1_deployed = parity = None
-        executed_bits, runtime = 8, "onnxruntime"
-        if isinstance(config, StaticQuant | QAT):
-            export = export_qdq_onnx(qmodel, out.with_suffix(".onnx"), input_size=input_size)
-            onnx_path, onnx_size = export.path, export.size_bytes
-            notes.extend(export.notes)
-            session = ort_session(export.path, threads=num_threads)
-            top1_deployed = _deployed_top1(session, test_data)
-            first_batch = next(iter(BatchLoader(test_data, 256)))[0]
-            parity = deployed_parity(qmodel, session, first_batch).to_dict()
-        else:
-            real = quantize(
-                model, DynamicQuant(bits=config.bits, per_channel=config.per_channel, engine="torch")
-            )
-            top1_deployed = evaluate(real.model, BatchLoader(test_data, 256)).top1
-            runtime = "torch (dynamic int8 kernels)"
+        deployed = deploy(config, model, qmodel, out, input_size, test_data, num_threads)
+        notes = list(deployed.notes)
+        executed_bits = 8
         if bits < 8:
             notes.append(f"{bits}-bit weights are stored packed but the runtime executes them as int8")
         return QuantizeOutcome(
@@ -177,14 +234,14 @@ def quantize_task(
             size_bytes=packed.bytes,
             size_bytes_ideal=packed.ideal_bytes,
             size_bytes_fp32=fp32_bytes,
-            onnx_path=onnx_path,
-            onnx_size_bytes=onnx_size,
+            onnx_path=deployed.onnx_path,
+            onnx_size_bytes=deployed.onnx_size_bytes,
             top1_fp32=top1_fp32,
             top1_simulated=top1_sim,
-            top1_deployed=top1_deployed,
-            runtime=runtime,
+            top1_deployed=deployed.top1,
+            runtime=deployed.runtime.value,
             executed_bits=executed_bits,
-            parity=parity,
+            parity=deployed.parity,
             report=result.report.to_dict() if hasattr(result.report, "to_dict") else {},
             notes=tuple(notes),
         )

@@ -289,8 +289,9 @@ def _run_epoch(
         if not math.isfinite(loss_value):
             raise TrainingError(
                 f"the loss is {loss_value} at epoch {state.epoch + 1}, step {state.step} "
-                f"(batch {batch_idx}); training diverged: lower the learning rate (--lr, now "
-                f"{state.lr:.3g}) or enable gradient clipping (--grad-clip 1.0)"
+                f"(batch {batch_idx}); training diverged: lower the learning rate (TrainConfig.lr, now "
+                f"{state.lr:.3g}) or enable gradient clipping (TrainConfig.grad_clip 1.0)",
+                field="TrainConfig.lr",
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -441,7 +442,9 @@ def _restore(path: Path, state: TrainState, callbacks: tuple[Callback, ...], spe
     ts = ckpt.get("train_state")
     if not isinstance(ts, dict) or "optimizer" not in ts:
         raise CheckpointError(
-            f"{str(path)!r} holds no training state (not written by `edgeslim train`); run without --resume"
+            f"{str(path)!r} holds no training state (not written by `edgeslim train`); "
+            "train without train.resume",
+            field="train.resume",
         )
     saved_name = str(ckpt.get("model", {}).get("name", "unknown"))
     name = str(spec.get("name", "unknown"))

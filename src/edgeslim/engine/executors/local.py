@@ -24,9 +24,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from edgeslim.engine.executors.base import KILL_GRACE_S, Finished, threads_per_worker
+from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute, run_node
 from edgeslim.errors import ConfigError
-from edgeslim.sweep.executors.base import KILL_GRACE_S, Finished, threads_per_worker
-from edgeslim.sweep.trial import Outcome, TrialFn, TrialJob, execute, run_trial
 
 _PR_SET_PDEATHSIG = 1
 
@@ -50,7 +50,7 @@ def _worker_main(conn: Any, db_path: str, trial_fn: TrialFn, threads: int, paren
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    from edgeslim.sweep.store import Store
+    from edgeslim.engine.store import Store
 
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set (e.g. by an import): harmless
@@ -93,11 +93,11 @@ class LocalExecutor:
         *,
         db_path: str | os.PathLike[str],
         threads: int | None = None,
-        trial_fn: TrialFn = run_trial,
+        trial_fn: TrialFn = run_node,
         kill_grace_s: float = KILL_GRACE_S,
     ) -> None:
         if workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {workers}")
+            raise ConfigError(f"workers must be at least 1, got {workers}", field="workers")
         self.slots = workers
         self.threads = threads_per_worker(workers, threads)
         self.db_path = str(Path(db_path).resolve())

@@ -1,6 +1,6 @@
 """The Ray executor: each trial is a Ray task, on a local Ray instance or a cluster (``--address``).
 
-Tasks run the same :func:`edgeslim.sweep.trial.execute` as local workers and return its
+Tasks run the same :func:`edgeslim.engine.jobs.execute` as local workers and return its
 :class:`Outcome`; the driver writes it into the store (remote nodes cannot reach the driver's
 SQLite file), so the same experiment gives the same records on either executor. Trials read the
 data, weights and baseline artifacts by path: on a multi-node cluster those paths must be on a
@@ -12,16 +12,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from edgeslim.engine.executors.base import KILL_GRACE_S, Finished, threads_per_worker
+from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute, run_node
 from edgeslim.errors import ConfigError
-from edgeslim.sweep.executors.base import KILL_GRACE_S, Finished, threads_per_worker
-from edgeslim.sweep.trial import Outcome, TrialFn, TrialJob, execute, run_trial
 
 
 def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install ray (or use --executor local)") from None
+        raise ConfigError(
+            "executor 'ray' needs Ray: pip install -c constraints.txt ray (or use the local executor)",
+            field="executor",
+        ) from None
     return ray
 
 
@@ -40,11 +43,11 @@ class RayExecutor:
         *,
         address: str | None = None,
         threads: int | None = None,
-        trial_fn: TrialFn = run_trial,
+        trial_fn: TrialFn = run_node,
         kill_grace_s: float = KILL_GRACE_S,
     ) -> None:
         if workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {workers}")
+            raise ConfigError(f"workers must be at least 1, got {workers}", field="workers")
         self.slots = workers
         self.threads = threads_per_worker(workers, threads) if address is None else (threads or 1)
         self.address = address

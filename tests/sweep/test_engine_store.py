@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeslim.engine.store import Store, owner_alive, owner_id, process_owner
 from edgeslim.errors import ConfigError
-from edgeslim.sweep.store import Store, owner_alive, owner_id, process_owner
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -11,15 +11,16 @@ import pytest
 import torch
 from torch import nn
 
+from edgeslim.bench.env import int8_dot_product_exact
 from edgeslim.errors import ConfigError, ExportError
-from edgeslim.export.onnx import ort_session
-from edgeslim.quantization.export import (
+from edgeslim.export import (
     QdqExport,
     count_quantized_layers,
     deployed_parity,
     export_qdq_onnx,
     run_deployed,
 )
+from edgeslim.export.onnx import ort_session
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -30,6 +31,14 @@ configs = pytest.importorskip("edgeslim.quantization.configs")
 # <= 3e-4 in ONNX Runtime and <= 2e-4 in OpenVINO with |logits| up to ~0.24, i.e. ~0.1% of the
 # largest logit (one-code requantization flips, integer bias). 2% leaves room for other CPUs' kernels.
 RELATIVE_TOLERANCE = 0.02
+
+# Top-1 agreement of deployed int8 with the fake-quant model, and the bound of the stand-in model's
+# |diff|. On x86 CPUs without VNNI the u8 x s8 kernels saturate 16-bit pair sums (VPMADDUBSW), so
+# outputs drift more: measured on an AVX2-only AMD EPYC, agreement 0.88 (ORT) / 0.98 (OpenVINO) on
+# this random 10-class model whose logits nearly tie, and |diff| 0.08 on the stand-in convs.
+EXACT = int8_dot_product_exact()
+MIN_AGREEMENT = 0.99 if EXACT else 0.85
+STAND_IN_BOUND = 0.021 if EXACT else 0.1  # one activation step (0.02) apart, or a few when saturating
 
 
 def tolerance(model: nn.Module, x: torch.Tensor) -> float:
@@ -164,8 +173,8 @@ def test_ort_int8_matches_fake_quant(export8: QdqExport, model8: nn.Module) -> N
     x = torch.randn(256, 3, 16, 16)
     parity = deployed_parity(model8, session, x, tolerance=tolerance(model8, x))
     assert parity.max_abs_diff <= parity.tolerance, parity
-    assert parity.top1_agreement >= 0.99, parity
-    assert parity.ok
+    assert parity.top1_agreement >= MIN_AGREEMENT, parity
+    assert parity.ok or not EXACT
     # dynamic batch
     assert run_deployed(session, np.zeros((1, 3, 16, 16), np.float32)).shape == (1, 10)
 
@@ -238,7 +247,7 @@ def test_torchscript_fallback_and_stand_in_quantizers(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model(x).numpy()
     got = run_deployed(session, x.numpy())
-    assert np.abs(got - expected).max() <= 0.021  # at most one activation step (0.02) apart
+    assert np.abs(got - expected).max() <= STAND_IN_BOUND
 
 
 def test_bad_arguments(model8: nn.Module, tmp_path: Path) -> None:
@@ -257,7 +266,7 @@ def test_bad_arguments(model8: nn.Module, tmp_path: Path) -> None:
 
 def test_openvino_parity_and_ir(export8: QdqExport, model8: nn.Module, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    from edgeslim.quantization.export import (
+    from edgeslim.export import (
         count_openvino_layers,
         deployed_latency,
         openvino_compile,
@@ -267,7 +276,7 @@ def test_openvino_parity_and_ir(export8: QdqExport, model8: nn.Module, tmp_path:
     compiled = openvino_compile(export8.path, threads=1)
     x = torch.randn(256, 3, 16, 16)
     parity = deployed_parity(model8, compiled, x, tolerance=tolerance(model8, x))
-    assert parity.max_abs_diff <= parity.tolerance and parity.top1_agreement >= 0.99, parity
+    assert parity.max_abs_diff <= parity.tolerance and parity.top1_agreement >= MIN_AGREEMENT, parity
     assert count_openvino_layers(compiled).quantized == 4  # 3 convs + the classifier run in u8
     xml = save_openvino_ir(export8.path, tmp_path / "ir" / "model.xml")
     assert xml.is_file() and xml.with_suffix(".bin").is_file()
@@ -293,7 +302,7 @@ def test_dynamic_activation_quantizer_stays_float(tmp_path: Path) -> None:
 def test_missing_openvino_is_a_clear_error(export8: QdqExport, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from edgeslim.quantization.export import openvino_compile
+    from edgeslim.export import openvino_compile
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
     with pytest.raises(ExportError, match="pip install openvino"):

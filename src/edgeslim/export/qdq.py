@@ -19,6 +19,9 @@ narrower range is an integer Clip between Q and DQ. The runtimes always execute 
 arithmetic, so ``executed_bits`` is 8 whatever the model's bit width: fewer bits change accuracy,
 never speed, and the ONNX file stores them as 8 bits (see :mod:`edgeslim.quantization.packing`).
 
+This is deployment, so it lives in :mod:`edgeslim.export` (which may import quantization; quantization
+never imports export).
+
 Exporters: torch.export (dynamo) with ``quantized_decomposed`` Q/DQ ops, which keeps a dynamic batch
 (torch's fake-quantize ops have no symbolic-shape kernel there); the TorchScript exporter, which
 emits QDQ from ``fake_quantize_per_{tensor,channel}_affine``, is the fallback.
@@ -47,14 +50,9 @@ from edgeslim.export.onnx import (
     quiet_exporter,
     torchscript_export_to,
 )
-from edgeslim.export.openvino import (
-    openvino_compile,
-    openvino_latency,
-    openvino_module,
-    save_openvino_ir,
-)
+from edgeslim.export.openvino import openvino_module
 from edgeslim.export.parity import Parity
-from edgeslim.export.runners import deployed_latency, run_deployed
+from edgeslim.export.runners import run_deployed
 from edgeslim.io import atomic_path
 from edgeslim.quantization.packing import (
     QuantParams,
@@ -70,13 +68,8 @@ __all__ = [
     "QdqExport",
     "count_openvino_layers",
     "count_quantized_layers",
-    "deployed_latency",
     "deployed_parity",
     "export_qdq_onnx",
-    "openvino_compile",
-    "openvino_latency",
-    "run_deployed",
-    "save_openvino_ir",
 ]
 
 EXECUTED_BITS = 8

@@ -227,7 +227,9 @@ class Store:
         """Open (creating if needed) the store at ``path`` in WAL mode."""
         target = Path(path).expanduser()
         if target.is_dir():
-            raise ConfigError(f"--db {str(target)!r} is a directory; give a file path such as runs/sweeps.db")
+            raise ConfigError(
+                f"db {str(target)!r} is a directory; give a file path such as runs/sweeps.db", field="db"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(str(target), timeout=timeout_s, isolation_level=None)
@@ -248,7 +250,9 @@ class Store:
                         f"{target}: store schema version {row[0]}; this edgeslim reads version {SCHEMA_VERSION}"
                     )
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"--db {str(target)!r} is not a usable SQLite store ({exc})") from None
+            raise ConfigError(
+                f"db {str(target)!r} is not a usable SQLite store ({exc})", field="db"
+            ) from None
         return store
 
     def close(self) -> None:

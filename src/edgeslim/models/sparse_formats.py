@@ -23,6 +23,9 @@ bitwise-identical tensors (values, dtype, shape; tensors come back contiguous). 
 ``weight * mask`` (e.g. ``torch.nn.utils.prune``) are full of -0.0: a warning suggests
 ``signed_zeros=False``, which stores them as zeros (they load back as +0.0: equal, not bitwise).
 edgeslim's own pruning writes +0.0.
+
+The format lives with the models because :func:`~edgeslim.models.load_model_from_checkpoint` reads
+it and models never import a technique; :mod:`edgeslim.pruning` writes it and re-exports it.
 """
 
 from __future__ import annotations

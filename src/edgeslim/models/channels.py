@@ -5,6 +5,9 @@ shape-bearing module, the attributes pruning can change (conv in/out channels an
 features, Linear features, PReLU parameters, the option-A shortcut's index map). The spec holds
 only str/int/list, so it loads with ``torch.load(weights_only=True)``. To restore: create the
 unpruned model by name, :func:`apply_channel_spec`, then ``load_state_dict(strict=True)``.
+
+It lives with the models (not in :mod:`edgeslim.pruning`, which writes specs) because loading a
+pruned checkpoint needs it and models never import a technique.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Protocol
 
 from edgeslim.data.folder import _usable_cpus as usable_cpus  # one definition: the image decoder's
-from edgeslim.sweep.trial import Outcome, TrialJob
+from edgeslim.engine.jobs import Outcome, TrialJob
 
 #: How long past its time limit a trial may run before its worker is killed outright (the limit
 #: guard inside the trial normally stops it first; this catches one stuck in a native call).
