@@ -22,10 +22,11 @@ lint: setup
 	$(VENV)/mypy
 	$(VENV)/lint-imports
 
+# the store is the default runs/sweeps.db, so the README's `edgeslim results quickstart` reads it
 demo: setup
-	EDGESLIM_DATA=$(DATA) $(VENV)/edgeslim sweep examples/quickstart.yaml --db runs/demo/sweeps.db
-	$(VENV)/edgeslim report quickstart --db runs/demo/sweeps.db --out runs/demo/quickstart-report.html
-	$(VENV)/edgeslim recommend quickstart --db runs/demo/sweeps.db \
+	EDGESLIM_DATA=$(DATA) $(VENV)/edgeslim sweep examples/quickstart.yaml
+	$(VENV)/edgeslim report quickstart --out runs/demo/quickstart-report.html
+	$(VENV)/edgeslim recommend quickstart \
 		--max-latency-ms 0.5 --max-size-mb 0.8 --max-accuracy-drop 2
 
 bench: setup

@@ -150,6 +150,23 @@ def as_checkpoint(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(obj)
 
 
+def recorded_image_size(path: str | os.PathLike[str]) -> int | None:
+    """The square input size a checkpoint, pruned or packed file records (``meta["input"]``: the
+    size the model was trained at), else None; unreadable files give None too."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # any unreadable file simply records nothing
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for meta in (obj.get("meta"), obj):
+        recorded = meta.get("input") if isinstance(meta, dict) else None
+        size = recorded.get("image_size") if isinstance(recorded, dict) else None
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            return size
+    return None
+
+
 def find_unloadable(obj: Any, where: str) -> str | None:
     """Describe the first value ``torch.load(weights_only=True)`` could not read back, else None.
 

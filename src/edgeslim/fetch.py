@@ -16,7 +16,9 @@ default ``~/.cache/edgeslim``, under ``downloads/``); only then is it downloaded
 * renamed into place atomically, so a file under its final name is always complete and verified.
 
 An unreachable host is a one-line :class:`DownloadError` naming the exact file to place by hand:
-``cannot reach HOST; put FILE at PATH or set EDGESLIM_DATA``.
+``cannot reach HOST; put FILE at PATH or set EDGESLIM_DATA``. ``EDGESLIM_OFFLINE=1`` gives that
+error without trying the network; ``EDGESLIM_MIRROR=URL`` downloads every source from ``URL/FILE``
+instead of its publisher (a local mirror, or the tests' 127.0.0.1 server).
 
 This module sits below ``edgeslim.models`` and ``edgeslim.data`` (it imports only the standard
 library and :mod:`edgeslim.errors`), so both can fetch with it.
@@ -45,20 +47,29 @@ from edgeslim.errors import DownloadError
 
 __all__ = [
     "CACHE_ENV",
+    "DATASET_STANDINS",
     "DATA_ENV",
+    "MIRROR_ENV",
+    "OFFLINE_ENV",
     "SOURCES",
     "Source",
     "cache_dir",
+    "dataset_root",
     "download_file",
     "fetch",
     "fetch_cifar10",
+    "fetch_named_weights",
+    "fetch_standin",
     "file_hash",
     "find_local",
     "source",
+    "source_for_file",
 ]
 
 CACHE_ENV = "EDGESLIM_CACHE"
 DATA_ENV = "EDGESLIM_DATA"
+MIRROR_ENV = "EDGESLIM_MIRROR"
+OFFLINE_ENV = "EDGESLIM_OFFLINE"
 _CHUNK = 1 << 16
 _TIMEOUT_S = 60.0
 
@@ -146,6 +157,31 @@ def source(name: str) -> Source:
         raise DownloadError(f"nothing to fetch called {name!r}; known: {', '.join(SOURCES)}") from None
 
 
+def source_for_file(name: str) -> Source | None:
+    """The source a file name or source name stands for (``resnet20-12fca82f.th``,
+    ``pretrained/resnet20-12fca82f.th`` or ``resnet20``), else None."""
+    base = Path(name).name
+    if base in SOURCES:
+        return SOURCES[base]
+    return next((s for s in SOURCES.values() if s.filename == base), None)
+
+
+def fetch_named_weights(name: str, *, progress: bool = True) -> Path | None:
+    """The verified file of the weights source ``name`` stands for (a file name such as
+    ``pretrained/resnet20-12fca82f.th``, or a source name), fetched when not on disk; None when it
+    names no weights source. What a missing ``weights:`` file in an experiment or recipe falls back to."""
+    src = source_for_file(name)
+    if src is None or src.kind != "weights":
+        return None
+    return fetch(src.name, progress=progress)
+
+
+def _url(src: Source) -> str:
+    """Where ``src`` is downloaded from: ``$EDGESLIM_MIRROR/FILE`` when set, else its publisher."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{src.filename}" if mirror else src.url
+
+
 def cache_dir() -> Path:
     """``$EDGESLIM_CACHE``, else ``~/.cache/edgeslim``."""
     env = os.environ.get(CACHE_ENV, "").strip()
@@ -196,7 +232,7 @@ def fetch(name: str, *, dest_dir: Path | None = None, progress: bool = True) -> 
     if local is not None:
         return local
     dest = (dest_dir or cache_dir() / "downloads") / src.filename
-    return download_file(src.url, dest, sha256=src.sha256, md5=src.md5, progress=progress)
+    return download_file(_url(src), dest, sha256=src.sha256, md5=src.md5, progress=progress)
 
 
 def download_file(
@@ -225,6 +261,8 @@ def download_file(
     except OSError as exc:
         raise DownloadError(f"cannot create {dest.parent}: {exc.strerror or exc}") from None
     part = dest.with_name(dest.name + ".part")
+    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        raise DownloadError(_offline_message(url, dest, f"{OFFLINE_ENV} is set"))
     _stream(url, part, dest, progress, timeout)
     ok, found = _matches(part, sha256, md5)
     if not ok:
@@ -316,18 +354,27 @@ CIFAR_FOLDER = "cifar-10-batches-py"
 _CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
 
-def fetch_cifar10(root: str | os.PathLike[str], *, progress: bool = True, url: str | None = None) -> Path:
+def fetch_cifar10(
+    root: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    url: str | None = None,
+    md5: str | None = None,
+) -> Path:
     """Make ``root/cifar-10-batches-py`` exist: fetch the archive (resumable, MD5-checked, cached)
-    and extract it atomically. Returns the folder (give ``root`` or it as ``--data``)."""
+    and extract it atomically. Returns the folder (give ``root`` or it as ``--data``). ``url`` and
+    ``md5`` replace the published ones (a mirror)."""
     root = Path(root).expanduser()
     target = root / CIFAR_FOLDER
     if all((target / f).is_file() for f in _CIFAR_FILES):
         return target
     src = SOURCES["cifar10"]
-    if url is None:
+    if url is None and md5 is None:
         archive = fetch("cifar10", progress=progress)
     else:
-        archive = download_file(url, cache_dir() / "downloads" / src.filename, md5=src.md5, progress=progress)
+        url = url or _url(src)
+        name = Path(urllib.parse.urlparse(url).path).name or src.filename
+        archive = download_file(url, cache_dir() / "downloads" / name, md5=md5 or src.md5, progress=progress)
     try:
         root.mkdir(parents=True, exist_ok=True)
         extract_dir = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=root))
@@ -348,3 +395,32 @@ def fetch_cifar10(root: str | os.PathLike[str], *, progress: bool = True, url: s
     finally:
         shutil.rmtree(extract_dir, ignore_errors=True)
     return target
+
+
+#: Data folder names (as an experiment or ``--data`` gives them) that fetched CIFAR-10 stands in
+#: for when they are missing: the full dataset, or the subsets ``../shared/data`` holds.
+DATASET_STANDINS: dict[str, str] = {
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    CIFAR_FOLDER: "cifar10",
+    "cifar10-exact-subset": "cifar10",
+    "cifar10-jpeg": "cifar10",
+}
+
+
+def dataset_root(name: str = "cifar10") -> Path:
+    """Where a fetched dataset is extracted: ``$EDGESLIM_DATA/NAME`` when that folder exists, else
+    ``$EDGESLIM_CACHE/data/NAME``."""
+    env = os.environ.get(DATA_ENV, "").strip()
+    if env and Path(env).expanduser().is_dir():
+        return Path(env).expanduser() / name
+    return cache_dir() / "data" / name
+
+
+def fetch_standin(path: str | os.PathLike[str], *, progress: bool = True) -> Path | None:
+    """For a missing data folder whose name is in :data:`DATASET_STANDINS`: CIFAR-10, fetched (or
+    found) at :func:`dataset_root`; the ``cifar-10-batches-py`` folder. None for other names."""
+    name = DATASET_STANDINS.get(Path(path).name)
+    if name is None:
+        return None
+    return fetch_cifar10(dataset_root(name), progress=progress)

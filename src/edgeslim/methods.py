@@ -126,6 +126,14 @@ def method_spec(family: str, name: str) -> MethodSpec:
     raise ConfigError(f"{name!r} is not one of {', '.join(choices)}{hint}", field=f"{family}.method")
 
 
+def first_alias(spec: MethodSpec) -> dict[str, str]:
+    """Config field -> the first alias registered for it (``ratio`` before ``sparsity``)."""
+    back: dict[str, str] = {}
+    for alias, field in spec.aliases.items():
+        back.setdefault(field, alias)
+    return back
+
+
 def method_config(family: str, name: str, params: Mapping[str, Any] | None = None) -> Config:
     """The validated config of ``family/name`` with ``params`` (aliases translated, fixed fields set).
 
@@ -154,7 +162,7 @@ def method_config(family: str, name: str, params: Mapping[str, Any] | None = Non
         raise ConfigError(
             f"{spec.id}: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(spec.fields())}"
         )
-    back = {field: alias for alias, field in spec.aliases.items()}
+    back = first_alias(spec)
     missing = [
         back.get(f.name, f.name)
         for f in dataclasses.fields(spec.config_cls)
@@ -195,7 +203,7 @@ def method_of(config: Config) -> MethodSpec:
 def method_params(config: Config) -> dict[str, Any]:
     """``config`` as the parameters :func:`method_config` takes (aliases used, fixed fields left out)."""
     spec = method_of(config)
-    back = {field: alias for alias, field in spec.aliases.items()}
+    back = first_alias(spec)
     data = config.to_dict()
     data.pop("type", None)
     data.pop("version", None)

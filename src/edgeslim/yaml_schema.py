@@ -19,6 +19,26 @@ from edgeslim.errors import ConfigError
 
 Path_ = tuple[str | int, ...]
 
+# -- bounds ----------------------------------------------------------------------------------------
+# Values above these pass a type check but cannot run: a batch of 10^12 images ends in MemoryError
+# after the db and a baseline are written, a million worker processes or a timeout of 1e308 s are
+# typos. Experiments, recipes and the CLI check against the same numbers.
+MAX_BATCH_SIZE = 4096
+MAX_THREADS = 1024
+MAX_RUNS = 100_000  # latency runs and warm-up runs
+MAX_IMAGES = 10**9  # train/test limits
+MAX_EPOCHS = 100_000
+MAX_IMAGE_SIZE = 1024  # square input side, pixels (ImageNet models take 224)
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # one week
+MAX_MEMORY_MB = 16 * 1024 * 1024.0  # 16 TiB
+
+
+def max_workers() -> int:
+    """The most worker processes a sweep may ask for: 64, or 4 per CPU on bigger machines."""
+    import os
+
+    return max(64, 4 * (os.cpu_count() or 1))
+
 
 # -- YAML with line numbers ---------------------------------------------------------------------
 class LineMap:

@@ -71,7 +71,7 @@ def test_eval_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     (model_source, data_source, kw) = calls[0]
     assert model_source == tasks.ModelSource(name="resnet20", weights=Path("w.th"))
     assert data_source == tasks.DataSource(path="somewhere", split="val", limit=50, val_fraction=0.1, seed=3)
-    assert kw == {"batch_size": 64, "num_threads": 1, "progress": False}
+    assert kw == {"batch_size": 64, "num_threads": 1, "progress": False, "device": None}  # --device auto
     payload = json.loads(result.stdout)
     assert payload["top1"] == 91.5
     assert {"top1", "top5", "params", "macs", "size_bytes", "num_images"} <= set(payload)
@@ -94,7 +94,7 @@ def test_bench_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model_source == tasks.ModelSource(checkpoint=Path("c.pt"))
     assert kw == {
         "batch_sizes": (1, 8),
-        "input_size": (3, 32, 32),
+        "input_size": None,  # no --image-size: the checkpoint's recorded size, else 32
         "num_threads": None,
         "warmup": 1,
         "runs": 3,
@@ -169,6 +169,7 @@ def test_train_passes_exact_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "augment": Augment.none(),
         "num_threads": None,
         "progress": False,
+        "device": None,
     }
     assert json.loads(result.stdout) == {"history": [{"epoch": 1}]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,13 @@ def test_eval_artifact_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -
     artifact, data_source, kw = calls[0]
     assert artifact == Path("m.xml")
     assert data_source == tasks.DataSource(path="d", split="test", limit=None, val_fraction=0.1, seed=0)
-    assert kw == {"runtime": "openvino", "batch_size": 32, "num_threads": None, "progress": False}
+    assert kw == {
+        "runtime": "openvino",
+        "batch_size": 32,
+        "num_threads": None,
+        "progress": False,
+        "trust_artifact": False,
+    }
     assert json.loads(result.stdout)["runtime"] == "openvino"
     # --checkpoint with --runtime is an artifact too
     result = runner.invoke(
@@ -141,6 +148,7 @@ def test_bench_artifact_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) 
     assert result.exit_code == 0, result.output
     artifact, kw = calls[0]
     assert artifact == Path("m.onnx")
+    assert kw.pop("trust_artifact") is False
     assert kw == {
         "model_source": None,
         "runtimes": ("all",),
@@ -151,9 +159,9 @@ def test_bench_artifact_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) 
         "runs": 3,
         "data_source": None,
     }
-    assert "fastest at batch 8: openvino" in result.stderr
+    assert "measured fastest here at batch 8: openvino" in result.stderr
     assert "tensorrt: not measured" in result.stderr
-    assert "default runtime at batch 1: ort" in result.stderr
+    assert re.search(r"default runtime at batch 1 \([^)]*\): ort", result.stderr), result.stderr
     # a model with a runtime other than torch goes the same way, with a model source
     result = runner.invoke(app, ["bench", "--model", "resnet20", "--runtime", "ort", "--json"])
     assert result.exit_code == 0, result.output

@@ -107,7 +107,13 @@ def test_distill_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None
     assert train_config == TrainConfig(
         epochs=5, batch_size=64, lr=0.05, bf16=False, channels_last=True, seed=7, weight_decay=5e-4
     )
-    assert kw == {"out": Path("s.pt"), "augment": Augment.none(), "num_threads": 1, "progress": False}
+    assert kw == {
+        "out": Path("s.pt"),
+        "augment": Augment.none(),
+        "num_threads": 1,
+        "progress": False,
+        "device": None,
+    }
     payload = json.loads(result.stdout)
     expected = {
         "student",
@@ -141,7 +147,13 @@ def test_distill_teacher_checkpoint_and_defaults(monkeypatch: pytest.MonkeyPatch
     assert train_config == TrainConfig(
         epochs=30, batch_size=128, lr=0.1, bf16=True, channels_last=True, seed=0
     )
-    assert kw == {"out": Path("distilled.pt"), "augment": Augment(), "num_threads": None, "progress": True}
+    assert kw == {
+        "out": Path("distilled.pt"),
+        "augment": Augment(),
+        "num_threads": None,
+        "progress": True,
+        "device": None,
+    }
     assert "teacher - student" in result.stdout
 
 

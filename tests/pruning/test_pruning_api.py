@@ -171,6 +171,8 @@ def test_prune_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tmp_p
         ),
         "data_source": None,
         "finetune": None,
+        "recovery": None,
+        "device": None,
         "layout": "dense",
         "num_threads": None,
         "progress": False,

@@ -81,6 +81,8 @@ def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tm
     calls: list[tuple[Any, ...]] = []
 
     class Outcome:
+        onnx_path = None
+
         def to_dict(self) -> dict[str, Any]:
             return {"bits": 4}
 
@@ -115,6 +117,8 @@ def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tm
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     model_source, config, kw = calls[0]
+    recovery = kw.pop("recovery")  # QAT fine-tunes distilling from the float model by default
+    assert recovery.distill is True
     assert model_source == tasks.ModelSource(name="resnet20")
     assert config == QAT(
         weight_bits=4,
@@ -130,6 +134,7 @@ def test_quantize_cli_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch, tm
         "qat_training": TrainConfig(epochs=2, batch_size=128, lr=0.0005, seed=0),
         "num_threads": None,
         "progress": False,
+        "device": None,
     }
     assert json.loads(result.stdout) == {"bits": 4}
 

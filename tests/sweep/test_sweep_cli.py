@@ -100,7 +100,16 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(sweep_api, "report_task", lambda exp, **kw: seen.update(report=(exp, kw)) or Files())
     monkeypatch.setattr(sweep_api, "recommend_task", lambda exp, **kw: seen.update(rec=(exp, kw)) or Rec())
     assert runner.invoke(app, ["report", "e", "--out", "o.html", "--db", "s.db", "--json"]).exit_code == 0
-    assert seen["report"] == ("e", {"db": Path("s.db"), "out": Path("o.html")})
+    assert seen["report"] == (
+        "e",
+        {
+            "db": Path("s.db"),
+            "out": Path("o.html"),
+            "max_latency_ms": None,
+            "max_size_mb": None,
+            "max_accuracy_drop": None,
+        },
+    )
     result = runner.invoke(
         app,
         [

@@ -247,3 +247,24 @@ def test_artifacts_are_relative_to_the_experiment_file(
     monkeypatch.chdir(tmp_path)  # like weights, not the working directory
     exp = load_experiment(path)
     assert exp.artifacts == str((folder / "out" / "models").resolve())
+
+
+def test_prune_blocks_store_sparse_layouts_and_old_runtime_names_are_renamed(tiny_cifar: Path) -> None:
+    from edgeslim.engine.steps import PruneStep
+
+    head = f"name: f\nmodels: [{{name: resnet20_tiny, init: random}}]\ndata: {{path: {tiny_cifar}}}\n"
+    exp = parse_experiment(
+        head + "methods:\n  - prune: {method: magnitude, ratio: 0.9, format: [dense, csr]}\n"
+    )
+    layouts = [n.step.layout for n in expand(exp) if isinstance(n.step, PruneStep)]
+    assert layouts == ["dense", "csr"]
+    with pytest.raises(
+        ConfigError, match=r"methods\[0\]\.prune\.format: 'zip' is not one of dense, coo, csr, csc"
+    ):
+        parse_experiment(head + "methods:\n  - prune: {method: magnitude, ratio: 0.9, format: zip}\n")
+    with pytest.raises(
+        ConfigError, match=r"measure\.runtimes\[0\]: 'onnxruntime' is now called 'ort'; rename it"
+    ):
+        parse_experiment(
+            head + "methods:\n  - prune: {method: l1, ratio: 0.5}\nmeasure: {runtimes: [onnxruntime]}\n"
+        )

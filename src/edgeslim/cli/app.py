@@ -12,6 +12,7 @@ import edgeslim
 from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
 from edgeslim.cli import deploy, distill, fetch, sweep
 from edgeslim.cli.console import (
+    OneLineErrors,
     err_console,
     fmt_bytes,
     fmt_int,
@@ -25,6 +26,8 @@ from edgeslim.cli.console import (
 from edgeslim.cli.options import (
     CheckpointOpt,
     DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
     JsonOpt,
     LimitOpt,
     ModelOpt,
@@ -35,6 +38,7 @@ from edgeslim.cli.options import (
     ThreadsOpt,
     ValFractionOpt,
     WeightsOpt,
+    parse_device,
     parse_split,
 )
 from edgeslim.config import Config
@@ -46,7 +50,9 @@ from edgeslim.pruning.configs import PruningConfig
 from edgeslim.quantization.configs import QuantizationConfig
 from edgeslim.runtimes import RUNTIME_NAMES
 from edgeslim.select import LayerSelection
+from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
+from edgeslim.yaml_schema import MAX_IMAGE_SIZE
 
 app = typer.Typer(
     name="edgeslim",
@@ -54,6 +60,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 
@@ -123,6 +130,7 @@ def eval_cmd(
     ] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     data: DataOpt = None,
@@ -130,6 +138,8 @@ def eval_cmd(
     limit: LimitOpt = None,
     val_fraction: ValFractionOpt = 0.1,
     seed: SeedOpt = 0,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
     runtime: Annotated[
         str | None,
@@ -138,13 +148,20 @@ def eval_cmd(
         ),
     ] = None,
     threads: ThreadsOpt = None,
+    trust_artifact: TrustArtifactOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-1/top-5 accuracy of a model or an exported artifact on a dataset split."""
     with user_errors(EVAL_FLAGS):
         data_source = tasks.DataSource(
-            path=data, split=parse_split(split), limit=limit, val_fraction=val_fraction, seed=seed
+            path=data,
+            split=parse_split(split),
+            limit=limit,
+            val_fraction=val_fraction,
+            seed=seed,
+            image_size=image_size,
         )
+        device_name = parse_device(device)
         if artifact is None and checkpoint is not None and (runtime is not None or _is_packed(checkpoint)):
             artifact, checkpoint = checkpoint, None  # packed low-bit files and --runtime go the artifact way
         if artifact is not None:
@@ -157,6 +174,7 @@ def eval_cmd(
                 batch_size=batch_size,
                 num_threads=threads,
                 progress=not json_out,
+                trust_artifact=trust_artifact,
             )
         else:
             if runtime not in (None, "torch"):
@@ -165,10 +183,19 @@ def eval_cmd(
                     "`edgeslim eval FILE --runtime ...`"
                 )
             source = tasks.ModelSource(
-                name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+                name=model,
+                weights=weights,
+                checkpoint=checkpoint,
+                num_classes=num_classes,
+                pretrained=pretrained,
             )
             m = tasks.evaluate_task(
-                source, data_source, batch_size=batch_size, num_threads=threads, progress=not json_out
+                source,
+                data_source,
+                batch_size=batch_size,
+                num_threads=threads,
+                progress=not json_out,
+                device=device_name,
             )
     if json_out:
         print_json(m.to_dict())
@@ -198,6 +225,15 @@ def _is_packed(path: Path) -> bool:
 
 
 # -- train ----------------------------------------------------------------------------------------
+TrustArtifactOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-artifact",
+        help="Load a TorchScript or .pt2 file: torch.jit.load / torch.export.load can run code the file "
+        "contains (checkpoints and packed files load with weights_only=True and need no trust).",
+    ),
+]
+
 TRAIN_FLAGS = {
     "train_task.resume": "--resume",
     "train.resume": "--resume",
@@ -237,6 +273,8 @@ def train_cmd(
     augment: Annotated[
         bool, typer.Option("--augment/--no-augment", help="Random crop (pad 4) and flip.")
     ] = True,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     out: Annotated[
         Path | None,
@@ -276,13 +314,21 @@ def train_cmd(
         )
         result = tasks.train_task(
             source,
-            tasks.DataSource(path=data, split="train", limit=limit, val_fraction=val_fraction, seed=seed),
+            tasks.DataSource(
+                path=data,
+                split="train",
+                limit=limit,
+                val_fraction=val_fraction,
+                seed=seed,
+                image_size=image_size,
+            ),
             config,
             out=target,
             resume=resume,
             augment=Augment() if augment else Augment.none(),
             num_threads=threads,
             progress=not json_out,
+            device=parse_device(device),
         )
     if json_out:
         print_json(result.to_dict())
@@ -317,13 +363,20 @@ def bench_cmd(
     ] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     batch_size: Annotated[
         list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")
     ] = None,
     image_size: Annotated[
-        int | None, typer.Option("--image-size", min=8, help="Square input size (default 32, or the file's).")
+        int | None,
+        typer.Option(
+            "--image-size",
+            min=8,
+            max=MAX_IMAGE_SIZE,
+            help="Square input size (default: the size the file records or declares, else 32).",
+        ),
     ] = None,
     runs: Annotated[int, typer.Option("--runs", min=1)] = 30,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 5,
@@ -344,6 +397,7 @@ def bench_cmd(
     ] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = False,
     threads: ThreadsOpt = None,
+    trust_artifact: TrustArtifactOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure latency (median/p90), throughput, peak memory and size, on one runtime or all of them."""
@@ -352,12 +406,16 @@ def bench_cmd(
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIME_NAMES)} or all, not {runtime!r}")
         if artifact is None and runtime in (None, "torch"):
             source = tasks.ModelSource(
-                name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+                name=model,
+                weights=weights,
+                checkpoint=checkpoint,
+                num_classes=num_classes,
+                pretrained=pretrained,
             )
             m = tasks.bench_task(
                 source,
                 batch_sizes=tuple(batch_size or (1, 32)),
-                input_size=(3, image_size or 32, image_size or 32),
+                input_size=(3, image_size, image_size) if image_size else None,
                 num_threads=threads,
                 warmup=warmup,
                 runs=runs,
@@ -371,7 +429,11 @@ def bench_cmd(
                 model_source=None
                 if artifact is not None
                 else tasks.ModelSource(
-                    name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+                    name=model,
+                    weights=weights,
+                    checkpoint=checkpoint,
+                    num_classes=num_classes,
+                    pretrained=pretrained,
                 ),
                 runtimes=(runtime or "default",),
                 batch_sizes=tuple(batch_size or (1, 32)),
@@ -380,6 +442,7 @@ def bench_cmd(
                 warmup=warmup,
                 runs=runs,
                 data_source=tasks.DataSource(path=data, split="test") if data else None,
+                trust_artifact=trust_artifact,
             )
             if json_out:
                 print_json(comparison.to_dict())
@@ -432,9 +495,96 @@ PRUNE_OPTIONS = {
     "scope": "--scope",
     "round_to": "--round-to",
     "iterative_steps": "--iterative-steps",
+    "min_channels": "--min-channels",
 }
+#: Recovery fine-tune options shared by ``prune`` and ``quantize`` (QAT): config field -> flag.
+RECOVERY_FLAGS = {
+    "Recovery.distill": "--distill",
+    "Recovery.teacher": "--teacher",
+    "Recovery.temperature": "--kd-temperature",
+    "Recovery.alpha": "--kd-alpha",
+    "Recovery.budget_minutes": "--budget-minutes",
+    "Recovery.augment": "--augment",
+}
+DistillOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--distill/--no-distill",
+        help="Fine-tune by distilling from the model before compression (default on when fine-tuning).",
+    ),
+]
+TeacherOpt = Annotated[
+    Path | None,
+    typer.Option("--teacher", help="Distill from this checkpoint instead of the uncompressed model."),
+]
+KdTemperatureOpt = Annotated[float, typer.Option("--kd-temperature", help="KD softmax temperature.")]
+KdAlphaOpt = Annotated[float, typer.Option("--kd-alpha", help="KD weight of the label cross-entropy.")]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-minutes",
+        help="Fine-tune for as many epochs as fit M minutes here (a measured warm-up sizes them).",
+    ),
+]
+AugmentOpt = Annotated[
+    bool,
+    typer.Option(
+        "--augment/--no-augment",
+        help="Random crop+flip while fine-tuning (--no-augment caches the teacher's logits).",
+    ),
+]
+
+
+def cli_recovery(
+    epochs: int,
+    epochs_flag: str,
+    *,
+    budget_minutes: float | None,
+    distill: bool | None,
+    teacher: Path | None,
+    temperature: float,
+    alpha: float,
+    augment: bool,
+) -> tuple[int, Recovery | None]:
+    """(fine-tune epochs, Recovery) from the recovery flags; epochs 0 and None: no fine-tune."""
+    if budget_minutes is not None and epochs > 0:
+        raise ConfigError(
+            f"give {epochs_flag} or --budget-minutes, not both (the budget sizes the epochs)",
+            field="Recovery.budget_minutes",
+        )
+    if epochs == 0 and budget_minutes is None:
+        if distill or teacher is not None:
+            raise ConfigError(
+                "distillation recovers a compressed model while fine-tuning it, and there is no "
+                f"fine-tune: add {epochs_flag} N or --budget-minutes M",
+                field="Recovery.distill",
+            )
+        return 0, None
+    recovery = Recovery(
+        distill=True if distill is None else distill,
+        teacher=str(teacher) if teacher is not None else None,
+        temperature=temperature,
+        alpha=alpha,
+        augment=augment,
+        budget_minutes=budget_minutes,
+    )
+    return (epochs if epochs > 0 else 1), recovery
+
+
+def _round_to(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--round-to must be an integer >= 1 or 'auto', got {value!r}", field="FilterPruning.round_to"
+        ) from None
+
+
 PRUNE_FLAGS = {
     **method_flags("prune", PRUNE_OPTIONS),
+    **RECOVERY_FLAGS,
     "prune_task.finetune": "--finetune-epochs",
     "prune_task.data_source": "--data",
     "TrainConfig.epochs": "--finetune-epochs",
@@ -448,6 +598,7 @@ PRUNE_FLAGS = {
 def prune_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("prune")))] = "l1",
@@ -457,9 +608,19 @@ def prune_cmd(
     ] = 0.5,
     scope: Annotated[str, typer.Option("--scope", help="layer | global")] = "layer",
     round_to: Annotated[
-        int, typer.Option("--round-to", min=1, help="Keep channel counts multiples of this.")
+        str,
+        typer.Option(
+            "--round-to",
+            help="Keep channel counts multiples of this; auto: the multiple ORT runs fastest here.",
+        ),
+    ] = "1",
+    iterative_steps: Annotated[
+        int,
+        typer.Option("--iterative-steps", min=1, help="Prune in N steps (cubic), recovering between them."),
     ] = 1,
-    iterative_steps: Annotated[int, typer.Option("--iterative-steps", min=1, help="Prune in N steps.")] = 1,
+    min_channels: Annotated[
+        int | None, typer.Option("--min-channels", min=1, help="Channels every layer keeps at least.")
+    ] = None,
     layer_types: Annotated[
         list[str] | None, typer.Option("--layer-type", help="Layer types to prune (default conv, linear).")
     ] = None,
@@ -470,12 +631,20 @@ def prune_cmd(
         list[str] | None, typer.Option("--exclude", help="Skip layers matching this name or glob.")
     ] = None,
     finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0)] = 0,
+    budget_minutes: BudgetOpt = None,
+    distill: DistillOpt = None,
+    teacher: TeacherOpt = None,
+    kd_temperature: KdTemperatureOpt = 4.0,
+    kd_alpha: KdAlphaOpt = 0.1,
+    augment: AugmentOpt = True,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning peak learning rate.")] = 0.01,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning.")] = True,
     data: DataOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
     layout: Annotated[
         str, typer.Option("--format", help="dense | coo | csr | csc (sparse layouts for unstructured)")
     ] = "dense",
@@ -486,11 +655,29 @@ def prune_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Prune a model (unstructured, gradual or filter pruning), optionally fine-tune, and measure it."""
-    with user_errors(PRUNE_FLAGS):
+    with user_errors(
+        {**method_flags("prune", PRUNE_OPTIONS), **PRUNE_FLAGS}
+    ):  # methods added since import too
         if layout not in ("dense", "coo", "csr", "csc"):
             raise ConfigError(f"--format must be dense, coo, csr or csc, not {layout!r}")
-        params = {"ratio": ratio, "scope": scope, "round_to": round_to, "iterative_steps": iterative_steps}
+        params = {
+            "ratio": ratio,
+            "scope": scope,
+            "round_to": _round_to(round_to),
+            "iterative_steps": iterative_steps,
+            "min_channels": min_channels,
+        }
         config = cast(PruningConfig, cli_method_config("prune", method, params))
+        finetune_epochs, recovery = cli_recovery(
+            finetune_epochs,
+            "--finetune-epochs",
+            budget_minutes=budget_minutes,
+            distill=distill,
+            teacher=teacher,
+            temperature=kd_temperature,
+            alpha=kd_alpha,
+            augment=augment,
+        )
         selection = LayerSelection(
             types=tuple(layer_types) if layer_types else ("conv", "linear"),
             patterns=tuple(include or ()),
@@ -504,15 +691,27 @@ def prune_cmd(
             else None
         )
         outcome = tasks.prune_task(
-            tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes),
+            tasks.ModelSource(
+                name=model,
+                weights=weights,
+                checkpoint=checkpoint,
+                num_classes=num_classes,
+                pretrained=pretrained,
+            ),
             config,
             out=out,
             select=selection,
-            data_source=tasks.DataSource(path=data, split="test", limit=limit, seed=seed) if data else None,
+            data_source=tasks.DataSource(
+                path=data, split="test", limit=limit, seed=seed, image_size=image_size
+            )
+            if data
+            else None,
             finetune=finetune,
+            recovery=recovery,
             layout=layout,  # type: ignore[arg-type]
             num_threads=threads,
             progress=not json_out,
+            device=parse_device(device),
         )
     if json_out:
         print_json(outcome.to_dict())
@@ -542,6 +741,21 @@ def prune_cmd(
     for b in outcome.latency_before:
         lb, la = outcome.latency_before[b], outcome.latency_after[b]
         rows.append((f"latency batch {b} (torch)", f"{lb.median_ms:.2f} -> {la.median_ms:.2f} ms median"))
+    for b, speedup in d["realized_speedup"].items():
+        rows.append(
+            (f"speed-up batch {b} (torch)", f"{speedup:.2f}x for {d['mac_reduction']:.2f}x fewer MACs")
+        )
+    rec = d.get("recovery")
+    if rec:
+        how = f"distilled from {rec['teacher']}" if rec["distill"] else "cross-entropy"
+        cost = (
+            f"; teacher {rec['teacher_seconds']:.1f} s, logits "
+            + ("cached" if rec["teacher_logits_cached"] else "not cached (random augmentation)")
+            if rec["distill"]
+            else ""
+        )
+        budget = f" (chosen for {rec['budget']['budget_minutes']:g} min)" if rec.get("budget") else ""
+        rows.append(("fine-tune", f"{rec['epochs']} epoch(s){budget}, {how}, {rec['seconds']:.1f} s{cost}"))
     out_console.print(key_value_table(f"pruned {d['method']}", rows))
     for note in outcome.notes:
         err_console.print(f"[yellow]note:[/] {note}")
@@ -561,6 +775,7 @@ QUANTIZE_OPTIONS = {
 }
 QUANTIZE_FLAGS = {
     **method_flags("quantize", QUANTIZE_OPTIONS),
+    **RECOVERY_FLAGS,
     "quantize_task.qat_training": "--epochs",
 }
 
@@ -569,6 +784,7 @@ QUANTIZE_FLAGS = {
 def quantize_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("quantize")))] = "static",
@@ -592,6 +808,12 @@ def quantize_cmd(
         int | None, typer.Option("--calibration-batches", min=1, help="(default: the method's, static: 10)")
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="QAT epochs.")] = 0,
+    budget_minutes: BudgetOpt = None,
+    distill: DistillOpt = None,
+    teacher: TeacherOpt = None,
+    kd_temperature: KdTemperatureOpt = 4.0,
+    kd_alpha: KdAlphaOpt = 0.1,
+    augment: AugmentOpt = True,
     lr: Annotated[
         float, typer.Option("--lr", help="QAT peak learning rate (0.005 diverged on pretrained ResNets).")
     ] = 0.0005,
@@ -599,6 +821,8 @@ def quantize_cmd(
     data: DataOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Packed low-bit file (QDQ .onnx beside it).")
     ] = Path("quantized.pt"),
@@ -606,7 +830,7 @@ def quantize_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Quantize a model, write real low-bit artifacts, and compare simulated with deployed accuracy."""
-    with user_errors(QUANTIZE_FLAGS):
+    with user_errors({**method_flags("quantize", QUANTIZE_OPTIONS), **QUANTIZE_FLAGS}):
         if act_bits is None and _field_default("quantize", method, "act_bits") is not None:
             act_bits = bits  # --act-bits defaults to --bits where the method has no "same as bits"
         params = {
@@ -620,22 +844,49 @@ def quantize_cmd(
             "calibration_batches": calibration_batches,
         }
         config = cast(QuantizationConfig, cli_method_config("quantize", method, params))
+        epochs, recovery = cli_recovery(
+            epochs,
+            "--epochs",
+            budget_minutes=budget_minutes,
+            distill=distill,
+            teacher=teacher,
+            temperature=kd_temperature,
+            alpha=kd_alpha,
+            augment=augment,
+        )
+        if recovery is not None and not method_spec("quantize", method).trains:
+            raise ConfigError(
+                f"--method {method} does not train, so there is no fine-tune to distill into or budget; "
+                "use --method qat",
+                field="Recovery.distill",
+            )
         qat_training = (
             TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
             if method_spec("quantize", method).needs_training and epochs
             else None
         )
         outcome = tasks.quantize_task(
-            tasks.ModelSource(name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes),
+            tasks.ModelSource(
+                name=model,
+                weights=weights,
+                checkpoint=checkpoint,
+                num_classes=num_classes,
+                pretrained=pretrained,
+            ),
             config,
             out=out,
-            data_source=tasks.DataSource(path=data, split="test", limit=limit, seed=seed),
+            data_source=tasks.DataSource(
+                path=data, split="test", limit=limit, seed=seed, image_size=image_size
+            ),
             qat_training=qat_training,
+            recovery=recovery,
             num_threads=threads,
             progress=not json_out,
+            device=parse_device(device),
         )
     if json_out:
         print_json(outcome.to_dict())
+        _exit_on_failed_parity(outcome.to_dict().get("parity"), outcome.onnx_path)
         return
     d = outcome.to_dict()
     rows = [
@@ -649,9 +900,34 @@ def quantize_cmd(
         ("top-1 simulated (fake quant, torch)", fmt_pct(d["top1_simulated"])),
         (f"top-1 deployed ({d['runtime']}, {d['executed_bits']}-bit)", fmt_pct(d["top1_deployed"])),
     ]
+    parity = d.get("parity")
+    if parity:
+        rows.append(("parity (deployed vs simulated)", _parity_line(parity)))
     out_console.print(key_value_table("quantized", rows))
     for note in outcome.notes:
         err_console.print(f"[yellow]note:[/] {note}")
+    _exit_on_failed_parity(parity, d.get("onnx_path"))
+
+
+def _parity_line(p: dict[str, Any]) -> str:
+    return (
+        f"{'ok' if p.get('ok') else 'FAILED'}: max |diff| {p['max_abs_diff']:.3g} (tolerance "
+        f"{p['tolerance']:.3g}), top-1 agreement {100 * p['top1_agreement']:.1f}% "
+        f"(min {100 * p.get('min_agreement', 0.99):.0f}%) on {p['num_inputs']} images"
+    )
+
+
+def _exit_on_failed_parity(parity: dict[str, Any] | None, artifact: object) -> None:
+    """A deployed artifact that does not reproduce its simulated model is an error (exit 1), never
+    a success with ``parity.ok: false`` only in the JSON."""
+    if parity and not parity.get("ok", True):
+        err_console.print(
+            f"[bold red]error:[/] the deployed int8 artifact failed parity ({_parity_line(parity)}); "
+            f"it is kept at {artifact} for inspection",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _register_command_groups() -> None:

@@ -5,26 +5,99 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer._click import exceptions as click_errors  # typer 0.29 vendors click as typer._click
+from typer.core import TyperGroup
 
 from edgeslim.errors import EdgeslimError
 from edgeslim.methods import methods
 
+
+def _console(stderr: bool) -> Console:
+    """A terminal gets rich's usual output; a pipe or log file gets plain, complete tables: no
+    colour codes, no width limit (rich would wrap or cut columns at 80), every row."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, width=10_000, no_color=True, highlight=False, emoji=False)
+
+
 #: Human-readable output goes to stderr so that stdout carries only ``--json`` output.
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit with ``code``; never a traceback for user errors."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _error_line(message)
     raise typer.Exit(code)
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _warning_note(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning in the CLI (``train --resume`` with changed settings) as a one-line note,
+    not ``path:line: UserWarning:`` plus a source line."""
+    del filename, lineno, file, line
+    kind = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+    err_console.print(
+        f"[yellow]note:[/] {kind}{escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True
+    )
+
+
+class OneLineErrors(TyperGroup):
+    """The root command group: a usage error (``train --epochs -1``) is one line, not a box.
+
+    typer/click print bad options in a 5-6 line panel; here the group runs click in non-standalone
+    mode and shows ``error: <click's message> (see edgeslim CMD --help)`` on one line, exit 2, like
+    every other user error. Help screens, ``--version`` and exit codes are unchanged.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        warnings.showwarning = _warning_note
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "edgeslim"
+            text = " ".join(exc.format_message().split())
+            _error_line(f"{text} (see {where} --help)")
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            _error_line(" ".join(exc.format_message().split()))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 #: Library field -> flag for the options several commands share (:mod:`edgeslim.cli.options`).
@@ -117,13 +190,15 @@ def fmt_int(n: int | None) -> str:
 
 
 def fmt_bytes(n: int | None) -> str:
+    """Sizes in one unit system everywhere (CLI and report): kB, MB, GB are powers of 10 (1 MB =
+    10^6 bytes), as budgets like ``--max-size-mb`` are."""
     if n is None:
         return "-"
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
+        value /= 1000
     return f"{n} B"
 
 

@@ -22,6 +22,7 @@ from edgeslim.cli.options import (
     JsonOpt,
     ModelOpt,
     NumClassesOpt,
+    PretrainedOpt,
     SeedOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -41,6 +42,7 @@ EXPORT_FLAGS = {
 def export_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    pretrained: PretrainedOpt = False,
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     format: Annotated[
@@ -64,7 +66,13 @@ def export_cmd(
         int, typer.Option("--parity-images", min=1, help="Test images the artifact is checked on.")
     ] = 256,
     image_size: Annotated[
-        int | None, typer.Option("--image-size", min=8, help="Square input size when there is no --data.")
+        int | None,
+        typer.Option(
+            "--image-size",
+            min=8,
+            help="Square input size (parity images are resized to it); default: the size the checkpoint "
+            "records, else the data's.",
+        ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", min=17, help="ONNX opset.")] = 18,
     seed: SeedOpt = 0,
@@ -78,7 +86,7 @@ def export_cmd(
         if out is None:
             raise ConfigError("--out is required: the artifact path (e.g. --out model.onnx)")
         source = tasks.ModelSource(
-            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes
+            name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes, pretrained=pretrained
         )
         outcome = tasks.export_task(
             source,
@@ -129,11 +137,12 @@ def print_comparison(result: RuntimeComparison) -> None:
 
     batch_sizes = sorted({b for m in result.measurements for b in m.latency})
     table = Table(title=f"{result.artifact}", title_justify="left")
-    for col in ("runtime", "precision", *[f"b{b} ms (median / p90)" for b in batch_sizes]):
+    # short two-line headers: at 80 columns every header is shown whole (none truncated)
+    for col in ("runtime", "precision", *[f"b{b} ms\nmedian/p90" for b in batch_sizes]):
         table.add_column(col, justify="left" if col in ("runtime", "precision") else "right")
     if batch_sizes:
-        table.add_column(f"b{batch_sizes[-1]} img/s", justify="right")
-    table.add_column("peak RSS (model + run)", justify="right")
+        table.add_column(f"b{batch_sizes[-1]}\nimg/s", justify="right")
+    table.add_column("peak RSS\n(+increase)", justify="right")
     table.add_column("size", justify="right")
     for m in result.measurements:
         cells = [m.runtime, m.precision + (" (simulated)" if m.simulated else "")]
@@ -146,9 +155,14 @@ def print_comparison(result: RuntimeComparison) -> None:
         table.add_row(*cells)
     out_console.print(table)
     for b, runtime in sorted(result.fastest.items()):
-        err_console.print(f"fastest at batch {b}: [bold]{runtime}[/]", highlight=False)
+        err_console.print(f"measured fastest here at batch {b}: [bold]{runtime}[/]", highlight=False)
     for b, runtime in sorted(result.default.items()):
-        err_console.print(f"edgeslim's default runtime at batch {b}: [bold]{runtime}[/]", highlight=False)
+        err_console.print(
+            f"default runtime at batch {b} (what eval/bench use without --runtime, chosen by the "
+            f"file's precision, not by this table): [bold]{runtime}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     for runtime, reason in result.failed.items():
         err_console.print(f"[yellow]{runtime}: not measured[/] ({reason})", highlight=False, soft_wrap=True)
 

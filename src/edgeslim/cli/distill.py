@@ -25,7 +25,17 @@ from edgeslim.cli.console import (
     print_json,
     user_errors,
 )
-from edgeslim.cli.options import DataOpt, JsonOpt, LimitOpt, NumClassesOpt, SeedOpt, ThreadsOpt
+from edgeslim.cli.options import (
+    DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    LimitOpt,
+    NumClassesOpt,
+    SeedOpt,
+    ThreadsOpt,
+    parse_device,
+)
 from edgeslim.data import Augment
 from edgeslim.distillation import KD, DistillConfig
 from edgeslim.errors import ConfigError
@@ -164,6 +174,13 @@ def register(app: typer.Typer) -> None:
         teacher_weights: Annotated[
             Path | None, typer.Option("--teacher-weights", help="Trained weights for --teacher.")
         ] = None,
+        teacher_pretrained: Annotated[
+            bool,
+            typer.Option(
+                "--teacher-pretrained",
+                help="The teacher starts from its published weights (e.g. resnet50.tv_in1k), fetched.",
+            ),
+        ] = False,
         teacher_checkpoint: Annotated[
             Path | None,
             typer.Option(
@@ -177,6 +194,12 @@ def register(app: typer.Typer) -> None:
                 "--student-weights", help="Start the student from these weights (default: from scratch)."
             ),
         ] = None,
+        pretrained: Annotated[
+            bool,
+            typer.Option(
+                "--pretrained", help="Start the student from its published weights (fetched; new classifier)."
+            ),
+        ] = False,
         num_classes: NumClassesOpt = None,
         method: Annotated[str, typer.Option("--method", help=" | ".join(method_names("distill")))] = "kd",
         alpha: Annotated[
@@ -233,6 +256,8 @@ def register(app: typer.Typer) -> None:
         data: DataOpt = None,
         limit: LimitOpt = None,
         seed: SeedOpt = 0,
+        image_size: ImageSizeOpt = None,
+        device: DeviceOpt = "auto",
         out: Annotated[
             Path, typer.Option("--out", "-o", help="Where to write the student checkpoint.")
         ] = Path("distilled.pt"),
@@ -249,9 +274,10 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(
                     "no teacher: give --teacher NAME --teacher-weights PATH or --teacher-checkpoint FILE"
                 )
-            if teacher is not None and teacher_weights is None:
+            if teacher is not None and teacher_weights is None and not teacher_pretrained:
                 raise ConfigError(
-                    f"--teacher {teacher} needs --teacher-weights PATH (an untrained teacher has nothing to teach)"
+                    f"--teacher {teacher} needs --teacher-weights PATH or --teacher-pretrained (an untrained "
+                    "teacher has nothing to teach)"
                 )
             if student is None:
                 raise ConfigError("no student: give --student NAME (see `edgeslim models`)")
@@ -283,20 +309,26 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
             )
             outcome = tasks.distill_task(
-                tasks.ModelSource(name=student, weights=student_weights, num_classes=num_classes),
+                tasks.ModelSource(
+                    name=student, weights=student_weights, num_classes=num_classes, pretrained=pretrained
+                ),
                 tasks.ModelSource(
                     name=teacher,
                     weights=teacher_weights,
                     checkpoint=teacher_checkpoint,
                     num_classes=num_classes,
+                    pretrained=teacher_pretrained,
                 ),
                 config,
-                tasks.DataSource(path=data, split="test", limit=limit, val_fraction=0.0, seed=seed),
+                tasks.DataSource(
+                    path=data, split="test", limit=limit, val_fraction=0.0, seed=seed, image_size=image_size
+                ),
                 train_config,
                 out=out,
                 augment=Augment() if augment else Augment.none(),
                 num_threads=threads,
                 progress=not json_out,
+                device=parse_device(device),
             )
         if json_out:
             print_json(outcome.to_dict())

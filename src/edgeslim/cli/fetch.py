@@ -24,7 +24,7 @@ def fetch_cmd(
         Path | None,
         typer.Option(
             "--dest",
-            help="cifar10: the folder to extract into (default $EDGESLIM_DATA/cifar10, else "
+            help="cifar10: the folder to extract into (default $EDGESLIM_DATA/cifar10 when that folder exists, else "
             "$EDGESLIM_CACHE/data/cifar10); weights: the folder to download into (default "
             "$EDGESLIM_CACHE/downloads).",
         ),
@@ -33,8 +33,6 @@ def fetch_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Download weights or CIFAR-10 into the cache, verified against the published hashes."""
-    import os
-
     from edgeslim import fetch
 
     if list_sources or not names:
@@ -65,8 +63,7 @@ def fetch_cmd(
         for name in names:
             src = fetch.source(name)
             if src.kind == "dataset":
-                env = os.environ.get(fetch.DATA_ENV, "").strip()
-                root = dest or (Path(env) / "cifar10" if env else fetch.cache_dir() / "data" / "cifar10")
+                root = dest or fetch.dataset_root(name)
                 folder = fetch.fetch_cifar10(root, progress=not json_out)
                 paths[name] = str(folder.parent)
                 if not json_out:

@@ -63,6 +63,34 @@ ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        min=8,
+        help="Resize images to this square size, as batched tensor ops (e.g. 224 for ImageNet-pretrained "
+        "models: random-resized crop when training, resize + center crop otherwise). Default: the size "
+        "the checkpoint was trained at, else the data's own.",
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto | cpu | cuda: where training and evaluation run (auto: a CUDA GPU when present; "
+        "AMP on CUDA). Default $EDGESLIM_DEVICE or auto.",
+    ),
+]
+
+
+def parse_device(value: str | None) -> str | None:
+    """``--device`` checked now (``cuda`` without a GPU is a usage error); None/auto: automatic."""
+    if value is None or value == "auto":
+        return None
+    from edgeslim.train.device import resolve_device
+
+    resolve_device(value)
+    return value
 
 
 def parse_split(value: str) -> tasks.Split:

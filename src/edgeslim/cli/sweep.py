@@ -143,12 +143,29 @@ def report_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file (PNGs go beside it).")] = Path(
         "report.html"
     ),
+    max_latency_ms: Annotated[
+        float | None, typer.Option("--max-latency-ms", help="Budget: latency limit (recommendation on top).")
+    ] = None,
+    max_size_mb: Annotated[
+        float | None, typer.Option("--max-size-mb", help="Budget: size limit (MB = 10^6 bytes).")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option("--max-accuracy-drop", help="Budget: top-1 drop, percentage points.")
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write one self-contained HTML report (works offline) and a PNG of each plot."""
-    with user_errors(SWEEP_FLAGS):
-        files = sweep_api.report_task(experiment, db=db, out=out)
+    """Write one self-contained HTML report (works offline) and a PNG of each plot; with a budget
+    (--max-latency-ms/--max-size-mb/--max-accuracy-drop) the page opens with its recommendation."""
+    with user_errors(RECOMMEND_FLAGS):
+        files = sweep_api.report_task(
+            experiment,
+            db=db,
+            out=out,
+            max_latency_ms=max_latency_ms,
+            max_size_mb=max_size_mb,
+            max_accuracy_drop=max_accuracy_drop,
+        )
     if json_out:
         print_json(files.to_dict())
         return

@@ -16,10 +16,11 @@ from edgeslim.data.augment import (
     random_hflip,
 )
 from edgeslim.data.cifar import CIFAR10_CLASSES
-from edgeslim.data.datasets import SPLITS, Split, load_dataset, resolve_data_path
+from edgeslim.data.datasets import SPLITS, Split, find_or_fetch_data, load_dataset, resolve_data_path
 from edgeslim.data.download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from edgeslim.data.folder import IMAGE_EXTENSIONS, default_cache_dir
 from edgeslim.data.loader import BatchLoader
+from edgeslim.data.resize import IMAGENET_MEAN, IMAGENET_STD, InputSize
 from edgeslim.data.tensors import ImageTensors
 
 __all__ = [
@@ -28,15 +29,19 @@ __all__ = [
     "CIFAR10_URL",
     "DEFAULT_MEAN",
     "DEFAULT_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "Augment",
     "BatchLoader",
     "ImageTensors",
+    "InputSize",
     "Split",
     "crop_at",
     "default_cache_dir",
     "download_cifar10",
+    "find_or_fetch_data",
     "load_dataset",
     "normalize",
     "random_crop",

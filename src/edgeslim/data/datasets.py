@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ from edgeslim.data import cifar, folder, splits
 from edgeslim.data.download import download_cifar10
 from edgeslim.data.tensors import ImageTensors
 from edgeslim.errors import ConfigError, DataError
+from edgeslim.fetch import DATASET_STANDINS, fetch_standin
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -38,6 +40,21 @@ def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
         return candidate
     under_env = Path(env).expanduser() / candidate
     return under_env if under_env.exists() else candidate
+
+
+def find_or_fetch_data(path: str | os.PathLike[str] | None, *, progress: bool = True) -> Path:
+    """:func:`resolve_data_path`, and when nothing is there and the folder's name is a dataset
+    edgeslim can fetch (``cifar10``, or the ``cifar10-exact-subset``/``cifar10-jpeg`` copies that
+    full CIFAR-10 stands in for), CIFAR-10 downloaded (verified, cached) in its place. Offline,
+    that is a one-line :class:`~edgeslim.errors.DownloadError` naming the file to place by hand."""
+    root = resolve_data_path(path)
+    if root.exists() or path is None or Path(path).name not in DATASET_STANDINS:
+        return root
+    folder = fetch_standin(path, progress=progress)
+    assert folder is not None
+    if Path(path).name not in ("cifar10", "cifar-10", folder.name):
+        sys.stderr.write(f"note: no {str(path)!r} here; using CIFAR-10 from {folder.parent} in its place\n")
+    return folder
 
 
 def load_dataset(

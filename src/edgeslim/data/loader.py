@@ -26,6 +26,10 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class BatchLoader:
     """Iterate ``(x float [B,3,H,W] normalized, y int64 [B])`` over an :class:`ImageTensors`.
 
+    When the data has an ``input_size`` (:class:`~edgeslim.data.resize.InputSize`), each batch is
+    resized after augmentation: a random-resized crop when augmenting (training), resize + center
+    crop otherwise. The default mean/std are ImageNet's, what ImageNet-pretrained models expect.
+
     Each ``iter()`` is one epoch; it uses the epoch set by :meth:`set_epoch`, else the one after the
     previous ``iter()`` (starting at 0). Shuffling and augmentation depend only on (seed, epoch).
     No background prefetch: a batch of 256 CIFAR images takes a few ms to build, under 1% of a
@@ -100,6 +104,8 @@ class BatchLoader:
                 x, y = images.index_select(0, idx), labels.index_select(0, idx)
             if self.augment is not None:
                 x = self.augment(x, gen)
+            if self.data.input_size is not None:
+                x = self.data.input_size(x, gen, train=self.augment is not None)
             yield (
                 normalize(x, self.mean, self.std, dtype=self.dtype, channels_last=self.channels_last),
                 y.clone() if order is None else y,

@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from edgeslim.data.resize import InputSize
+
 Indices = Sequence[int] | npt.NDArray[np.integer] | torch.Tensor
 
 
@@ -21,12 +23,16 @@ class ImageTensors:
     """Images (uint8 ``[N, 3, H, W]``, contiguous) with int64 labels ``[N]`` and class names.
 
     Compared by identity (``eq=False``): element-wise tensor equality has no single truth value.
+    ``input_size`` (optional) is how batches reach the model's input size (e.g. 224 px for an
+    ImageNet-pretrained model): the images stay stored at their own size and :class:`BatchLoader`
+    resizes each batch; :attr:`input_shape` is the (C, H, W) the model sees.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
     source: str
+    input_size: InputSize | None = None
 
     def __post_init__(self) -> None:
         # Bugs in a loader should fail here, at the boundary, not deep inside a training step.
@@ -47,6 +53,8 @@ class ImageTensors:
 
     def __repr__(self) -> str:
         shape = "x".join(str(s) for s in self.images.shape[1:])
+        if self.input_size is not None:
+            shape += f" -> {self.input_size.image_size}px"
         return f"ImageTensors({len(self)} images {shape}, {self.num_classes} classes, source={self.source!r})"
 
     @property
@@ -57,6 +65,18 @@ class ImageTensors:
     def image_size(self) -> tuple[int, int]:
         """(height, width) shared by every image."""
         return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the batches a loader yields: ``input_size``'s square, else the stored size."""
+        c, h, w = (int(s) for s in self.images.shape[1:])
+        if self.input_size is not None:
+            return c, self.input_size.image_size, self.input_size.image_size
+        return c, h, w
+
+    def with_input_size(self, input_size: InputSize | None) -> ImageTensors:
+        """The same images (shared storage) with another ``input_size``."""
+        return dataclasses.replace(self, input_size=input_size)
 
     def class_counts(self) -> list[int]:
         """Images per class, in class order (zeros included), e.g. to check a stratified split."""
@@ -73,4 +93,5 @@ class ImageTensors:
             labels=self.labels.index_select(0, index),
             classes=list(self.classes),
             source=self.source,
+            input_size=self.input_size,
         )

@@ -307,6 +307,7 @@ def distill(
     cache_teacher_logits: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> DistillResult:
     """Train ``student`` in place from a frozen ``teacher`` on the batches of ``data``.
 
@@ -317,6 +318,8 @@ def distill(
     logits across epochs; turn it on only without random augmentation (module docstring).
     ``callbacks`` run after the distillation callbacks in every phase (e.g. gradual pruning while
     distilling); during feature-transfer phases ``state.model`` is the student-plus-connectors wrapper.
+    ``device`` (``auto``, ``cpu``, ``cuda``): where both models run while training (AMP on CUDA);
+    they are back on the CPU afterwards.
     """
     if not isinstance(config, KD | AB | Hint):
         raise ConfigError(f"config must be KD, AB or Hint, got {type(config).__name__}")
@@ -351,6 +354,7 @@ def distill(
                     *callbacks,
                 ],
                 progress=progress,
+                device=device,
             )
             return DistillResult(
                 method="kd",
@@ -371,6 +375,7 @@ def distill(
             extra=tuple(callbacks),
             progress=progress,
             start=start,
+            device=device,
         )
     finally:
         restore()
@@ -389,6 +394,7 @@ def _feature_transfer(
     extra: tuple[Callback, ...],
     progress: bool,
     start: float,
+    device: str | torch.device | None = None,
 ) -> DistillResult:
     is_ab = isinstance(config, AB)
     example = torch.zeros(2, *(input_size or _first_input_size(data)))
@@ -441,6 +447,7 @@ def _feature_transfer(
                 val_loader=val_loader,
                 callbacks=[*finish, feature_cb, *extra],
                 progress=progress,
+                device=device,
             )
             init = None
         else:
@@ -452,7 +459,9 @@ def _feature_transfer(
                     f"{name} initialization: {k} epoch(s) of {what} on {n} layer pair(s), no labels; "
                     f"then {train_config.epochs - k} epoch(s) of {config.finish}"
                 )
-            init = train(wrapper, data, init_cfg, callbacks=[feature_cb, *extra], progress=progress)
+            init = train(
+                wrapper, data, init_cfg, callbacks=[feature_cb, *extra], progress=progress, device=device
+            )
             s_cap.remove()
             t_cap.remove()
             main = train(
@@ -462,6 +471,7 @@ def _feature_transfer(
                 val_loader=val_loader,
                 callbacks=[*finish, *extra],
                 progress=progress,
+                device=device,
             )
     finally:
         s_cap.remove()

@@ -94,6 +94,7 @@ class StepContext:
     progress: bool = True
     resume: bool = False  # an earlier attempt of this step was interrupted: go on from its files
     labels: dict[str, Any] = dataclasses.field(default_factory=dict)
+    exclusive: bool = False  # nothing else of this run used the machine while the step ran
 
 
 StepHandler = Callable[[Any, StepContext], StepResult]
@@ -123,7 +124,8 @@ def _start(step: StartStep, ctx: StepContext) -> StepResult:
     out = ctx.out.with_suffix(".pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     source = step.source()
-    metrics: dict[str, Any] = {"model": step.model, "init": "weights" if step.weights else step.init}
+    init = "weights" if step.weights else ("pretrained" if step.pretrained else step.init)
+    metrics: dict[str, Any] = {"model": step.model, "init": init}
     if step.train is not None:
         result = tasks.train_task(
             source,
@@ -140,7 +142,9 @@ def _start(step: StartStep, ctx: StepContext) -> StepResult:
         spec = model_spec(model) or {"name": step.model, "kwargs": {}}
     else:
         model, spec = source.build(default_num_classes=ctx.data.load().num_classes)
-    save_checkpoint(out, model, model_name=spec["name"], model_kwargs=spec["kwargs"])
+    size = ctx.data.input_size()
+    meta = {"input": size.to_dict()} if size is not None else None  # the size later steps resize to
+    save_checkpoint(out, model, model_name=spec["name"], model_kwargs=spec["kwargs"], meta=meta)
     if step.init == "random":
         metrics["note"] = "untrained: random initial weights (init: random), not a meaningful accuracy"
     return StepResult(out, "checkpoint", (out,), metrics)
@@ -215,6 +219,7 @@ def _prune(step: PruneStep, ctx: StepContext) -> StepResult:
         select=step.select,
         data_source=ctx.data,
         finetune=step.train,
+        recovery=step.recovery,
         layout=step.layout,  # type: ignore[arg-type]  # one of LAYOUTS (checked by the step)
         latency_batch_sizes=(),  # latency is the measure step's job, on the runtimes it names
         num_threads=ctx.threads,
@@ -234,9 +239,25 @@ def _prune(step: PruneStep, ctx: StepContext) -> StepResult:
         "dense_size_bytes": d["dense_size_bytes"],
         "layout": d["layout"],
         "finetune_epochs": d["finetune_epochs"],
+        "recovery": _recovery_summary(d.get("recovery")),
         "details": d,
     }
     return StepResult(out, "checkpoint", (out,), metrics)
+
+
+def _recovery_summary(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a sweep/recipe log shows of a recovery fine-tune: distilled?, epochs, cost."""
+    if not run:
+        return None
+    budget = run.get("budget") or {}
+    return {
+        "distill": run["distill"],
+        "teacher_logits_cached": run["teacher_logits_cached"],
+        "epochs": run["epochs"],
+        "seconds": run["seconds"],
+        "teacher_seconds": run["teacher_seconds"],
+        "budget_minutes": budget.get("budget_minutes"),
+    }
 
 
 @HANDLERS.register(QuantizeStep)
@@ -248,6 +269,7 @@ def _quantize(step: QuantizeStep, ctx: StepContext) -> StepResult:
         out=out,
         data_source=ctx.data,
         qat_training=step.train,
+        recovery=step.recovery,
         keep_sparsity=step.keep_sparsity,
         num_threads=ctx.threads,
         progress=ctx.progress,
@@ -267,6 +289,7 @@ def _quantize(step: QuantizeStep, ctx: StepContext) -> StepResult:
         "size_bytes_fp32": d["size_bytes_fp32"],
         "onnx_path": d["onnx_path"],
         "keep_sparsity": step.keep_sparsity,
+        "recovery": _recovery_summary(d.get("recovery")),
         "details": d,
     }
     return StepResult(outcome.packed_path, "packed", files, metrics)
@@ -522,7 +545,7 @@ def _measure_one(
         simulated=measured.simulated or found.simulated,
         notes=tuple(dict.fromkeys((*measured.notes, *found.notes))),
         env=found.env,
-        extra={**extra, "threads": found.extra.get("threads")},
+        extra={**extra, "threads": found.extra.get("threads"), "exclusive": ctx.exclusive},
     )
 
 

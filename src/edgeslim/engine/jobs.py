@@ -46,6 +46,7 @@ class TrialJob:
     workers: int = 1
     resume: bool = False  # an earlier attempt was interrupted: go on from its files
     progress: bool = False
+    exclusive: bool = False  # the runner ran nothing else meanwhile (an exclusive measurement slot)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +149,12 @@ def execute(job: TrialJob, fn: TrialFn, *, capture_warnings: bool = True) -> Out
                     output = fn(job)
             except TrialLimitExceeded:
                 return Outcome.failed(guard.reason or "ran past a limit", timings=timings())
-            env = {**env_fingerprint(), "sweep_workers": job.workers, "worker_threads": n_threads}
+            env = {
+                **env_fingerprint(),
+                "sweep_workers": job.workers,
+                "worker_threads": n_threads,
+                "exclusive": job.exclusive,
+            }
     except TrialLimitExceeded:  # delivered just as the trial ended
         return Outcome.failed(guard.reason or "ran past a limit", timings=timings())
     except EdgeslimError as exc:
@@ -203,6 +209,7 @@ def step_context(job: TrialJob) -> tuple[Step, StepContext]:
         progress=job.progress,
         resume=job.resume,
         labels=dict(job.config.get("labels") or {}),
+        exclusive=job.exclusive,
     )
     return step, ctx
 

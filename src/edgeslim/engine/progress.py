@@ -1,5 +1,6 @@
-"""A rich live view of a sweep on stderr: counts (queued, running, done, failed), ETA, running trials
-and the latest results."""
+"""A rich live view of a sweep on stderr: a progress bar with trials done/total and an ETA, counts
+(queued, running, done, failed), running trials and the latest results. When stderr is not a
+terminal (a log file, CI) it prints one plain line per finished trial instead, so no row is lost."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -46,9 +48,29 @@ class SweepProgress:
     def begin(self, *, queued: int, done: int, failed: int) -> None:
         self.counts.update(queued=queued, done=done, failed=failed)
         self.skipped = done
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.console.is_terminal:
             self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
             self._live.start()
+        else:  # a log: one plain line per trial (a live view would keep only its last frame)
+            extra = f", {self.skipped} done before" if self.skipped else ""
+            self._line(f"sweep {self.name}: {queued} trial(s) to run{extra}")
+
+    def total(self) -> int:
+        """Trials of this run: queued, running and finished (including those done before)."""
+        return sum(self.counts.values())
+
+    def finished(self) -> int:
+        return self.counts["done"] + self.counts["failed"]
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _log(self, name: str, status: str, summary: str) -> None:
+        if self.enabled and self._live is None:
+            eta = f"  ETA {_duration(self.eta_s())}" if self.counts["queued"] + self.counts["running"] else ""
+            self._line(f"[{self.finished()}/{self.total()}] {name}: {status} {summary}{eta}".rstrip())
 
     def trials_queued(self, n: int) -> None:
         """Trials added to the queue during the run (taken over from a sweep that died)."""
@@ -65,12 +87,14 @@ class SweepProgress:
         self.counts["running"] -= 1
         self.counts[status] = self.counts.get(status, 0) + 1
         self.recent.append((name, status, summary))
+        self._log(name, status, summary)
 
     def trial_skipped(self, name: str, status: str, summary: str) -> None:
         """A queued trial that ends without running (e.g. its baseline failed)."""
         self.counts["queued"] -= 1
         self.counts[status] += 1
         self.recent.append((name, status, summary))
+        self._log(name, status, summary)
 
     def eta_s(self) -> float | None:
         """Remaining trials x mean duration so far / parallel slots."""
@@ -88,10 +112,18 @@ class SweepProgress:
             self._live.update(self.render())
             self._live.stop()
             self._live = None
+        elif self.enabled:
+            c = self.counts
+            self._line(
+                f"sweep {self.name}: {c['done']} done, {c['failed']} failed of {self.total()} in "
+                f"{_duration(time.monotonic() - self.started)}"
+            )
 
     # -- rendering --------------------------------------------------------------------------------
     def render(self) -> Any:
         c = self.counts
+        total = self.total()
+        bar = ProgressBar(total=max(1, total), completed=self.finished(), width=30)
         header = Text.assemble(
             (f"sweep {self.name}  ", "bold"),
             (f"queued {c['queued']}  ", "cyan"),
@@ -100,7 +132,11 @@ class SweepProgress:
             (f"failed {c['failed']}  ", "red" if c["failed"] else "dim"),
             (f"elapsed {_duration(time.monotonic() - self.started)}  ETA {_duration(self.eta_s())}", "dim"),
         )
-        parts: list[Any] = [header]
+        line = Table.grid(padding=(0, 1))
+        line.add_row(
+            bar, Text(f"{self.finished()}/{total} trials  ETA {_duration(self.eta_s())}", style="bold")
+        )
+        parts: list[Any] = [header, line]
         if self.skipped:
             parts.append(Text(f"{self.skipped} trial(s) already done in the store were skipped", style="dim"))
         now = time.monotonic()

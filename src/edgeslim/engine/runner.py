@@ -229,6 +229,7 @@ def run_plan(
         view.begin(queued=len(pending), done=counts["done"], failed=counts["failed"])
         ran = 0
         in_flight: set[int] = set()  # claimed by this run and handed to the executor
+        exclusive: set[int] = set()  # of those, the ones running alone (measure steps)
         started = False  # nothing to run: do not start workers (or a Ray instance) at all
         try:
             while True:
@@ -252,10 +253,12 @@ def run_plan(
                     owner,
                     configs,
                     in_flight,
+                    exclusive,
                     progress,
                 )
                 for event in runner.wait(poll_s):
                     in_flight.discard(event.trial_id)
+                    exclusive.discard(event.trial_id)
                     record = store.trial(event.trial_id)
                     if event.outcome is not None and record is not None and record.status == "running":
                         event.outcome.record(store, event.trial_id)
@@ -357,6 +360,12 @@ def _any_ready(store: Store, exp_id: int, pending: list[TrialRecord]) -> bool:
     return False
 
 
+def is_exclusive(record: TrialRecord) -> bool:
+    """Whether the node runs alone (a measure step that asks for an exclusive slot)."""
+    step = record.config.get("step") or {}
+    return bool(step.get("exclusive", False))
+
+
 def _dispatch(
     store: Store,
     exp_id: int,
@@ -369,11 +378,20 @@ def _dispatch(
     owner: str,
     configs: dict[str, dict[str, Any]],
     in_flight: set[int],
+    exclusive: set[int],
     progress: bool,
 ) -> list[TrialRecord]:
     """Submit ready nodes while slots are free (adding their ids to ``in_flight``); return the nodes
-    still waiting."""
+    still waiting.
+
+    An exclusive node (a measure step) runs alone, so what it times is not slowed by other steps of
+    this run: once one is ready no new node starts; it starts when the executor is idle; nothing
+    starts while it runs (``exclusive`` holds the ids of those in flight).
+    """
+    if exclusive & in_flight:
+        return list(pending)
     waiting: list[TrialRecord] = []
+    ready: list[tuple[TrialRecord, dict[str, Any] | None]] = []
     for record in pending:
         given: dict[str, Any] | None = None
         if record.depends_on is not None:
@@ -393,6 +411,15 @@ def _dispatch(
                 "kind": dep.metrics.get("artifact_kind", "checkpoint"),
                 "files": [str(locate(f, root)) for f in dep.metrics.get("files", [])],
             }
+        ready.append((record, given))
+    alone = next(((r, g) for r, g in ready if is_exclusive(r)), None)
+    if alone is not None:  # measure first: drain the executor, then run it alone
+        waiting += [r for r, _ in ready if r is not alone[0]]
+        if runner.busy():
+            waiting.append(alone[0])
+            return waiting
+        ready = [alone]
+    for record, given in ready:
         if runner.busy() >= runner.slots:
             waiting.append(record)
             continue
@@ -413,8 +440,11 @@ def _dispatch(
             workers=runner.slots,
             resume=resume,
             progress=progress and runner.name == "inline",
+            exclusive=alone is not None,
         )
         in_flight.add(record.id)
+        if alone is not None:
+            exclusive.add(record.id)
         runner.submit(job)
         view.trial_started(record.id, record.name)
     return waiting

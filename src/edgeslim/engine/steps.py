@@ -25,6 +25,7 @@ from edgeslim.methods import method_of
 from edgeslim.runtimes import parse_runtime
 from edgeslim.select import LayerSelection
 from edgeslim.tasks.common import DataSource, ModelSource
+from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
 
 LAYOUTS = ("dense", "coo", "csr", "csc")
@@ -41,10 +42,35 @@ def _train_from(data: Any) -> TrainConfig | None:
     return None if data is None else TrainConfig.from_dict(data)
 
 
+def _recovery(step: Step, train: TrainConfig | None, recovery: Recovery | None) -> None:
+    """A fine-tune recovers by :class:`Recovery` (default: distill from the model before compression);
+    a step that does not fine-tune takes none."""
+    if train is not None and recovery is None:
+        object.__setattr__(step, "recovery", Recovery())
+    elif train is None and recovery is not None:
+        raise ConfigError(
+            f"{step.TYPE} step: distillation and a time budget apply to its fine-tune, and it has none; "
+            "give it a training budget (train: {epochs: N} or {budget_minutes: M}) or remove them",
+            field="Recovery.distill",
+        )
+
+
+def _recovery_files(recovery: Recovery | None) -> dict[str, Path]:
+    if recovery is None or recovery.teacher is None:
+        return {}
+    return {"recovery.teacher": Path(recovery.teacher)}
+
+
+def _recovery_from(data: Any) -> Recovery | None:
+    return None if data is None else Recovery.from_dict(data)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """The dataset every step reads: the train split for training and calibration, ``eval_split`` for
-    accuracy. ``path`` is resolved (what workers read); ``source`` is the path as written."""
+    accuracy. ``path`` is resolved (what workers read); ``source`` is the path as written.
+    ``image_size``: every step's batches are resized to that square size (e.g. 224 for
+    ImageNet-pretrained models; None keeps the stored size and leaves keys as they were)."""
 
     path: str | None = None
     source: str = ""
@@ -53,6 +79,7 @@ class DataSpec:
     val_fraction: float = 0.0
     seed: int = 0
     eval_split: Literal["test", "val"] = "test"
+    image_size: int | None = None
 
     def data_source(self) -> DataSource:
         train_limit = self.train_limit
@@ -65,10 +92,14 @@ class DataSpec:
             val_fraction=self.val_fraction,
             seed=self.seed,
             train_limit=train_limit,
+            image_size=self.image_size,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["image_size"] is None:  # absent unless set: keys of stored runs stay valid
+            del data["image_size"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSpec:
@@ -130,8 +161,9 @@ def _path(value: Any) -> Path | None:
 @step_type
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StartStep(Step):
-    """Where a recipe starts: a zoo model (with pretrained ``weights``, ``train``-ed from scratch, or
-    explicitly ``init: random``) or an edgeslim ``checkpoint``. Writes the starting checkpoint."""
+    """Where a recipe starts: a zoo model (with pretrained ``weights``, its published weights
+    fetched with ``pretrained``, ``train``-ed from scratch, or explicitly ``init: random``) or an
+    edgeslim ``checkpoint``. Writes the starting checkpoint."""
 
     TYPE: ClassVar[str] = "start"
     model: str | None = None
@@ -140,18 +172,25 @@ class StartStep(Step):
     num_classes: int | None = None
     train: TrainConfig | None = None
     init: str | None = None
+    pretrained: bool = False
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.checkpoint is None):
             raise ConfigError("start: give either 'model' (a zoo name) or 'checkpoint' (a file)")
+        if self.pretrained and self.model is None:
+            raise ConfigError("start: 'pretrained' fetches a zoo model's published weights; give 'model'")
 
     def source(self) -> ModelSource:
         return ModelSource(
-            name=self.model, weights=self.weights, checkpoint=self.checkpoint, num_classes=self.num_classes
+            name=self.model,
+            weights=self.weights,
+            checkpoint=self.checkpoint,
+            num_classes=self.num_classes,
+            pretrained=self.pretrained,
         )
 
     def params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "model": self.model,
             "weights": None if self.weights is None else str(self.weights),
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
@@ -159,6 +198,9 @@ class StartStep(Step):
             "train": _cfg(self.train),
             "init": self.init,
         }
+        if self.pretrained:  # absent unless set: keys of stored runs stay valid
+            params["pretrained"] = True
+        return params
 
     def files(self) -> dict[str, Path]:
         return {
@@ -175,6 +217,7 @@ class StartStep(Step):
             num_classes=params.get("num_classes"),
             train=_train_from(params.get("train")),
             init=params.get("init"),
+            pretrained=bool(params.get("pretrained", False)),
         )
 
 
@@ -240,6 +283,7 @@ class PruneStep(Step):
     select: LayerSelection = dataclasses.field(default_factory=LayerSelection)
     train: TrainConfig | None = None
     layout: str = "dense"
+    recovery: Recovery | None = None  # how the fine-tune recovers (default with train: distill)
 
     def __post_init__(self) -> None:
         spec = method_of(self.config)
@@ -249,6 +293,7 @@ class PruneStep(Step):
             raise ConfigError(f"{spec.id} prunes while training: give it a training budget (epochs >= 1)")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"prune.layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        _recovery(self, self.train, self.recovery)
 
     @property
     def unstructured(self) -> bool:
@@ -261,7 +306,11 @@ class PruneStep(Step):
             "select": self.select.to_dict(),
             "train": _cfg(self.train),
             "layout": self.layout,
+            "recovery": _cfg(self.recovery),
         }
+
+    def files(self) -> dict[str, Path]:
+        return _recovery_files(self.recovery)
 
     @classmethod
     def from_params(cls, name: str, params: dict[str, Any]) -> Step:
@@ -271,6 +320,7 @@ class PruneStep(Step):
             select=LayerSelection.from_dict(params["select"]),
             train=_train_from(params.get("train")),
             layout=str(params.get("layout", "dense")),
+            recovery=_recovery_from(params.get("recovery")),
         )
 
 
@@ -283,6 +333,7 @@ class QuantizeStep(Step):
     config: Config
     train: TrainConfig | None = None
     keep_sparsity: bool = False
+    recovery: Recovery | None = None  # how QAT recovers (default with train: distill)
 
     def __post_init__(self) -> None:
         spec = method_of(self.config)
@@ -292,13 +343,18 @@ class QuantizeStep(Step):
             raise ConfigError(f"{spec.id} trains: give it a training budget (epochs >= 1)")
         if self.train is not None and not spec.trains:
             raise ConfigError(f"{spec.id} does not train; remove its training budget")
+        _recovery(self, self.train, self.recovery)
 
     def params(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
             "train": _cfg(self.train),
             "keep_sparsity": self.keep_sparsity,
+            "recovery": _cfg(self.recovery),
         }
+
+    def files(self) -> dict[str, Path]:
+        return _recovery_files(self.recovery)
 
     @classmethod
     def from_params(cls, name: str, params: dict[str, Any]) -> Step:
@@ -307,6 +363,7 @@ class QuantizeStep(Step):
             config=config_from_dict(params["config"]),
             train=_train_from(params.get("train")),
             keep_sparsity=bool(params.get("keep_sparsity", False)),
+            recovery=_recovery_from(params.get("recovery")),
         )
 
 
@@ -363,6 +420,9 @@ class MeasureStep(Step):
     accuracy: bool = True
     latency: bool = True
     memory: Literal["process", "inline", "none"] = "process"
+    #: Run alone: the runner starts no other step while this one runs (and waits for running ones to
+    #: end first), so latencies are not timed while other trials train on the same cores.
+    exclusive: bool = True
 
     def __post_init__(self) -> None:
         runtimes = tuple(parse_runtime(r, "measure.runtimes").value for r in self.runtimes)
@@ -387,6 +447,7 @@ class MeasureStep(Step):
             "accuracy": self.accuracy,
             "latency": self.latency,
             "memory": self.memory,
+            "exclusive": self.exclusive,
         }
 
     @classmethod
@@ -400,6 +461,7 @@ class MeasureStep(Step):
             accuracy=bool(params["accuracy"]),
             latency=bool(params["latency"]),
             memory=params["memory"],
+            exclusive=bool(params.get("exclusive", True)),
         )
 
 

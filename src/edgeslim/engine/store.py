@@ -49,7 +49,17 @@ import psutil
 
 from edgeslim.errors import ConfigError
 
-SCHEMA_VERSION = 1
+#: 2: one record per engine step (start, prune, quantize, measure ...), keyed by
+#: :mod:`edgeslim.engine.keys`, measurements typed. Version 1 stores (per-trial flat metrics, other keys)
+#: are refused with a message rather than misread.
+SCHEMA_VERSION = 2
+OLD_VERSIONS = {
+    1: (
+        "it was written before the one-engine change (one record per trial with flat metrics, keyed "
+        "another way), so this edgeslim can neither resume nor report it. Its artifacts are still "
+        "ordinary files; move the store aside (or use another db) and run the sweep or recipe again"
+    ),
+}
 Status = Literal["queued", "running", "done", "failed"]
 STATUSES: tuple[Status, ...] = ("queued", "running", "done", "failed")
 
@@ -245,6 +255,10 @@ class Store:
                 row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) in OLD_VERSIONS:
+                    raise ConfigError(
+                        f"{target}: store version {row[0]}: {OLD_VERSIONS[int(row[0])]}", field="db"
+                    )
                 elif int(row[0]) != SCHEMA_VERSION:
                     raise ConfigError(
                         f"{target}: store schema version {row[0]}; this edgeslim reads version {SCHEMA_VERSION}"

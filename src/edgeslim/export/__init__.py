@@ -40,6 +40,7 @@ from edgeslim.export.runners import (
     open_runner,
     run_deployed,
     runtime_status,
+    trusting_artifacts,
 )
 from edgeslim.export.tensorrt import build_tensorrt_engine, tensorrt_status
 from edgeslim.export.torchscript import export_program, export_torchscript
@@ -87,4 +88,5 @@ __all__ = [
     "runtime_status",
     "save_openvino_ir",
     "tensorrt_status",
+    "trusting_artifacts",
 ]

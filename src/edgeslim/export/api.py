@@ -291,7 +291,7 @@ def _export(
     if check:
         inputs = (parity_inputs if parity_inputs is not None else example).detach().float().cpu()
         source = parity_source if parity_inputs is not None else "example"
-        runner = open_runner(target, runtime, threads=threads)
+        runner = open_runner(target, runtime, threads=threads, trust_artifact=True)  # just written here
         expected = reference_outputs(reference, inputs)
         parity = compare_outputs(
             expected,

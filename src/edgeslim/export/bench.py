@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from edgeslim.bench import Measurement, count_macs, env_fingerprint, measure_peak_rss, threads
+from edgeslim.checkpoint import recorded_image_size
 from edgeslim.errors import ConfigError, EdgeslimError, ExportError
 from edgeslim.export.api import export, run_in_batches
 from edgeslim.export.litert import LiteRTRunner
@@ -44,11 +45,13 @@ from edgeslim.export.runners import (
     TORCH_KINDS,
     ArtifactInfo,
     Runner,
+    check_trusted,
     default_runtime,
     inspect_artifact,
     load_torch_artifact,
     open_runner,
     runtime_status,
+    trusting_artifacts,
 )
 from edgeslim.export.tensorrt import build_tensorrt_engine
 from edgeslim.models import model_info
@@ -181,6 +184,10 @@ def artifact_input_size(info: ArtifactInfo) -> tuple[int, ...] | None:
             size = json.loads(sidecar.read_text()).get("input_size")
             return tuple(int(s) for s in size) if isinstance(size, list) else None
         return None
+    if info.kind in ("checkpoint", "packed", "sparse"):
+        recorded = recorded_image_size(info.path)  # the size it was trained at (--image-size)
+        if recorded is not None:
+            return (3, recorded, recorded)
     if info.model:
         with contextlib.suppress(EdgeslimError):
             return tuple(model_info(info.model).input_size)
@@ -238,13 +245,46 @@ def benchmark_artifact(
     parity_inputs: torch.Tensor | None = None,
     parity_source: str = "random",
     memory: str = "process",
+    trust_artifact: bool = False,
 ) -> RuntimeComparison:
     """Measure ``path`` on ``runtimes`` ("all": every runtime that can run it, converting it when
     needed; "default": the one :func:`default_runtime` picks). Parity inputs default to 64 random
-    inputs; pass real images where you have them."""
+    inputs; pass real images where you have them. A TorchScript or .pt2 file is refused unless
+    ``trust_artifact`` (loading one can run code it contains)."""
+    with trusting_artifacts(trust_artifact):
+        return _benchmark_artifact(
+            path,
+            runtimes,
+            input_size=input_size,
+            batch_sizes=batch_sizes,
+            num_threads=num_threads,
+            warmup=warmup,
+            runs=runs,
+            min_seconds=min_seconds,
+            parity_inputs=parity_inputs,
+            parity_source=parity_source,
+            memory=memory,
+        )
+
+
+def _benchmark_artifact(
+    path: str | os.PathLike[str],
+    runtimes: str | Sequence[str],
+    *,
+    input_size: Sequence[int] | None,
+    batch_sizes: Sequence[int],
+    num_threads: int | None,
+    warmup: int,
+    runs: int,
+    min_seconds: float,
+    parity_inputs: torch.Tensor | None,
+    parity_source: str,
+    memory: str,
+) -> RuntimeComparison:
     if memory not in ("process", "inline"):
         raise ConfigError(f"memory must be 'process' or 'inline', not {memory!r}")
     info = inspect_artifact(path)
+    check_trusted(info.path, info.kind)
     wanted = _parse_runtimes(runtimes, info)
     size = tuple(int(s) for s in input_size) if input_size else artifact_input_size(info)
     if size is None:

@@ -15,12 +15,14 @@ policy edgeslim uses when none is named.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import importlib.util
+import logging
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ __all__ = [
     "open_runner",
     "run_deployed",
     "runtime_status",
+    "trusting_artifacts",
 ]
 
 #: every runtime name (the one vocabulary: :mod:`edgeslim.runtimes`)
@@ -429,22 +432,75 @@ def _input_size_for(name: str) -> tuple[int, ...]:
         return (3, 32, 32)
 
 
+#: Artifact kinds loaded by ``torch.jit.load`` / ``torch.export.load``, outside the ``weights_only=True``
+#: guarantee of checkpoints and packed files (:mod:`edgeslim.checkpoint`): opened only when trusted.
+UNTRUSTED_KINDS = ("exported_program", "torchscript")
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("edgeslim_trust_artifact", default=False)
+
+
+@contextlib.contextmanager
+def trusting_artifacts(trust: bool = True) -> Iterator[None]:
+    """Within this block, TorchScript and ExportedProgram files may be loaded (``--trust-artifact``)."""
+    token = _TRUST.set(trust or _TRUST.get())
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def check_trusted(path: str | os.PathLike[str], kind: str, trust_artifact: bool | None = None) -> None:
+    """Refuse a TorchScript or ExportedProgram file unless it is trusted (argument or
+    :func:`trusting_artifacts`): loading one unpickles and runs what it contains."""
+    if kind not in UNTRUSTED_KINDS or trust_artifact or _TRUST.get():
+        return
+    what = "an ExportedProgram (.pt2)" if kind == "exported_program" else "a TorchScript file"
+    loader = "torch.export.load" if kind == "exported_program" else "torch.jit.load"
+    raise ConfigError(
+        f"{str(path)!r} is {what}: {loader} can run code the file contains (it is outside the "
+        "weights_only=True guarantee of checkpoints); only for files you made or trust, pass "
+        "--trust-artifact on the command line or trust_artifact=True in Python",
+        field="trust_artifact",
+    )
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was
+
+
 def load_torch_artifact(
-    path: str | os.PathLike[str], kind: str | None = None, *, real_int8: bool = False
+    path: str | os.PathLike[str],
+    kind: str | None = None,
+    *,
+    real_int8: bool = False,
+    trust_artifact: bool | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The callable model in a torch artifact (checkpoint, packed file, .pt2, TorchScript) and its meta.
 
     ``real_int8``: run an 8-bit dynamic packed file on torch's int8 kernels (see :func:`load_packed_model`);
-    leave it False where the model is exported or inspected rather than run.
+    leave it False where the model is exported or inspected rather than run. ``trust_artifact``: load
+    a TorchScript or .pt2 file (refused otherwise, unless inside :func:`trusting_artifacts`).
     """
     kind = kind or inspect_artifact(path).kind
+    check_trusted(path, kind, trust_artifact)
     if kind == "packed":
         return load_packed_model(path, real_int8=real_int8)
     if kind == "checkpoint":
         return load_model_from_checkpoint(path)
     if kind == "exported_program":
-        try:
-            program = torch.export.load(str(path))
+        if not zipfile.is_zipfile(path):
+            raise ExportError(
+                f"{str(path)!r} is not an ExportedProgram archive (.pt2 files are zip archives)"
+            )
+        try:  # torch logs a traceback of its own before raising: the error below says it in one line
+            with _quiet_logger("torch.export"):
+                program = torch.export.load(str(path))
         except Exception as exc:
             raise ExportError(f"cannot load the ExportedProgram {str(path)!r}: {str(exc)[:200]}") from None
         return program.module(), {}
@@ -466,9 +522,14 @@ def open_runner(
     *,
     threads: int | None = None,
     info: ArtifactInfo | None = None,
+    trust_artifact: bool | None = None,
 ) -> Runner:
-    """Load ``path`` on ``runtime`` (None: :func:`default_runtime` among those that run the file)."""
+    """Load ``path`` on ``runtime`` (None: :func:`default_runtime` among those that run the file).
+
+    ``trust_artifact``: a TorchScript or .pt2 file is loaded only when trusted (see :func:`check_trusted`).
+    """
     info = info or inspect_artifact(path)
+    check_trusted(info.path, info.kind, trust_artifact)
     status = runtime_status()
     if runtime is None:
         present = [r for r in info.runtimes if status.get(r) is None]
@@ -495,7 +556,7 @@ def open_runner(
     if reason is not None:
         raise ExportError(reason)
     if runtime == "torch":
-        model, _ = load_torch_artifact(info.path, info.kind, real_int8=True)
+        model, _ = load_torch_artifact(info.path, info.kind, real_int8=True, trust_artifact=True)
         notes = (REAL_INT8_NOTE,) if info.kind == "packed" and not info.simulated else ()
         return TorchRunner(model, info.path, info.precision, simulated=info.simulated, notes=notes)
     if runtime == "ort":

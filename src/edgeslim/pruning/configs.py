@@ -86,24 +86,54 @@ class FilterPruning(Config):
 
     ``criterion``: "l1"/"l2" norm of each filter (lowest removed), "fpgm" (filters nearest the
     geometric median, He et al. 2019), "random" (the control baseline). ``scope="global"`` ranks
-    channels across layers. Channel counts are kept multiples of ``round_to``. ``iterative_steps``
-    > 1 prunes in equal steps with a fine-tune between them.
+    channels across layers. Channel counts are kept multiples of ``round_to`` (``"auto"``: the
+    multiple the deployment runtime runs fastest, timed on this machine, see
+    :func:`edgeslim.tasks.choose_round_to`). ``iterative_steps`` > 1 prunes in steps with a fine-tune
+    between them; step ``k`` of ``n`` reaches ``ratio * (1 - (1 - k/n)**3)`` of the original counts
+    with ``schedule="cubic"`` (big cuts first while the net has slack, small ones last, like gradual
+    pruning) or ``ratio * k/n`` with ``"linear"``.
+
+    Limits so no layer is cut to near zero: a group loses at most ``max_layer_ratio`` of its
+    channels and always keeps ``min_channels`` (or all it has, if fewer); ``layer_max_ratios``
+    entries ``"glob=ratio"`` (e.g. ``"layer1.*=0.3"``, matched against the group's first layer) cap
+    chosen stages or layers lower (the smallest matching cap wins).
     """
 
     ratio: float
     criterion: Criterion = "l1"
     scope: Scope = "layer"
-    round_to: int = 1
+    round_to: int | Literal["auto"] = 1
     iterative_steps: int = 1
     max_layer_ratio: float = 0.9
+    schedule: Literal["cubic", "linear"] = "cubic"
+    min_channels: int = 1
+    layer_max_ratios: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _fraction("FilterPruning", "ratio", self.ratio)
         _fraction("FilterPruning", "max_layer_ratio", self.max_layer_ratio)
-        if self.round_to < 1:
+        if self.round_to != "auto" and self.round_to < 1:
             raise ConfigError(
-                f"FilterPruning.round_to must be >= 1, got {self.round_to}", field="FilterPruning.round_to"
+                f"FilterPruning.round_to must be >= 1 or 'auto', got {self.round_to}",
+                field="FilterPruning.round_to",
             )
+        if self.min_channels < 1:
+            raise ConfigError(
+                f"FilterPruning.min_channels must be >= 1, got {self.min_channels}",
+                field="FilterPruning.min_channels",
+            )
+        for entry in self.layer_max_ratios:
+            pattern, sep, value = entry.partition("=")
+            try:
+                cap = float(value)
+            except ValueError:
+                cap = -1.0
+            if not sep or not pattern.strip() or not 0.0 <= cap < 1.0:
+                raise ConfigError(
+                    f"FilterPruning.layer_max_ratios: {entry!r} is not 'glob=ratio' with a ratio in [0, 1), "
+                    "e.g. 'layer1.*=0.3'",
+                    field="FilterPruning.layer_max_ratios",
+                )
         if self.iterative_steps < 1:
             raise ConfigError(
                 f"FilterPruning.iterative_steps must be >= 1, got {self.iterative_steps}",

@@ -46,6 +46,9 @@ def save_pruned(
     meta: dict[str, Any] = {"channel_spec": channel_spec(model)}
     if report is not None:
         meta["pruning"] = report.to_dict()
+    recorded_input = (model_spec.get("meta") or {}).get("input")
+    if recorded_input:
+        meta["input"] = recorded_input  # the input size the model was trained at (eval/export reuse it)
     spec = {"name": model_spec["name"], "kwargs": dict(model_spec.get("kwargs", {}))}
     if layout == "dense":
         target = save_checkpoint(path, model, model_name=spec["name"], model_kwargs=spec["kwargs"], meta=meta)

@@ -14,15 +14,17 @@ How many channels go (per coupled group of ``size`` channels):
   compete fairly (a raw L1 norm grows with fan-in and would empty the early layers).
 - ``round_to``: the kept count is rounded to the nearest multiple (halves keep more); a group whose
   share rounds to nothing is left alone.
-- ``max_layer_ratio``: at most ``floor(size * max_layer_ratio)`` channels of a group go, and at
-  least one channel always stays.
-- ``iterative_steps``: step ``k`` of ``n`` prunes up to ``ratio * k / n`` of the original counts,
-  with ``finetune(model, k - 1)`` between steps; scores are recomputed every step.
+- ``max_layer_ratio``: at most ``floor(size * max_layer_ratio)`` channels of a group go (lower for
+  groups matching a ``layer_max_ratios`` glob), and at least ``min_channels`` (at least one) stay.
+- ``iterative_steps``: step ``k`` of ``n`` prunes up to ``ratio * (1 - (1 - k/n)**3)`` (``schedule``
+  cubic) or ``ratio * k / n`` (linear) of the original counts, with ``finetune(model, k - 1)``
+  between steps; scores are recomputed every step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -106,16 +108,40 @@ class FilterPruningResult:
         }
 
 
-def channels_to_keep(size: int, ratio: float, *, round_to: int = 1, max_layer_ratio: float = 0.9) -> int:
+def channels_to_keep(
+    size: int, ratio: float, *, round_to: int = 1, max_layer_ratio: float = 0.9, min_channels: int = 1
+) -> int:
     """Layer scope: how many of ``size`` coupled channels remain when the ``ratio`` share goes."""
     removed = math.floor(size * ratio + _EPS)
     if removed <= 0:
         return size
-    return _legal_keep(size - removed, size, round_to, _min_keep(size, max_layer_ratio))
+    return _legal_keep(size - removed, size, round_to, _min_keep(size, max_layer_ratio, min_channels))
 
 
-def _min_keep(size: int, max_layer_ratio: float) -> int:
-    return max(1, size - math.floor(size * max_layer_ratio + _EPS))
+def _min_keep(size: int, max_layer_ratio: float, min_channels: int = 1) -> int:
+    return min(size, max(1, min_channels, size - math.floor(size * max_layer_ratio + _EPS)))
+
+
+def step_fraction(config: FilterPruning, step: int) -> float:
+    """The share of the original channels pruned after step ``step`` (1-based) of ``iterative_steps``."""
+    t = step / config.iterative_steps
+    if config.schedule == "linear":
+        return config.ratio * t
+    return config.ratio * (1.0 - (1.0 - t) ** 3)
+
+
+def group_max_ratio(config: FilterPruning, root_name: str) -> float:
+    """``max_layer_ratio``, lowered by every ``layer_max_ratios`` glob that matches ``root_name``."""
+    cap = config.max_layer_ratio
+    for entry in config.layer_max_ratios:
+        pattern, _, value = entry.partition("=")
+        if fnmatch.fnmatchcase(root_name, pattern.strip()):
+            cap = min(cap, float(value))
+    return cap
+
+
+def _group_min_keep(g: ChannelGroup, original: dict[tuple[str, ...], int], config: FilterPruning) -> int:
+    return _min_keep(original[g.key], group_max_ratio(config, g.root_name), config.min_channels)
 
 
 def _legal_keep(keep: int, size: int, round_to: int, min_keep: int) -> int:
@@ -147,6 +173,12 @@ def prune_filters(
     """
     if not isinstance(config, FilterPruning):
         raise ConfigError(f"prune_filters needs a FilterPruning config, got {type(config).__name__}")
+    if config.round_to == "auto":
+        raise ConfigError(
+            "FilterPruning.round_to 'auto' is chosen by measurement before pruning: pass "
+            "config.replace(round_to=edgeslim.tasks.choose_round_to(...).round_to)",
+            field="FilterPruning.round_to",
+        )
     if not isinstance(example_inputs, Tensor):
         raise ConfigError(f"example_inputs must be a tensor batch, got {type(example_inputs).__name__}")
     selected = _check_layers(model, layers)
@@ -161,7 +193,7 @@ def prune_filters(
         original: dict[tuple[str, ...], int] = {}
         steps = config.iterative_steps
         for step in range(steps):
-            fraction = config.ratio * (step + 1) / steps
+            fraction = step_fraction(config, step + 1)
             graph = build_dependency_graph(model, example_inputs)
             groups = channel_groups(graph, model, selected.values())
             if step == 0:
@@ -195,6 +227,10 @@ def prune_filters(
         macs_before=macs_before,
         macs_after=count_macs(model, input_size),
     )
+
+
+def _round(config: FilterPruning) -> int:
+    return config.round_to if isinstance(config.round_to, int) else 1
 
 
 def _check_layers(model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, nn.Module]:
@@ -251,9 +287,15 @@ def _layer_plan(
 ) -> dict[tuple[str, ...], list[int]]:
     plan = {}
     for g in groups:
-        keep = channels_to_keep(
-            original[g.key], fraction, round_to=config.round_to, max_layer_ratio=config.max_layer_ratio
-        )
+        removed = math.floor(original[g.key] * fraction + _EPS)
+        keep = original[g.key]
+        if removed > 0:
+            keep = _legal_keep(
+                original[g.key] - removed,
+                original[g.key],
+                _round(config),
+                _group_min_keep(g, original, config),
+            )
         plan[g.key] = _lowest(scores[g.key], max(0, g.size - keep))
     return plan
 
@@ -270,7 +312,7 @@ def _global_plan(
     candidates: list[tuple[float, int, int]] = []
     caps: list[int] = []
     for gi, g in enumerate(groups):
-        caps.append(max(0, g.size - _min_keep(original[g.key], config.max_layer_ratio)))
+        caps.append(max(0, g.size - _group_min_keep(g, original, config)))
         s = scores[g.key]
         mean = sum(s) / len(s)
         candidates += [(v / mean if mean > 0 else v, gi, i) for i, v in enumerate(s)]
@@ -285,8 +327,8 @@ def _global_plan(
     for gi, g in enumerate(groups):
         keep = g.size
         if taken[gi]:
-            min_keep = _min_keep(original[g.key], config.max_layer_ratio)
-            keep = _legal_keep(g.size - taken[gi], g.size, config.round_to, min_keep)
+            min_keep = _group_min_keep(g, original, config)
+            keep = _legal_keep(g.size - taken[gi], g.size, _round(config), min_keep)
         plan[g.key] = _lowest(scores[g.key], g.size - keep)
     return plan
 

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeslim.data import find_or_fetch_data
 from edgeslim.engine.plan import plan_recipe
 from edgeslim.engine.runner import DEFAULT_DB, run_plan, summary_line
 from edgeslim.engine.steps import Recipe
-from edgeslim.engine.store import Store
+from edgeslim.engine.store import Store, TrialRecord
 from edgeslim.errors import ConfigError, DataError, EdgeslimError
 from edgeslim.io import atomic_write_text
 from edgeslim.recipe.schema import load_recipe
@@ -106,6 +107,24 @@ def _step_error(index: int, name: str, exc: BaseException) -> BaseException:
     return wrapped
 
 
+def _check_start(recipe: Recipe) -> None:
+    """Build the recipe's model with its weights before anything is written.
+
+    A model name or weights file that does not fit (``resnet20`` with ResNet-56 weights) then fails
+    with exit 2 and leaves no store and no empty ``recipes/NAME`` folder behind, like any other
+    validation error. A start that trains (``train:``) or reads a checkpoint is built by its step.
+    """
+    step = recipe.start
+    if step.checkpoint is not None or step.train is not None or step.weights is None:
+        return
+    source = step.source()
+    classes = step.num_classes or recipe.data.data_source().load().num_classes
+    try:
+        source.build(default_num_classes=classes)
+    except EdgeslimError as exc:
+        raise type(exc)(f"{recipe.source}: model: {exc}", field=exc.field) from None
+
+
 def run_recipe(
     recipe: Recipe,
     *,
@@ -132,19 +151,31 @@ def run_recipe(
     say = log or (_log_to_stderr if progress else (lambda _: None))
     threads = num_threads if num_threads is not None else recipe.threads
     data = recipe.data.path
+    if (data is None or not Path(data).exists()) and recipe.data.source:
+        # a missing cifar10* folder: CIFAR-10 fetched in its place (offline: one line naming the file)
+        fetched = find_or_fetch_data(recipe.data.source, progress=progress)
+        if fetched.exists():
+            data = str(fetched.resolve())
+            recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, path=data))
     if data is None or not Path(data).exists():
         where = f"data.path {recipe.data.source!r}" if recipe.data.source else "$EDGESLIM_DATA"
         raise DataError(f"{recipe.source}: {where}: no dataset at {str(data)!r}", field="data.path")
     nodes = plan_recipe(recipe)
-    with Store.open(db_path) as store:  # refuse a sweep of the same name before anything is written
-        found = store.get_experiment(recipe.name)
-        if found is not None and found.kind != "recipe":
-            raise ConfigError(
-                f"{db_path}: experiment {recipe.name!r} is a {found.kind}, not a recipe; give the recipe another 'name'"
-            )
-        if found is not None:
-            store.requeue_stale(found.id)
-        before = {n.key: store.trial(n.key, experiment_id=found.id) if found else None for n in nodes}
+    before: dict[str, TrialRecord | None] = {n.key: None for n in nodes}
+    if db_path.is_file():  # a first run creates nothing before its checks pass
+        with Store.open(db_path) as store:  # refuse a sweep of the same name before anything is written
+            found = store.get_experiment(recipe.name)
+            if found is not None and found.kind != "recipe":
+                raise ConfigError(
+                    f"{db_path}: experiment {recipe.name!r} is a {found.kind}, not a recipe; "
+                    "give the recipe another 'name'"
+                )
+            if found is not None:
+                store.requeue_stale(found.id)
+                before = {n.key: store.trial(n.key, experiment_id=found.id) for n in nodes}
+    start = before[nodes[0].key]
+    if start is None or start.status != "done":
+        _check_start(recipe)
     for i, node in enumerate(nodes):
         held = before[node.key]
         if held is not None and held.status == "running":

@@ -56,11 +56,24 @@ from edgeslim.engine.steps import (
     TrainStep,
 )
 from edgeslim.errors import ConfigError, EdgeslimError
+from edgeslim.fetch import SOURCES, fetch_named_weights
 from edgeslim.models import model_info
+from edgeslim.models.pretrained import has_pretrained
 from edgeslim.runtimes import parse_runtime
 from edgeslim.select import LayerSelection
+from edgeslim.tasks.recovery import RECOVERY_FIELDS, Recovery, no_teacher_error, split_yaml_finetune
 from edgeslim.train import TrainConfig
-from edgeslim.yaml_schema import Checker, Path_, describe, parse_yaml
+from edgeslim.yaml_schema import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_RUNS,
+    MAX_THREADS,
+    Checker,
+    Path_,
+    describe,
+    parse_yaml,
+)
 
 RECIPE_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -134,7 +147,7 @@ def parse_recipe(
         raise c.fail((), "missing required key 'model' (the starting model: {name: ZOO_NAME, weights: FILE})")
     model = _model_ref(c, top["model"], ("model",), base)
     data = _data(c, top.get("data"), base)
-    threads = c.opt_integer(top.get("threads"), ("threads",), minimum=1)
+    threads = c.opt_integer(top.get("threads"), ("threads",), minimum=1, maximum=MAX_THREADS)
     if not isinstance(top.get("steps"), list) or not top["steps"]:
         raise c.fail(("steps",), "expected a non-empty list of steps, e.g. [{type: prune, ...}]")
     steps = tuple(_step(c, item, i, base) for i, item in enumerate(top["steps"]))
@@ -162,9 +175,14 @@ def resolve_file(raw: str, base: Path) -> Path | None:
     return next((p.resolve() for p in options if p.is_file()), None)
 
 
-def _file(c: Checker, value: Any, path: Path_, base: Path) -> Path:
+def _file(c: Checker, value: Any, path: Path_, base: Path, *, fetchable: bool = False) -> Path:
     raw = c.string(value, path)
     found = resolve_file(raw, base)
+    if found is None and fetchable:  # a published weights file (resnet20-12fca82f.th): fetched, verified
+        try:
+            found = fetch_named_weights(raw)
+        except EdgeslimError as exc:  # offline: the one-line error names the file to place
+            raise c.fail(path, str(exc)) from None
     if found is None:
         raise c.fail(
             path,
@@ -176,16 +194,20 @@ def _file(c: Checker, value: Any, path: Path_, base: Path) -> Path:
 def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights: bool = False) -> StartStep:
     if isinstance(value, str):
         value = {"name": value}
-    m = c.mapping(value, path, ("name", "weights", "checkpoint", "num_classes"))
+    m = c.mapping(value, path, ("name", "weights", "checkpoint", "num_classes", "pretrained"))
     if ("name" in m) == ("checkpoint" in m):
         raise c.fail(
             path, "give either 'name' (a zoo model, optionally with 'weights') or 'checkpoint' (a file)"
         )
     num_classes = c.opt_integer(m.get("num_classes"), (*path, "num_classes"), minimum=1)
     label = "/".join(str(p) for p in path)
+    pretrained = (
+        c.boolean(m["pretrained"], (*path, "pretrained")) if m.get("pretrained") is not None else False
+    )
     if "checkpoint" in m:
-        if "weights" in m:
-            raise c.fail((*path, "weights"), "'weights' goes with 'name'; a checkpoint holds its own weights")
+        if "weights" in m or pretrained:
+            key = "weights" if "weights" in m else "pretrained"
+            raise c.fail((*path, key), f"'{key}' goes with 'name'; a checkpoint holds its own weights")
         return StartStep(
             name=label,
             checkpoint=_file(c, m["checkpoint"], (*path, "checkpoint"), base),
@@ -196,10 +218,21 @@ def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights
         model_info(name)
     except EdgeslimError as exc:
         raise c.fail((*path, "name"), str(exc)) from None
-    if needs_weights and m.get("weights") is None:
+    if pretrained and m.get("weights") is not None:
+        raise c.fail((*path, "pretrained"), "give either 'weights: FILE' or 'pretrained: true', not both")
+    if pretrained and not has_pretrained(name):
+        known = ", ".join(n for n, s in SOURCES.items() if s.kind == "weights")
+        raise c.fail(
+            (*path, "pretrained"), f"{name!r} has no published weights to fetch; models with them: {known}"
+        )
+    if needs_weights and m.get("weights") is None and not pretrained:
         raise c.fail(path, "the teacher needs trained 'weights' (an untrained teacher has nothing to teach)")
-    weights = _file(c, m["weights"], (*path, "weights"), base) if m.get("weights") is not None else None
-    return StartStep(name=label, model=name, weights=weights, num_classes=num_classes)
+    weights = (
+        _file(c, m["weights"], (*path, "weights"), base, fetchable=True)
+        if m.get("weights") is not None
+        else None
+    )
+    return StartStep(name=label, model=name, weights=weights, num_classes=num_classes, pretrained=pretrained)
 
 
 def _data(c: Checker, value: Any, base: Path) -> DataSpec:
@@ -208,7 +241,7 @@ def _data(c: Checker, value: Any, base: Path) -> DataSpec:
         value = {}
     if isinstance(value, str):
         value = {"path": value}
-    m = c.mapping(value, path, ("path", "train_limit", "test_limit", "seed"))
+    m = c.mapping(value, path, ("path", "train_limit", "test_limit", "seed", "image_size"))
     raw: str | None = None
     if m.get("path") is not None:
         raw = c.string(m["path"], (*path, "path"))
@@ -224,9 +257,12 @@ def _data(c: Checker, value: Any, base: Path) -> DataSpec:
     return DataSpec(
         path=str(resolved.resolve()) if resolved is not None else raw,
         source=written,
-        train_limit=c.opt_integer(m.get("train_limit"), (*path, "train_limit"), minimum=1),
-        test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1),
+        train_limit=c.opt_integer(
+            m.get("train_limit"), (*path, "train_limit"), minimum=1, maximum=MAX_IMAGES
+        ),
+        test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1, maximum=MAX_IMAGES),
         seed=c.integer(m.get("seed", 0), (*path, "seed"), minimum=0),
+        image_size=c.opt_integer(m.get("image_size"), (*path, "image_size"), minimum=8, maximum=1024),
     )
 
 
@@ -238,19 +274,35 @@ def _required_train(c: Checker, value: Any, path: Path_) -> TrainConfig:
 
 
 def _train(c: Checker, value: Any, path: Path_, *, required: bool) -> TrainConfig | None:
-    """A ``train`` block (TrainConfig fields); None when absent or ``epochs: 0`` and not required."""
+    """A ``train`` block (TrainConfig fields) of a step that compresses nothing; None when absent or
+    ``epochs: 0`` and not required. Recovery fields (``distill``, ``budget_minutes``) are refused:
+    there is no uncompressed model to distill from."""
+    if isinstance(value, dict):
+        given = [k for k in RECOVERY_FIELDS if k in value]
+        if given:
+            raise c.fail((*path, given[0]), str(no_teacher_error("this step")))
+    config, _ = _finetune(c, value, path, required=required)
+    return config
+
+
+def _finetune(
+    c: Checker, value: Any, path: Path_, *, required: bool
+) -> tuple[TrainConfig | None, Recovery | None]:
+    """A prune/quantize step's ``train`` block: TrainConfig fields plus :class:`Recovery` fields
+    (``distill``, ``temperature``, ``alpha``, ``teacher``, ``augment``, ``budget_minutes``)."""
     if value is None:
         if required:
             raise c.fail(path, "missing: this step trains; give at least {epochs: N}")
-        return None
-    m = c.mapping(value, path, TRAIN_FIELDS)
-    if "epochs" not in m:
-        raise c.fail(path, "missing 'epochs' (the training budget of this step)")
-    epochs = c.integer(m["epochs"], (*path, "epochs"), minimum=0 if not required else 1)
+        return None, None
+    m = c.mapping(value, path, TRAIN_FIELDS + RECOVERY_FIELDS)
+    m, recovery = split_yaml_finetune(c, m, path)
+    epochs = c.integer(m["epochs"], (*path, "epochs"), minimum=0 if not required else 1, maximum=MAX_EPOCHS)
+    if "batch_size" in m:
+        c.integer(m["batch_size"], (*path, "batch_size"), minimum=1, maximum=MAX_BATCH_SIZE)
     if epochs == 0:
-        return None
+        return None, None
     config: TrainConfig = c.config(TrainConfig, dict(m), path)
-    return config
+    return config, recovery
 
 
 def _method(c: Checker, m: dict[str, Any], path: Path_, family: str, own: tuple[str, ...]) -> Config:
@@ -348,17 +400,27 @@ def _prune_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: st
     own = (*COMMON, "method", "layers", "train", "format")
     config = _method(c, m, path, "prune", own)
     spec = registry.method_of(config)
-    train = _train(c, m.get("train"), (*path, "train"), required=spec.needs_training)
+    train, recovery = _finetune(c, m.get("train"), (*path, "train"), required=spec.needs_training)
     layout = c.choice(m.get("format", "dense"), (*path, "format"), LAYOUTS)
     select = _layers(c, m.get("layers"), (*path, "layers"))
-    return _build(c, path, PruneStep, name=name, config=config, select=select, train=train, layout=layout)
+    return _build(
+        c,
+        path,
+        PruneStep,
+        name=name,
+        config=config,
+        select=select,
+        train=train,
+        layout=layout,
+        recovery=recovery,
+    )
 
 
 def _quantize_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: str) -> Step:
     own = (*COMMON, "method", "train", "keep_sparsity")
     config = _method(c, m, path, "quantize", own)
     spec = registry.method_of(config)
-    train = _train(c, m.get("train"), (*path, "train"), required=spec.needs_training)
+    train, recovery = _finetune(c, m.get("train"), (*path, "train"), required=spec.needs_training)
     if train is not None and not spec.trains:
         raise c.fail(
             (*path, "train"), f"{spec.id} does not train; use method: qat to train with quantization"
@@ -372,6 +434,7 @@ def _quantize_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name:
         config=config,
         train=train,
         keep_sparsity=c.boolean(keep, (*path, "keep_sparsity")) if keep is not None else False,
+        recovery=recovery,
     )
 
 
@@ -382,7 +445,9 @@ def _export_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: s
         name=name,
         format=c.choice(m.get("format", "onnx"), (*path, "format"), EXPORT_FORMATS),
         precision=None if precision is None else c.choice(precision, (*path, "precision"), EXPORT_PRECISIONS),
-        parity_images=c.integer(m.get("parity_images", 256), (*path, "parity_images"), minimum=1),
+        parity_images=c.integer(
+            m.get("parity_images", 256), (*path, "parity_images"), minimum=1, maximum=MAX_IMAGES
+        ),
         opset=c.integer(m.get("opset", 18), (*path, "opset"), minimum=17),
     )
 
@@ -391,7 +456,18 @@ def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
     c.mapping(
         m,
         path,
-        (*COMMON, "runtime", "runtimes", "batch_sizes", "runs", "warmup", "accuracy", "latency", "memory"),
+        (
+            *COMMON,
+            "runtime",
+            "runtimes",
+            "batch_sizes",
+            "runs",
+            "warmup",
+            "accuracy",
+            "latency",
+            "memory",
+            "exclusive",
+        ),
     )
     if "runtime" in m and "runtimes" in m:
         raise c.fail((*path, "runtime"), "give 'runtimes' (a list) or 'runtime', not both")
@@ -411,7 +487,10 @@ def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
         raise c.fail(
             (*path, "batch_sizes"), f"expected a non-empty list of batch sizes, got {describe(sizes)}"
         )
-    batch_sizes = tuple(c.integer(b, (*path, "batch_sizes", j), minimum=1) for j, b in enumerate(sizes))
+    batch_sizes = tuple(
+        c.integer(b, (*path, "batch_sizes", j), minimum=1, maximum=MAX_BATCH_SIZE)
+        for j, b in enumerate(sizes)
+    )
     memory = c.choice(m.get("memory", "process"), (*path, "memory"), ("process", "inline", "none"))
     return _build(
         c,
@@ -420,11 +499,12 @@ def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
         name=name,
         runtimes=tuple(runtimes),
         batch_sizes=batch_sizes,
-        runs=c.integer(m.get("runs", 20), (*path, "runs"), minimum=1),
-        warmup=c.integer(m.get("warmup", 3), (*path, "warmup"), minimum=0),
+        runs=c.integer(m.get("runs", 20), (*path, "runs"), minimum=1, maximum=MAX_RUNS),
+        warmup=c.integer(m.get("warmup", 3), (*path, "warmup"), minimum=0, maximum=MAX_RUNS),
         accuracy=c.boolean(m.get("accuracy", True), (*path, "accuracy")),
         latency=c.boolean(m.get("latency", True), (*path, "latency")),
         memory=memory,
+        exclusive=c.boolean(m.get("exclusive", True), (*path, "exclusive")),
     )
 
 

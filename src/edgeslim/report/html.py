@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from edgeslim.engine.records import TrialResult
 from edgeslim.io import atomic_write, atomic_write_text
 from edgeslim.report.plots import PLOTS, Series, pareto_front, rows
+from edgeslim.report.recommend import Constraints, recommend
 
 _RC: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "edgeslim", "font.size": 9}
 
@@ -137,7 +138,10 @@ figcaption{font-size:12px;color:#57606a;padding:4px 6px}
 table{border-collapse:collapse;font-size:12.5px;width:100%}th,td{border-bottom:1px solid #eaeef2;
 padding:4px 6px;text-align:right;white-space:nowrap}th{position:sticky;top:0;background:#f6f8fa;cursor:pointer;
 user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
-td.s,th.s{text-align:left}tr.failed td{color:#a40e26}td.err{white-space:normal;max-width:420px;text-align:left}
+th{white-space:normal;vertical-align:bottom}td.s{white-space:normal;overflow-wrap:anywhere;min-width:8em}
+td.s,th.s{text-align:left}.rec{border:2px solid #1a7f37;border-radius:8px;padding:8px 14px;background:#f0fff4}
+.rec.none{border-color:#bf8700;background:#fff8c5}
+tr.failed td{color:#a40e26}td.err{white-space:normal;max-width:420px;text-align:left}
 td.sim{color:#8250df;font-style:italic}
 .tablewrap{overflow:auto;max-height:70vh;border:1px solid #d0d7de;border-radius:8px}
 code{background:#f6f8fa;padding:1px 4px;border-radius:4px}ul{margin:4px 0}
@@ -248,18 +252,64 @@ def _environment(results: Sequence[TrialResult]) -> str:
             f"{env.get('sweep_workers', 1)} trial(s) in parallel</li>"
         )
     note = ""
-    if any((e.get("sweep_workers") or 1) > 1 for e in envs.values()):
+    if any((e.get("sweep_workers") or 1) > 1 and not e.get("exclusive") for e in envs.values()):
         note = (
             "<p>Trials ran in parallel, so latencies were measured while other trials used the machine: "
             "compare them with that in mind, and confirm a chosen model with <code>edgeslim bench</code>.</p>"
         )
+    elif any((e.get("sweep_workers") or 1) > 1 for e in envs.values()):
+        note = (
+            "<p>Trials trained in parallel, but every measurement ran in an exclusive slot (no other step "
+            "of the sweep running), so latencies are comparable.</p>"
+        )
     return f"<ul>{''.join(items)}</ul>{note}"
 
 
+def _recommendation(data: Sequence[dict[str, Any]], constraints: Constraints | None) -> str:
+    """The section at the top of the page: the trials that fit the budget, or how close the nearest come."""
+    if constraints is None or constraints.to_dict() == Constraints().to_dict():
+        return (
+            '<p class="meta">No budget given: <code>edgeslim report EXP --max-latency-ms 0.5 '
+            "--max-size-mb 0.8 --max-accuracy-drop 2</code> puts the trials that fit it here.</p>"
+        )
+    rec = recommend(data, constraints)
+    limits = ", ".join(
+        f"{what} &le; {value:g}{unit}"
+        for value, what, unit in (
+            (constraints.max_latency_ms, "latency", " ms"),
+            (constraints.max_size_mb, "size", " MB"),
+            (constraints.max_accuracy_drop, "top-1 drop", " points"),
+        )
+        if value is not None
+    )
+    if rec.found:
+        items = "".join(
+            f"<li><b>{html.escape(str(c.row['name']))}</b>: {html.escape('; '.join(c.reasons))}</li>"
+            for c in rec.fitting
+        )
+        return (
+            f'<div class="rec"><h2>Recommendation</h2><p>For {limits}: {rec.num_fitting} of '
+            f"{rec.num_candidates} finished trials fit; the best first:</p><ol>{items}</ol></div>"
+        )
+    items = "".join(
+        f"<li><b>{html.escape(str(c.row['name']))}</b> misses: {html.escape('; '.join(c.reasons))}</li>"
+        for c in rec.near_misses
+    )
+    return (
+        f'<div class="rec none"><h2>Recommendation</h2><p>For {limits}: none of the '
+        f"{rec.num_candidates} finished trials fits. The nearest:</p><ul>{items}</ul></div>"
+    )
+
+
 def render(
-    experiment: dict[str, Any], results: Sequence[TrialResult], *, png_stem: str = "report"
+    experiment: dict[str, Any],
+    results: Sequence[TrialResult],
+    *,
+    png_stem: str = "report",
+    constraints: Constraints | None = None,
 ) -> tuple[str, dict[str, Figure]]:
-    """The HTML page and the figures (for PNG export, named ``<png_stem>.<plot>.png``)."""
+    """The HTML page and the figures (for PNG export, named ``<png_stem>.<plot>.png``); with
+    ``constraints`` (a latency/size/accuracy budget) the recommendation opens the page."""
     data = rows(results)
     records = data
     simulated = {r["name"] for r in data if r["simulated"]}
@@ -307,6 +357,7 @@ of its deployed artifact (int8 on ONNX Runtime, or torch's dynamic int8 kernels)
 deployed, the fake-quantized simulation in torch is shown instead and marked <i>simulated</i>
 ({len(simulated)} trial(s) here). Sizes are the artifact files on disk (MB = 10<sup>6</sup> bytes); peak
 memory is that of a fresh process loading the artifact on the primary runtime and running one batch.</p>
+{_recommendation(data, constraints)}
 <h2>Plots</h2>
 <div class="grid">{"".join(sections)}</div>
 <h2>All trials</h2>
@@ -339,12 +390,19 @@ def _write_bytes(fh: Any, *, data: bytes) -> None:
     fh.write(data)
 
 
-def write_report(experiment: dict[str, Any], results: Sequence[TrialResult], out: str | Path) -> ReportFiles:
-    """Write ``out`` (HTML) and ``<out stem>.<plot>.png`` beside it; return their paths."""
+def write_report(
+    experiment: dict[str, Any],
+    results: Sequence[TrialResult],
+    out: str | Path,
+    *,
+    constraints: Constraints | None = None,
+) -> ReportFiles:
+    """Write ``out`` (HTML) and ``<out stem>.<plot>.png`` beside it; return their paths. With
+    ``constraints`` the page opens with the trials that fit that budget."""
     target = Path(out)
     if target.suffix.lower() not in (".html", ".htm"):
         target = target.with_suffix(".html") if target.suffix else target.with_name(target.name + ".html")
-    page, figures = render(experiment, results, png_stem=target.stem)
+    page, figures = render(experiment, results, png_stem=target.stem, constraints=constraints)
     pngs: dict[str, Path] = {}
     for name, fig in figures.items():
         png = target.with_name(f"{target.stem}.{name}.png")

@@ -34,6 +34,8 @@ COLORS = (
     "#bcbd22",
 )
 MARKERS = {"baseline": "*", "prune": "o", "quantize": "s", "recipe": "D"}
+#: Markers for the methods of one plot, in order (the baseline keeps its star).
+METHOD_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 METHOD_STYLES = ("-", "--", ":", "-.")
 
 
@@ -83,6 +85,24 @@ def _finished(data: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _colors(data: Sequence[dict[str, Any]]) -> dict[str, str]:
     models = list(dict.fromkeys(r["model"] for r in data))
     return {m: COLORS[i % len(COLORS)] for i, m in enumerate(models)}
+
+
+def _method_of(r: dict[str, Any]) -> str:
+    """The method a trial row stands for: ``baseline``, ``l1``, ``static`` ... (its family when unnamed)."""
+    if r["family"] == "baseline":
+        return "baseline"
+    return str(r.get("method") or r["family"])
+
+
+def _short_label(r: dict[str, Any], method: str) -> str:
+    """A point's label on the plot: the method and its rate or bits (``l1 50%``, ``static 8b``)."""
+    if r["family"] == "baseline":
+        return "baseline"
+    if r.get("rate") is not None:
+        return f"{method} {100 * float(r['rate']):.0f}%"
+    if r.get("bits") is not None:
+        return f"{method} {r['bits']}b"
+    return method
 
 
 def rate_series(data: Sequence[dict[str, Any]], metric: str) -> list[Series]:
@@ -148,29 +168,39 @@ def _tradeoff(
     data: Sequence[dict[str, Any]], metric: str, scale: float, xlabel: str, title: str
 ) -> tuple[Figure, list[Series]]:
     done = [r for r in _finished(data) if r[metric] is not None]
-    colors = _colors(data)
-    groups: dict[tuple[str, str], list[Point]] = {}
+    # one colour and one marker per method (the baseline: a star), each point labelled on the plot
+    groups: dict[tuple[str, str, str], list[Point]] = {}
+    tags: dict[str, str] = {}
     for r in done:
-        groups.setdefault((r["model"], r["family"]), []).append(
+        method = _method_of(r)
+        groups.setdefault((r["model"], r["family"], method), []).append(
             Point(r[metric] * scale, r["top1"], r["name"])
         )
+        tags[r["name"]] = _short_label(r, method)
+    methods = list(dict.fromkeys(method for _m, _f, method in groups))
+    several_models = len({model for model, _f, _m in groups}) > 1
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     series = []
-    for i, ((model, family), points) in enumerate(groups.items()):
-        s = Series(f"{model} {family}", model, family, tuple(points))
+    for i, ((model, family, method), points) in enumerate(groups.items()):
+        s = Series(f"{model} {method}" if several_models else method, model, family, tuple(points))
         series.append(s)
+        k = methods.index(method)
         ax.scatter(
             [p.x for p in points],
             [p.y for p in points],
-            color=colors[model],
-            marker=MARKERS.get(family, "o"),
-            s=70 if family == "baseline" else 30,
+            color=COLORS[k % len(COLORS)],
+            marker="*" if family == "baseline" else METHOD_MARKERS[k % len(METHOD_MARKERS)],
+            s=90 if family == "baseline" else 34,
             alpha=0.85,
             label=s.name,
             zorder=3,
             gid=f"pts-{i}",
         )
+        for p in points:
+            ax.annotate(
+                tags[p.label], (p.x, p.y), xytext=(4, 3), textcoords="offset points", fontsize=6.5, alpha=0.8
+            )
     everything = [p for s in series for p in s.points]
     front = [everything[i] for i in pareto_front([(p.x, p.y) for p in everything])]
     if front:

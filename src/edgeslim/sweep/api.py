@@ -143,10 +143,20 @@ def results_task(experiment: str, *, db: Path = DEFAULT_DB) -> dict[str, Any]:
     }
 
 
-def report_task(experiment: str, *, db: Path = DEFAULT_DB, out: Path = Path("report.html")) -> ReportFiles:
-    """Write the self-contained HTML report and a PNG per plot."""
+def report_task(
+    experiment: str,
+    *,
+    db: Path = DEFAULT_DB,
+    out: Path = Path("report.html"),
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    max_accuracy_drop: float | None = None,
+) -> ReportFiles:
+    """Write the self-contained HTML report and a PNG per plot; a budget (any of the three limits)
+    puts the recommendation for it at the top of the page."""
+    constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop)
     exp, results = _load(experiment, db)
-    return write_report(exp.to_dict(), results, out)
+    return write_report(exp.to_dict(), results, out, constraints=constraints)
 
 
 def recommend_task(

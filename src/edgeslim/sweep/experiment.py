@@ -14,9 +14,10 @@
     layers: {types: [conv], include: ["*.conv1"], exclude: []}   # edgeslim.select.LayerSelection
     methods:                              # each block is a grid: lists (or {from, to, step}) expand
       - prune: {method: [l1, fpgm], ratio: [0.2, 0.4, 0.6]}
+      - prune: {method: magnitude, ratio: 0.9, format: [dense, csr]}   # format: the pruned file's layout
       - quantize: {method: static, bits: 8}
     finetune: {epochs: 1, lr: 0.01, batch_size: 128}  # edgeslim.train.TrainConfig fields; epochs 0: none
-    measure: {runtimes: [torch], batch_sizes: [1, 32], latency_runs: 20}
+    measure: {runtimes: [ort, openvino, torch], batch_sizes: [1, 32], latency_runs: 20}
     limits: {trial_timeout_s: 1800, trial_memory_mb: 8000}
     execution: {workers: 2, threads: 1}   # default: half the CPUs, threads = CPUs / workers
     artifacts: runs/sweeps/quickstart    # where trial models go, relative to this file (default: beside the store)
@@ -26,11 +27,15 @@ Every model needs exactly one of ``weights`` (pretrained), ``train`` (from scrat
 network by accident. A ``name`` of the form ``package.module:factory`` imports that module, which
 runs its code (from your own files), like any Python configuration; use only files you trust.
 
-Prune ``method``: l1, l2, fpgm, random (:class:`FilterPruning`), magnitude
-(:class:`MagnitudePruning`), gradual (:class:`GradualPruning`); ``ratio`` is the share of filters
-removed or the sparsity. Quantize ``method``: static (:class:`StaticQuant`), qat (:class:`QAT`,
-trained for the fine-tune budget), dynamic (:class:`DynamicQuant`); ``bits`` is the weight width.
-Any other field of those configs may be given, as one value or a list.
+A sweep is a grid of recipes run by the one engine (:mod:`edgeslim.engine`): per model a baseline
+``[start, measure]`` and per grid point ``[start, prune|quantize, measure]``, sharing the start. Methods
+come from the one registry (:mod:`edgeslim.methods`, ``edgeslim methods``-style names as in the CLI and
+recipes): prune l1, l2, fpgm, random (:class:`FilterPruning`), magnitude, gradual; quantize static,
+qat, dynamic; ``ratio`` is the share of filters removed or the sparsity, ``bits`` the weight width,
+and any other field of the method's config may be given, as one value or a list. ``format`` (prune
+only) stores the pruned model dense or as COO/CSR/CSC. ``measure`` is the recipes' measure step:
+every runtime listed (``torch``, ``ort``, ``openvino``) is measured for real, accuracy included; the
+first is what plots and recommendations use.
 
 ``finetune`` (top level, or per ``methods`` block to override it) needs ``epochs`` (0: no
 fine-tuning); a block's ``finetune`` is refused where none of its methods trains (static and
@@ -51,19 +56,39 @@ from typing import Any
 
 from edgeslim import methods as registry
 from edgeslim.config import Config
-from edgeslim.data import resolve_data_path
+from edgeslim.data import find_or_fetch_data
 from edgeslim.engine.runner import Limits
-from edgeslim.engine.steps import DataSpec, MeasureStep
+from edgeslim.engine.steps import LAYOUTS, DataSpec, MeasureStep
 from edgeslim.errors import ConfigError, EdgeslimError
-from edgeslim.models import create_model
+from edgeslim.fetch import SOURCES, fetch_named_weights
+from edgeslim.models import create_model, load_weights
+from edgeslim.models.pretrained import has_pretrained
 from edgeslim.runtimes import RUNTIME_NAMES, parse_runtime
 from edgeslim.select import LayerSelection, select_layers
+from edgeslim.tasks.recovery import RECOVERY_FIELDS, no_teacher_error, split_yaml_finetune
 from edgeslim.train import TrainConfig
-from edgeslim.yaml_schema import Checker, LineMap, Path_, describe, field_name, parse_yaml
+from edgeslim.yaml_schema import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_MEMORY_MB,
+    MAX_RUNS,
+    MAX_THREADS,
+    MAX_TIMEOUT_S,
+    Checker,
+    LineMap,
+    Path_,
+    describe,
+    field_name,
+    max_workers,
+    parse_yaml,
+)
 
 #: Method families a sweep grid can hold (each has a step type that runs its configs).
 FAMILIES = ("prune", "quantize")
 NOUNS = {"prune": "pruning", "quantize": "quantization"}
+#: Grid keys that set the step rather than the method: a prune step's file layout (dense or sparse).
+STEP_KEYS = {"prune": "format"}
 METRICS = ("top1", "params", "macs", "size", "latency", "memory")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -84,6 +109,7 @@ class ModelEntry:
     num_classes: int | None = None
     init: str | None = None  # "random": untrained weights, asked for explicitly
     weights_source: str | None = None  # ``weights`` as written in the file (trial keys use it)
+    pretrained: bool = False  # the name's published weights, fetched (edgeslim.fetch)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,12 +224,20 @@ def parse_experiment(
     measure = _measure(c, top.get("measure"))
     limits_map = c.mapping(top.get("limits"), ("limits",), ("trial_timeout_s", "trial_memory_mb"))
     limits = Limits(
-        trial_timeout_s=c.opt_number(limits_map.get("trial_timeout_s"), ("limits", "trial_timeout_s")),
-        trial_memory_mb=c.opt_number(limits_map.get("trial_memory_mb"), ("limits", "trial_memory_mb")),
+        trial_timeout_s=c.opt_number(
+            limits_map.get("trial_timeout_s"), ("limits", "trial_timeout_s"), maximum=MAX_TIMEOUT_S
+        ),
+        trial_memory_mb=c.opt_number(
+            limits_map.get("trial_memory_mb"), ("limits", "trial_memory_mb"), maximum=MAX_MEMORY_MB
+        ),
     )
     execution = c.mapping(top.get("execution"), ("execution",), ("workers", "threads"))
-    workers = c.opt_integer(execution.get("workers"), ("execution", "workers"), minimum=1)
-    threads = c.opt_integer(execution.get("threads"), ("execution", "threads"), minimum=1)
+    workers = c.opt_integer(
+        execution.get("workers"), ("execution", "workers"), minimum=1, maximum=max_workers()
+    )
+    threads = c.opt_integer(
+        execution.get("threads"), ("execution", "threads"), minimum=1, maximum=MAX_THREADS
+    )
     artifacts = top.get("artifacts")
     if artifacts is not None:  # like weights: relative to the experiment file, not the working directory
         artifacts = str((base / Path(c.string(artifacts, ("artifacts",))).expanduser()).resolve())
@@ -233,12 +267,14 @@ def _data(c: _Checker, value: Any) -> DataSpec:
     path: Path_ = ("data",)
     if isinstance(value, str):
         value = {"path": value}
-    m = c.mapping(value, path, ("path", "train_limit", "test_limit", "val_fraction", "seed", "eval_split"))
+    m = c.mapping(
+        value, path, ("path", "train_limit", "test_limit", "val_fraction", "seed", "eval_split", "image_size")
+    )
     if "path" not in m:
         raise c.fail(path, "missing 'path' (a CIFAR-10 pickle folder or image-folder tree)")
     raw = c.string(m["path"], (*path, "path"))
     try:
-        resolved = resolve_data_path(raw)
+        resolved = find_or_fetch_data(raw)  # a missing cifar10* folder: CIFAR-10 fetched in its place
     except EdgeslimError as exc:
         raise c.fail((*path, "path"), str(exc)) from None
     if not resolved.exists():
@@ -246,6 +282,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
             (*path, "path"),
             f"{raw!r} does not exist (relative paths are also looked up under $EDGESLIM_DATA)",
         )
+    image_size = c.opt_integer(m.get("image_size"), (*path, "image_size"), minimum=8, maximum=1024)
     val_fraction = c.number(m.get("val_fraction", 0.0), (*path, "val_fraction"), positive=False)
     if not 0.0 <= val_fraction < 1.0:
         raise c.fail((*path, "val_fraction"), f"must be in [0, 1), got {val_fraction}")
@@ -257,11 +294,14 @@ def _data(c: _Checker, value: Any) -> DataSpec:
     return DataSpec(
         path=str(resolved.resolve()),
         source=raw,
-        train_limit=c.opt_integer(m.get("train_limit"), (*path, "train_limit"), minimum=1),
-        test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1),
+        train_limit=c.opt_integer(
+            m.get("train_limit"), (*path, "train_limit"), minimum=1, maximum=MAX_IMAGES
+        ),
+        test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1, maximum=MAX_IMAGES),
         val_fraction=val_fraction,
         seed=c.integer(m.get("seed", 0), (*path, "seed"), minimum=0),
         eval_split="val" if eval_split == "val" else "test",
+        image_size=image_size,
     )
 
 
@@ -273,7 +313,9 @@ def _resolve_weights(raw: str, base: Path) -> Path | None:
     env = os.environ.get("EDGESLIM_DATA", "").strip()
     if env:
         options.append(Path(env).expanduser() / candidate)
-    return next((p.resolve() for p in options if p.is_file()), None)
+    found = next((p.resolve() for p in options if p.is_file()), None)
+    # a published file (the quickstart's resnet20-12fca82f.th): fetched, verified, cached
+    return found if found is not None else fetch_named_weights(raw)
 
 
 def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
@@ -286,7 +328,7 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
         where: Path_ = (*path, i)
         if isinstance(item, str):
             item = {"name": item}
-        m = c.mapping(item, where, ("name", "label", "weights", "train", "init", "num_classes"))
+        m = c.mapping(item, where, ("name", "label", "weights", "train", "init", "num_classes", "pretrained"))
         if "name" not in m:
             raise c.fail(where, "missing 'name' (a zoo model, see `edgeslim models`)")
         name = c.string(m["name"], (*where, "name"))
@@ -296,24 +338,37 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
         if label in labels:
             raise c.fail(where, f"two models are labelled {label!r}; give one a different 'label'")
         labels.add(label)
-        given = [k for k in ("weights", "train", "init") if m.get(k) is not None]
+        pretrained = False
+        if m.get("pretrained") is not None:
+            pretrained = c.boolean(m["pretrained"], (*where, "pretrained"))
+            if pretrained and not has_pretrained(name):
+                known = ", ".join(n for n, s in SOURCES.items() if s.kind == "weights")
+                raise c.fail(
+                    (*where, "pretrained"),
+                    f"{name!r} has no published weights to fetch; models with them: {known}",
+                )
+        given = [k for k in ("weights", "pretrained", "train", "init") if m.get(k) not in (None, False)]
         if not given:
             raise c.fail(
                 where,
-                f"model {name!r} has no weights: give 'weights: FILE' (pretrained), 'train: {{epochs: N}}' "
-                "(from scratch) or 'init: random' (untrained, for tests and demos only)",
+                f"model {name!r} has no weights: give 'weights: FILE' or 'pretrained: true' (published "
+                "weights, fetched), 'train: {epochs: N}' (from scratch) or 'init: random' (untrained, "
+                "for tests and demos only)",
             )
         if len(given) > 1:
             raise c.fail(
                 (*where, given[1]),
-                f"give only one of 'weights' (pretrained), 'train' (from scratch) or 'init: random', "
+                f"give only one of 'weights', 'pretrained', 'train' (from scratch) or 'init: random', "
                 f"not both {given[0]!r} and {given[1]!r}",
             )
         weights: str | None = None
         weights_source: str | None = None
         if m.get("weights") is not None:
             weights_source = c.string(m["weights"], (*where, "weights"))
-            found = _resolve_weights(weights_source, base)
+            try:
+                found = _resolve_weights(weights_source, base)
+            except EdgeslimError as exc:  # offline: the one-line error names the file to place
+                raise c.fail((*where, "weights"), str(exc)) from None
             if found is None:
                 raise c.fail(
                     (*where, "weights"),
@@ -323,7 +378,7 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
             weights = str(found)
         train = None
         if m.get("train") is not None:
-            train = _finetune(c, m["train"], (*where, "train"))
+            train = _finetune(c, m["train"], (*where, "train"), compresses=False)
             if train is None:
                 raise c.fail((*where, "train", "epochs"), "training from scratch needs epochs >= 1")
         init: str | None = None
@@ -343,6 +398,7 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
                 num_classes=num_classes,
                 init=init,
                 weights_source=weights_source,
+                pretrained=pretrained,
             )
         )
     return tuple(entries)
@@ -367,25 +423,36 @@ def _layers(c: _Checker, value: Any) -> LayerSelection:
     return c.config(LayerSelection, fields, path)
 
 
-def _finetune(c: _Checker, value: Any, path: Path_) -> dict[str, Any] | None:
-    """TrainConfig fields, validated; None when epochs is 0 (no fine-tuning).
+def _finetune(c: _Checker, value: Any, path: Path_, *, compresses: bool = True) -> dict[str, Any] | None:
+    """TrainConfig fields plus :class:`Recovery` fields (distill, budget_minutes, ...), validated;
+    None when epochs is 0 (no fine-tuning).
 
-    ``epochs`` is required: ``{lr: 0.01}`` alone would otherwise mean "no fine-tuning" silently.
+    ``epochs`` (or ``budget_minutes``) is required: ``{lr: 0.01}`` alone would otherwise mean "no
+    fine-tuning" silently. Where nothing is compressed (training from scratch) Recovery fields are
+    refused: there is no uncompressed model to distill from.
     """
     if value is None:
         return None
-    allowed = tuple(f.name for f in dataclasses.fields(TrainConfig))
+    allowed = tuple(f.name for f in dataclasses.fields(TrainConfig)) + RECOVERY_FIELDS
     m = c.mapping(value, path, allowed)
-    if "epochs" not in m:
-        raise c.fail(path, "missing 'epochs' (the training budget; 0 for none), e.g. {epochs: 1, lr: 0.01}")
+    if not compresses:
+        given = [k for k in RECOVERY_FIELDS if k in m]
+        if given:
+            raise c.fail((*path, given[0]), str(no_teacher_error("training from scratch")))
+    m, recovery = split_yaml_finetune(c, m, path)
     epochs = m["epochs"]
-    c.integer(epochs, (*path, "epochs"), minimum=0)
+    c.integer(epochs, (*path, "epochs"), minimum=0, maximum=MAX_EPOCHS)
+    if "batch_size" in m:
+        c.integer(m["batch_size"], (*path, "batch_size"), minimum=1, maximum=MAX_BATCH_SIZE)
     if epochs == 0:
         return None
     config = c.config(TrainConfig, dict(m), path)
     out = config.to_dict()
     out.pop("type", None)
     out.pop("version", None)
+    if recovery is not None:
+        rec = recovery.to_dict()
+        out.update({k: v for k, v in rec.items() if k in RECOVERY_FIELDS})
     return out
 
 
@@ -453,14 +520,25 @@ def _methods(c: _Checker, value: Any, finetune: dict[str, Any] | None) -> tuple[
                     f"{' and '.join(str(m) for m in grid['method'])} {NOUNS.get(family, family)} does not train, "
                     "so this fine-tune budget would be ignored; remove it (fine-tuning applies to methods that train)",
                 )
-            fields = tuple(f.name for f in dataclasses.fields(TrainConfig))
+            fields = tuple(f.name for f in dataclasses.fields(TrainConfig)) + RECOVERY_FIELDS
             block_map = c.mapping(override, (*where, "finetune"), fields)
-            if "epochs" not in block_map and finetune is None:
+            if "epochs" not in block_map and "budget_minutes" not in block_map and finetune is None:
                 raise c.fail(
                     (*where, "finetune"),
                     "missing 'epochs' (the top-level finetune gives none to inherit), e.g. {epochs: 1, lr: 0.01}",
                 )
-            block_finetune = _finetune(c, {**(finetune or {}), **block_map}, (*where, "finetune"))
+            inherited = dict(finetune or {})
+            if "budget_minutes" in block_map or inherited.get("budget_minutes") is not None:
+                inherited.pop("epochs", None)  # the block's budget or epochs replace the inherited one
+            if "epochs" in block_map:
+                inherited.pop("budget_minutes", None)
+            block_finetune = _finetune(c, {**inherited, **block_map}, (*where, "finetune"))
+        for j, layout in enumerate(grid.get(STEP_KEYS.get(family, ""), [])):
+            if layout not in LAYOUTS:
+                raise c.fail(
+                    (*where, "format", j) if len(grid["format"]) > 1 else (*where, "format"),
+                    f"{layout!r} is not one of {', '.join(LAYOUTS)} (the file layout of the pruned model)",
+                )
         block = MethodBlock(family=family, grid=grid, finetune=block_finetune, path=where)
         for combo in block.combinations():  # build every config now: errors surface before any work
             method_config(block, combo, c)
@@ -472,6 +550,7 @@ def method_config(block: MethodBlock, combo: dict[str, Any], checker: _Checker |
     """The typed compression config of one grid point, from the one method registry (validated)."""
     params = dict(combo)
     method = str(params.pop("method"))
+    params.pop(STEP_KEYS.get(block.family, ""), None)  # the step's own setting, not the method's
     where = block.path
 
     def fail(message: str, key: str | None = None) -> ConfigError:
@@ -500,7 +579,7 @@ def trains(block: MethodBlock, method: str) -> bool:
 
 def _measure(c: _Checker, value: Any) -> MeasureStep:
     path: Path_ = ("measure",)
-    m = c.mapping(value, path, ("metrics", "runtimes", "batch_sizes", "latency_runs", "warmup"))
+    m = c.mapping(value, path, ("metrics", "runtimes", "batch_sizes", "latency_runs", "warmup", "exclusive"))
     metrics = c.string_list(m["metrics"], (*path, "metrics"), METRICS) if "metrics" in m else METRICS
     runtimes: tuple[str, ...] = ("torch",)
     if "runtimes" in m:
@@ -516,9 +595,12 @@ def _measure(c: _Checker, value: Any) -> MeasureStep:
         runtimes = tuple(names)
     sizes_raw = m.get("batch_sizes", [1, 32])
     if isinstance(sizes_raw, list):
-        sizes = tuple(c.integer(b, (*path, "batch_sizes", i), minimum=1) for i, b in enumerate(sizes_raw))
+        sizes = tuple(
+            c.integer(b, (*path, "batch_sizes", i), minimum=1, maximum=MAX_BATCH_SIZE)
+            for i, b in enumerate(sizes_raw)
+        )
     else:
-        sizes = (c.integer(sizes_raw, (*path, "batch_sizes"), minimum=1),)
+        sizes = (c.integer(sizes_raw, (*path, "batch_sizes"), minimum=1, maximum=MAX_BATCH_SIZE),)
     if not sizes:
         raise c.fail((*path, "batch_sizes"), "give at least one batch size, e.g. [1, 32]")
     try:
@@ -526,23 +608,33 @@ def _measure(c: _Checker, value: Any) -> MeasureStep:
             name="measure",
             runtimes=runtimes,
             batch_sizes=sizes,
-            runs=c.integer(m.get("latency_runs", 20), (*path, "latency_runs"), minimum=1),
-            warmup=c.integer(m.get("warmup", 3), (*path, "warmup"), minimum=0),
+            runs=c.integer(m.get("latency_runs", 20), (*path, "latency_runs"), minimum=1, maximum=MAX_RUNS),
+            warmup=c.integer(m.get("warmup", 3), (*path, "warmup"), minimum=0, maximum=MAX_RUNS),
             accuracy=True,  # accuracy is what every comparison is about
             latency="latency" in metrics,
             memory="process" if "memory" in metrics else "none",
+            exclusive=c.boolean(m.get("exclusive", True), (*path, "exclusive")),
         )
     except ConfigError as exc:
         raise c.fail(path, str(exc)) from None
 
 
 def _check_models(c: _Checker, experiment: Experiment) -> None:
-    """Build each model once (no weights) so a wrong name or a layer rule that matches nothing fails now."""
+    """Build each model once (with its weights) so a wrong name, weights of another model or a layer
+    rule that matches nothing fails now."""
     for i, entry in enumerate(experiment.models):
         try:  # a ``package.module:factory`` name imports that module (runs its code) here
             model = create_model(entry.name, num_classes=entry.num_classes or 10)
         except EdgeslimError as exc:
             raise c.fail(("models", i, "name"), str(exc)) from None
+        if entry.weights is not None:
+            try:  # weights that do not fit fail now, before a store or baseline is written
+                load_weights(model, entry.weights)
+            except EdgeslimError as exc:
+                # without num_classes the head is sized by the data (unknown here): only a model
+                # given its classes is sure to be wrong; else the baseline trial reports it
+                if entry.num_classes is not None or "num_classes" not in str(exc):
+                    raise c.fail(("models", i, "weights"), str(exc)) from None
         try:
             select_layers(model, experiment.layers)
         except ConfigError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 from edgeslim.engine.plan import Node, merge, plan_recipe
 from edgeslim.engine.steps import PruneStep, QuantizeStep, Recipe, StartStep, Step
 from edgeslim.sweep.experiment import Experiment, MethodBlock, ModelEntry, method_config, trains
+from edgeslim.tasks.recovery import Recovery, split_finetune
 from edgeslim.train import TrainConfig
 
 
@@ -30,6 +31,7 @@ def start_step(entry: ModelEntry) -> StartStep:
         num_classes=entry.num_classes,
         train=TrainConfig.from_dict(entry.train) if entry.train else None,
         init=entry.init,
+        pretrained=entry.pretrained,
     )
 
 
@@ -37,10 +39,22 @@ def compress_step(experiment: Experiment, block: MethodBlock, combo: dict[str, A
     """The prune or quantize step of one grid point (the same step types recipes use)."""
     config = method_config(block, combo)
     method = str(combo["method"])
-    finetune = TrainConfig.from_dict(block.finetune) if block.finetune and trains(block, method) else None
+    finetune = recovery = None
+    if block.finetune and trains(block, method):
+        train_part, rec_part = split_finetune(block.finetune)
+        finetune = TrainConfig.from_dict(train_part)
+        recovery = Recovery.from_dict(rec_part) if rec_part else Recovery()
     if block.family == "prune":
-        return PruneStep(name=name, config=config, select=experiment.layers, train=finetune)
-    return QuantizeStep(name=name, config=config, train=finetune)
+        layout = str(combo.get("format", "dense"))
+        return PruneStep(
+            name=name,
+            config=config,
+            select=experiment.layers,
+            train=finetune,
+            layout=layout,
+            recovery=recovery,
+        )
+    return QuantizeStep(name=name, config=config, train=finetune, recovery=recovery)
 
 
 def recipes(experiment: Experiment) -> list[tuple[Recipe, dict[str, Any]]]:

@@ -10,22 +10,30 @@ from edgeslim.tasks.distill import DistillOutcome, distill_task
 from edgeslim.tasks.export import ExportOutcome, bench_artifact_task, evaluate_artifact_task, export_task
 from edgeslim.tasks.prune import PruneOutcome, prune_task
 from edgeslim.tasks.quantize import QuantizeOutcome, quantize_task
+from edgeslim.tasks.recovery import BudgetPlan, Recovery, RecoveryRun, plan_budget
+from edgeslim.tasks.round_to import RoundToChoice, choose_round_to
 
 __all__ = [
+    "BudgetPlan",
     "DataSource",
     "DistillOutcome",
     "ExportOutcome",
     "ModelSource",
     "PruneOutcome",
     "QuantizeOutcome",
+    "Recovery",
+    "RecoveryRun",
+    "RoundToChoice",
     "Split",
     "bench_artifact_task",
     "bench_task",
+    "choose_round_to",
     "distill_task",
     "evaluate_artifact_task",
     "evaluate_task",
     "export_task",
     "list_models_task",
+    "plan_budget",
     "prune_task",
     "quantize_task",
     "train_task",

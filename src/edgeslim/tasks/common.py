@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgeslim.data import ImageTensors, load_dataset, resolve_data_path
+from edgeslim.data import ImageTensors, InputSize, find_or_fetch_data, load_dataset
 from edgeslim.errors import ConfigError, DataError
 from edgeslim.models import (
     create_model,
@@ -73,7 +73,13 @@ class ModelSource:
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
-    """A dataset split on disk (CIFAR-10 pickles or an image-folder tree)."""
+    """A dataset split on disk (CIFAR-10 pickles or an image-folder tree).
+
+    ``image_size``: batches are resized to that square size (:class:`~edgeslim.data.InputSize`:
+    random-resized crop when training, resize + center crop otherwise); None keeps the stored size,
+    or the size a checkpoint records (:func:`fit_input`). A missing ``path`` named like CIFAR-10 is
+    fetched (:func:`~edgeslim.data.find_or_fetch_data`).
+    """
 
     path: str | None = None
     split: Split = "test"
@@ -81,15 +87,49 @@ class DataSource:
     val_fraction: float = 0.1
     seed: int = 0
     train_limit: int | None = None  # when set, the train split uses this instead of ``limit``
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None:
+            InputSize(self.image_size)  # a ConfigError now for a bad size
+
+    def input_size(self) -> InputSize | None:
+        return InputSize(self.image_size) if self.image_size is not None else None
 
     def load(self, split: Split | None = None) -> ImageTensors:
-        root = resolve_data_path(self.path)
+        root = find_or_fetch_data(self.path)
         split = split or self.split
         limit = self.train_limit if (split == "train" and self.train_limit is not None) else self.limit
-        return load_dataset(root, split, limit=limit, val_fraction=self.val_fraction, seed=self.seed)
+        data = load_dataset(root, split, limit=limit, val_fraction=self.val_fraction, seed=self.seed)
+        size = self.input_size()
+        return data.with_input_size(size) if size is not None else data
 
 
-def check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, ...]) -> None:
+def recorded_input(spec: dict[str, Any] | None) -> InputSize | None:
+    """The input size a checkpoint's meta records (``meta["input"]``), else None."""
+    meta = (spec or {}).get("meta") or {}
+    recorded = meta.get("input") if isinstance(meta, dict) else None
+    return InputSize.from_dict(recorded) if isinstance(recorded, dict) else None
+
+
+def fit_input(data: ImageTensors, spec: dict[str, Any] | None) -> ImageTensors:
+    """``data`` resized as the model was trained (its checkpoint's recorded input size) unless an
+    input size was asked for explicitly (``DataSource.image_size``), which wins."""
+    if data.input_size is not None:
+        return data
+    recorded = recorded_input(spec)
+    return data.with_input_size(recorded) if recorded is not None else data
+
+
+def input_meta(data: ImageTensors | None) -> dict[str, Any]:
+    """``{"input": ...}`` for a checkpoint's meta when ``data`` is resized, else ``{}``."""
+    if data is None or data.input_size is None:
+        return {}
+    return {"input": data.input_size.to_dict()}
+
+
+def check_classes(model: nn.Module, data: ImageTensors, input_size: tuple[int, ...] | None = None) -> None:
+    input_size = input_size or data.input_shape
     with torch.inference_mode():
         out = model(torch.zeros(1, *input_size))
     if out.shape[-1] != data.num_classes:

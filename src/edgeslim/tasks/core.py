@@ -26,7 +26,14 @@ from edgeslim.models import (
     list_models,
     model_info,
 )
-from edgeslim.tasks.common import DataSource, ModelSource, check_classes
+from edgeslim.tasks.common import (
+    DataSource,
+    ModelSource,
+    check_classes,
+    fit_input,
+    input_meta,
+    recorded_input,
+)
 from edgeslim.train import TrainConfig, TrainResult, evaluate, train
 
 
@@ -37,8 +44,12 @@ def evaluate_task(
     batch_size: int = 256,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> Measurement:
-    """Top-1/top-5 of a model on a dataset split, with its size, parameters and MACs."""
+    """Top-1/top-5 of a model on a dataset split, with its size, parameters and MACs.
+
+    Images are resized to ``data_source.image_size``, else to the size the checkpoint records.
+    ``device``: ``auto`` (default: a CUDA GPU when present), ``cpu`` or ``cuda``."""
     if batch_size < 1:
         raise ConfigError(
             f"evaluate_task.batch_size must be at least 1, got {batch_size}", field="evaluate_task.batch_size"
@@ -46,10 +57,11 @@ def evaluate_task(
     with threads(num_threads):
         data = data_source.load()
         model, spec = model_source.build(default_num_classes=data.num_classes)
-        input_size = tuple(data.images.shape[1:])
+        data = fit_input(data, spec)
+        input_size = data.input_shape
         check_classes(model, data, input_size)
         loader = BatchLoader(data, batch_size)
-        result = evaluate(model, loader, progress=progress)
+        result = evaluate(model, loader, progress=progress, device=device or "auto")
         artifact = model_source.artifact
         notes: list[str] = []
         if artifact is not None:
@@ -72,7 +84,12 @@ def evaluate_task(
             num_images=result.num_images,
             env=env_fingerprint(),
             notes=tuple(notes),
-            extra={"split": data_source.split, "data": data.source, "loss": result.loss},
+            extra={
+                "split": data_source.split,
+                "data": data.source,
+                "loss": result.loss,
+                **({"image_size": data.input_size.image_size} if data.input_size is not None else {}),
+            },
         )
 
 
@@ -87,8 +104,13 @@ def train_task(
     augment: Augment | None = None,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> TrainResult:
-    """Train (or fine-tune) a model; checkpoint to ``out`` every epoch; ``resume`` continues from it."""
+    """Train (or fine-tune) a model; checkpoint to ``out`` every epoch; ``resume`` continues from it.
+
+    The input size (``data_source.image_size``, else the one the starting checkpoint records) is
+    recorded in the checkpoint, so evaluation, export and benchmarks reuse it. ``device``: ``auto``
+    (default: a CUDA GPU when present), ``cpu`` or ``cuda`` (with AMP)."""
     if resume and not out.is_file():
         raise ConfigError(
             f"train_task.resume is set but there is no checkpoint at {str(out)!r} (train_task.out); "
@@ -98,10 +120,11 @@ def train_task(
     with threads(num_threads):
         train_data = data_source.load("train")
         model, spec = model_source.build(default_num_classes=train_data.num_classes)
-        check_classes(model, train_data, tuple(train_data.images.shape[1:]))
+        train_data = fit_input(train_data, spec)
+        check_classes(model, train_data)
         val_loader = None
         if validate and data_source.val_fraction > 0:
-            val_loader = BatchLoader(data_source.load("val"), 512)
+            val_loader = BatchLoader(fit_input(data_source.load("val"), spec), 512)
         loader = BatchLoader(
             train_data,
             config.batch_size,
@@ -128,9 +151,13 @@ def train_task(
             model_spec={
                 "name": spec["name"],
                 "kwargs": spec["kwargs"],
-                "meta": {"channel_spec": (spec.get("meta") or {}).get("channel_spec")},
+                "meta": {
+                    "channel_spec": (spec.get("meta") or {}).get("channel_spec"),
+                    **input_meta(train_data),
+                },
             },
             progress=progress,
+            device=device,
         )
 
 
@@ -138,13 +165,15 @@ def bench_task(
     model_source: ModelSource,
     *,
     batch_sizes: tuple[int, ...] = (1, 32),
-    input_size: tuple[int, int, int] = (3, 32, 32),
+    input_size: tuple[int, int, int] | None = None,
     num_threads: int | None = None,
     warmup: int = 5,
     runs: int = 30,
     channels_last: bool = False,
 ) -> Measurement:
-    """Latency (median, p90) at each batch size, throughput, peak memory, size, params and MACs."""
+    """Latency (median, p90) at each batch size, throughput, peak memory, size, params and MACs.
+
+    ``input_size`` (C, H, W) defaults to the size the checkpoint records, else 3x32x32."""
     if any(b < 1 for b in batch_sizes):
         raise ConfigError(
             f"bench_task.batch_sizes must all be at least 1, got {list(batch_sizes)}",
@@ -153,6 +182,9 @@ def bench_task(
     if runs < 1:
         raise ConfigError(f"bench_task.runs must be at least 1, got {runs}", field="bench_task.runs")
     model, spec = model_source.build()
+    if input_size is None:
+        recorded = recorded_input(spec)
+        input_size = (3, recorded.image_size, recorded.image_size) if recorded is not None else (3, 32, 32)
     measurement = benchmark_torch(
         model,
         input_size,

@@ -14,7 +14,7 @@ from edgeslim.checkpoint import find_unloadable, save_checkpoint
 from edgeslim.data import Augment, BatchLoader
 from edgeslim.distillation import AB, KD, DistillConfig, DistillResult, Hint, distill, method_name
 from edgeslim.errors import CheckpointError, ConfigError, DataError
-from edgeslim.tasks.common import DataSource, ModelSource, check_classes
+from edgeslim.tasks.common import DataSource, ModelSource, check_classes, fit_input, input_meta
 from edgeslim.train import TrainConfig, evaluate
 
 
@@ -100,6 +100,7 @@ def distill_task(
     eval_batch_size: int = 256,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> DistillOutcome:
     """Distil the teacher into the student on ``data_source``'s train split; save and evaluate it.
 
@@ -110,11 +111,13 @@ def distill_task(
     across epochs when augmentation is off (``augment`` identity) and KD runs on its own (KD, or
     the KD finish after an AB/hint initialization phase; hints added to KD for the whole run need
     the teacher's activations, so its forward pass runs every step); the outcome's notes say so
-    only when cached logits were actually reused.
+    only when cached logits were actually reused. ``device`` (``auto``, ``cpu``, ``cuda``): where
+    training and evaluation run. Images are resized to ``data_source.image_size``, else to the size
+    the teacher's checkpoint records, and the student's checkpoint records it.
     """
     if not isinstance(config, KD | AB | Hint):
         raise ConfigError(f"config must be KD, AB or Hint, got {type(config).__name__}")
-    if teacher_source.checkpoint is None and teacher_source.weights is None:
+    if teacher_source.checkpoint is None and teacher_source.weights is None and not teacher_source.pretrained:
         raise ConfigError(
             "the teacher needs trained weights: set distill_task.teacher_source's weights or checkpoint "
             "(an untrained teacher has nothing to teach)",
@@ -129,13 +132,16 @@ def distill_task(
         test_data = data_source.load("test")
         teacher, t_spec = teacher_source.build(default_num_classes=train_data.num_classes)
         student, s_spec = student_source.build(default_num_classes=train_data.num_classes)
-        input_size = tuple(train_data.images.shape[1:])
+        train_data = fit_input(fit_input(train_data, t_spec), s_spec)
+        test_data = test_data.with_input_size(train_data.input_size)
+        input_size = train_data.input_shape
         check_classes(teacher, train_data, input_size)
         check_classes(student, train_data, input_size)
         test_loader = BatchLoader(test_data, eval_batch_size)
-        top1_teacher = evaluate(teacher, test_loader, progress=progress).top1
+        eval_device = device or "auto"
+        top1_teacher = evaluate(teacher, test_loader, progress=progress, device=eval_device).top1
         top1_before = (
-            evaluate(student, test_loader, progress=progress).top1
+            evaluate(student, test_loader, progress=progress, device=eval_device).top1
             if student_source.artifact is not None
             else None
         )
@@ -168,11 +174,12 @@ def distill_task(
             input_size=input_size,
             cache_teacher_logits=cache,
             progress=progress,
+            device=device,
         )
         for model in (student, teacher):
             model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         student.eval()
-        top1_student = evaluate(student, test_loader, progress=progress).top1
+        top1_student = evaluate(student, test_loader, progress=progress, device=eval_device).top1
 
         notes: list[str] = []
         if result.teacher_cache and result.teacher_cache.get("hits", 0) > 0:
@@ -192,6 +199,7 @@ def distill_task(
         source_meta = s_spec.get("meta") or {}
         if source_meta.get("channel_spec"):
             meta["channel_spec"] = source_meta["channel_spec"]  # a filter-pruned student keeps its shape
+        meta.update(input_meta(train_data))  # the input size it trained at
         problem = find_unloadable(meta, "checkpoint meta")
         if problem:
             raise CheckpointError(f"cannot save the student: {problem}")

@@ -19,18 +19,20 @@ from edgeslim.bench import (
     env_fingerprint,
     threads,
 )
-from edgeslim.checkpoint import save_checkpoint
-from edgeslim.data import BatchLoader, ImageTensors
+from edgeslim.checkpoint import recorded_image_size, save_checkpoint
+from edgeslim.data import BatchLoader, ImageTensors, InputSize
 from edgeslim.data.datasets import DATA_ENV
-from edgeslim.errors import ConfigError, DataError
+from edgeslim.errors import ConfigError, DataError, EdgeslimError
 from edgeslim.export.api import ExportResult, export
-from edgeslim.export.bench import RuntimeComparison, benchmark_artifact
+from edgeslim.export.bench import RuntimeComparison, artifact_input_size, benchmark_artifact
 from edgeslim.export.runners import (
     TORCH_KINDS,
     TorchRunner,
+    check_trusted,
     inspect_artifact,
     load_torch_artifact,
     open_runner,
+    trusting_artifacts,
 )
 from edgeslim.models import model_info
 from edgeslim.quantization import fake_quantizers
@@ -81,6 +83,25 @@ def _load_model(model_source: ModelSource) -> tuple[nn.Module, str]:
     return model, str(spec.get("name", "model"))
 
 
+def _resized(data: ImageTensors, size: int | None) -> ImageTensors:
+    """``data`` resized to ``size`` px unless it is resized already or has that size."""
+    if size is None or data.input_size is not None or data.image_size == (size, size):
+        return data
+    return data.with_input_size(InputSize(size))
+
+
+def _artifact_size(path: Path | None) -> int | None:
+    """The square input size a file declares (ONNX/IR dims, an engine's record, a checkpoint's
+    recorded training size), else None."""
+    if path is None:
+        return None
+    try:
+        size = artifact_input_size(inspect_artifact(path))
+    except EdgeslimError:
+        return None
+    return int(size[-1]) if size and len(size) == 3 and size[-1] == size[-2] else None
+
+
 def export_task(
     model_source: ModelSource,
     format: str,
@@ -96,7 +117,8 @@ def export_task(
     """Export a model to ``format`` at ``out`` and check it on ``parity_images`` real test images.
 
     Without data (no data path and no $EDGESLIM_DATA) parity runs on random inputs and says so. int8
-    from an FP32 model calibrates static PTQ on 10 batches of 64 training images.
+    from an FP32 model calibrates static PTQ on 10 batches of 64 training images. Images are
+    resized to ``image_size`` (else ``data_source.image_size``, else the size the checkpoint records).
     """
     if parity_images < 1:
         raise ConfigError(
@@ -106,11 +128,21 @@ def export_task(
     notes: list[str] = []
     with threads(num_threads):
         model, name = _load_model(model_source)
+        size = image_size or (data_source.image_size if data_source is not None else None)
+        if size is None and model_source.checkpoint is not None:
+            size = recorded_image_size(model_source.checkpoint)
         test: ImageTensors | None = None
         if data_source is not None and _has_data(data_source):
-            test = dataclasses.replace(data_source, split="test", limit=parity_images).load("test")
+            try:
+                test = _resized(
+                    dataclasses.replace(data_source, split="test", limit=parity_images).load("test"), size
+                )
+            except DataError:
+                if data_source.path:  # asked for by name: its error stands
+                    raise
+                # no --data: $EDGESLIM_DATA may be a data root, not a dataset; export needs no images
         if test is not None:
-            input_size: tuple[int, ...] = tuple(int(s) for s in test.images.shape[1:])
+            input_size: tuple[int, ...] = test.input_shape
             inputs: Tensor = next(iter(BatchLoader(test, parity_images)))[0]
             source = "real test images"
             notes.append(f"parity images: {test.source}")
@@ -119,11 +151,11 @@ def export_task(
                 input_size = tuple(model_info(name).input_size)
             except Exception:
                 input_size = (3, 32, 32)
-            if image_size is not None:
-                input_size = (input_size[0], image_size, image_size)
+            if size is not None:
+                input_size = (input_size[0], size, size)
             inputs = torch.randn((parity_images, *input_size), generator=torch.Generator().manual_seed(0))
             source = "random"
-            notes.append(f"no data (and no ${DATA_ENV}): parity was checked on random inputs, not images")
+            notes.append("no dataset given (--data): parity was checked on random inputs, not images")
         calibration = None
         if precision == "int8" and not fake_quantizers(model):
             if test is None or data_source is None:
@@ -132,7 +164,7 @@ def export_task(
                     "on (or quantize it first with `edgeslim quantize` and export the packed file)",
                     field="DataSource.path",
                 )
-            train = dataclasses.replace(data_source, limit=None).load("train")
+            train = _resized(dataclasses.replace(data_source, limit=None).load("train"), size)
             calibration = BatchLoader(train, 64, shuffle=True, seed=data_source.seed)
             notes.append(f"calibrated on {min(10, len(calibration))} batches of 64 training images")
         result = export(
@@ -169,16 +201,24 @@ def evaluate_artifact_task(
     batch_size: int = 256,
     num_threads: int | None = None,
     progress: bool = True,
+    trust_artifact: bool = False,
 ) -> Measurement:
-    """Top-1/top-5 of an artifact run on its runtime (``runtime`` None: the default for the file)."""
+    """Top-1/top-5 of an artifact run on its runtime (``runtime`` None: the default for the file).
+
+    Images are resized to ``data_source.image_size``, else to the size the file declares (static
+    ONNX/IR dims, the size a checkpoint records). A TorchScript or .pt2 file is refused unless
+    ``trust_artifact`` (loading one can run code it contains)."""
     if batch_size < 1:
         raise ConfigError(
             f"evaluate_artifact_task.batch_size must be at least 1, got {batch_size}",
             field="evaluate_artifact_task.batch_size",
         )
-    with threads(num_threads):
+    with threads(num_threads), trusting_artifacts(trust_artifact):
         info = inspect_artifact(artifact)
+        check_trusted(info.path, info.kind)
         data = data_source.load()
+        if data.input_size is None:
+            data = _resized(data, _artifact_size(info.path))
         runner = open_runner(artifact, runtime, threads=num_threads, info=info)
         probe = runner.run(_first(data))
         if probe.shape[-1] != data.num_classes:
@@ -192,7 +232,7 @@ def evaluate_artifact_task(
             counts = {
                 "params": count_params(runner.model),
                 "nonzero_params": count_nonzero_params(runner.model),
-                "macs": count_macs(runner.model, (1, *data.images.shape[1:])),
+                "macs": count_macs(runner.model, (1, *data.input_shape)),
             }
         notes = ["fake quantization in PyTorch: low-bit values, float arithmetic"] if runner.simulated else []
         notes += runner.notes  # e.g. a dynamic int8 file on torch's real int8 kernels
@@ -229,12 +269,13 @@ def bench_artifact_task(
     runs: int = 30,
     data_source: DataSource | None = None,
     parity_images: int = 64,
+    trust_artifact: bool = False,
 ) -> RuntimeComparison:
     """Latency, throughput, memory and size of an artifact (or a model) on each runtime asked for.
 
     A model given by ``model_source`` is written to a temporary checkpoint first, so that every
     runtime loads a file. Parity of converted copies uses ``parity_images`` test images when data
-    is given (else random inputs).
+    is given (else random inputs). A TorchScript or .pt2 file is refused unless ``trust_artifact``.
     """
     if any(b < 1 for b in batch_sizes):
         raise ConfigError(
@@ -254,6 +295,8 @@ def bench_artifact_task(
     source = "random"
     if data_source is not None and _has_data(data_source):
         test = dataclasses.replace(data_source, split="test", limit=parity_images).load("test")
+        wanted = image_size or _artifact_size(artifact or (model_source.checkpoint if model_source else None))
+        test = _resized(test, wanted)
         parity_inputs = next(iter(BatchLoader(test, parity_images)))[0]
         source = "real test images"
     input_size: tuple[int, ...] | None = None
@@ -293,4 +336,5 @@ def bench_artifact_task(
             runs=runs,
             parity_inputs=parity_inputs,
             parity_source=source,
+            trust_artifact=trust_artifact,
         )

@@ -13,20 +13,53 @@ from edgeslim.bench import (
     measure_latency,
     threads,
 )
-from edgeslim.data import Augment, BatchLoader
+from edgeslim.data import BatchLoader
 from edgeslim.errors import ConfigError
 from edgeslim.pruning import (
+    FilterPruning,
     GradualPruning,
     PruneReport,
     PruningConfig,
     SparseLayout,
-    gradual_config_for_training,
     prune,
     save_pruned,
 )
 from edgeslim.select import LayerSelection
-from edgeslim.tasks.common import DataSource, ModelSource, check_classes
-from edgeslim.train import TrainConfig, evaluate, train
+from edgeslim.tasks.common import DataSource, ModelSource, check_classes, fit_input, input_meta
+from edgeslim.tasks.recovery import (
+    Recoverer,
+    Recovery,
+    check_teacher,
+    load_teacher,
+    restart_config,
+    stage_epochs,
+)
+from edgeslim.tasks.round_to import choose_round_to
+from edgeslim.train import TrainConfig, evaluate
+
+#: GradualPruning's schedule fields; a value left at its default is sized from the fine-tune.
+_GRADUAL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GradualPruning)}
+
+
+def gradual_schedule(config: GradualPruning, steps_per_epoch: int, epochs: int) -> GradualPruning:
+    """The schedule gradual pruning runs with inside a fine-tune of ``epochs`` x ``steps_per_epoch``.
+
+    A schedule field the user set (differs from its default) is kept as given. Left at its default:
+    ``start_step`` 0 (prune from the first step), ``num_steps`` the first 3/4 of the steps after
+    ``start_step`` (the last quarter recovers at the final sparsity while the LR decays),
+    ``frequency`` one epoch, or less so that the ramp has at least 10 mask updates.
+    """
+    total = max(1, steps_per_epoch * epochs)
+
+    def given(name: str) -> bool:
+        return bool(getattr(config, name) != _GRADUAL_DEFAULTS[name])
+
+    start = config.start_step if given("start_step") else 0
+    num = config.num_steps if given("num_steps") else max(1, round(0.75 * max(1, total - start)))
+    frequency = config.frequency if given("frequency") else max(1, min(steps_per_epoch, num // 10))
+    if not given("frequency"):
+        frequency = min(frequency, num)
+    return config.replace(start_step=start, num_steps=num, frequency=frequency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +77,17 @@ class PruneOutcome:
     latency_after: dict[int, LatencyStats]
     finetune_epochs: int
     notes: tuple[str, ...] = ()
+    recovery: dict[str, Any] | None = None
+    round_to: dict[str, Any] | None = None
+
+    @property
+    def realized_speedup(self) -> dict[int, float]:
+        """Latency before / after per batch size (torch), to set against ``mac_reduction``."""
+        return {
+            b: self.latency_before[b].median_ms / self.latency_after[b].median_ms
+            for b in self.latency_before
+            if b in self.latency_after and self.latency_after[b].median_ms > 0
+        }
 
     def to_dict(self) -> dict[str, Any]:
         r = self.report
@@ -66,6 +110,12 @@ class PruneOutcome:
             "top1_before": self.top1_before,
             "top1_after": self.top1_after,
             "finetune_epochs": self.finetune_epochs,
+            "recovery": self.recovery,
+            "round_to": self.round_to,
+            "realized_speedup": {str(b): v for b, v in self.realized_speedup.items()},
+            "speedup_per_mac_reduction": {
+                str(b): v / r.mac_reduction for b, v in self.realized_speedup.items() if r.mac_reduction > 0
+            },
             "latency_before_ms": {str(b): s.to_dict() for b, s in self.latency_before.items()},
             "latency_after_ms": {str(b): s.to_dict() for b, s in self.latency_after.items()},
             "layers": [c.to_dict() for c in r.layers],
@@ -81,18 +131,33 @@ def prune_task(
     select: LayerSelection | None = None,
     data_source: DataSource | None = None,
     finetune: TrainConfig | None = None,
+    recovery: Recovery | None = None,
     layout: SparseLayout = "dense",
     latency_batch_sizes: tuple[int, ...] = (1, 32),
     latency_runs: int = 20,
     num_threads: int | None = None,
     progress: bool = True,
     measure_before: bool = True,
+    device: str | None = None,
 ) -> PruneOutcome:
     """Prune a model, optionally fine-tune it, and measure accuracy, size and latency before and after.
 
     ``measure_before=False`` skips the 'before' accuracy and latency (``top1_before`` None,
     ``latency_before`` empty) for callers that measured the unpruned model once already (sweeps).
+    ``device`` (``auto``, ``cpu``, ``cuda``): where fine-tuning and evaluation run; pruning itself
+    and latency stay on the CPU.
+
+    ``recovery`` (default :class:`~edgeslim.tasks.recovery.Recovery`: distill from the model before
+    pruning) says how the fine-tune recovers accuracy, and may size it to a time budget. Filter
+    pruning with ``iterative_steps`` > 1 prunes and recovers in stages (cubic schedule, a warm LR
+    restart per stage); ``round_to="auto"`` is chosen by timing convs on ONNX Runtime.
     """
+    if recovery is not None and finetune is None:
+        raise ConfigError(
+            "distillation and a time budget apply to the fine-tune after pruning, and there is none: "
+            "set prune_task.finetune (--finetune-epochs N or --budget-minutes M)",
+            field="prune_task.finetune",
+        )
     if isinstance(config, GradualPruning) and finetune is None:
         raise ConfigError(
             "gradual pruning happens while training: set prune_task.finetune (a TrainConfig, epochs >= 1)",
@@ -108,7 +173,10 @@ def prune_task(
         train_data = data_source.load("train") if (data_source is not None and finetune is not None) else None
         default_classes = test_data.num_classes if test_data is not None else 10
         model, spec = model_source.build(default_num_classes=default_classes)
-        input_size = tuple(test_data.images.shape[1:]) if test_data is not None else (3, 32, 32)
+        test_data = fit_input(test_data, spec) if test_data is not None else None
+        train_data = fit_input(train_data, spec) if train_data is not None else None
+        spec = {**spec, "meta": {**(spec.get("meta") or {}), **input_meta(test_data or train_data)}}
+        input_size = test_data.input_shape if test_data is not None else (3, 32, 32)
         if test_data is not None:
             check_classes(model, test_data, input_size)
         example = torch.randn(1, *input_size)
@@ -116,7 +184,7 @@ def prune_task(
         def accuracy() -> float | None:
             if test_data is None:
                 return None
-            return evaluate(model, BatchLoader(test_data, 256), progress=False).top1
+            return evaluate(model, BatchLoader(test_data, 256), progress=False, device=device or "auto").top1
 
         def latency() -> dict[int, LatencyStats]:
             model.eval()
@@ -126,33 +194,53 @@ def prune_task(
                     for b in latency_batch_sizes
                 }
 
+        recoverer: Recoverer | None = None
+        if finetune is not None and train_data is not None:
+            recovery = recovery if recovery is not None else Recovery()
+            teacher = load_teacher(recovery, model)
+            if teacher is not None:
+                check_teacher(teacher, model, input_size)
+            recoverer = Recoverer(
+                recovery, train_data, finetune, teacher=teacher, progress=progress, device=device
+            )
+            finetune = recoverer.plan(model)  # epochs sized to the budget, if there is one
+        round_choice = None
+        if isinstance(config, FilterPruning) and config.round_to == "auto":
+            round_choice = choose_round_to("ort")
+            config = config.replace(round_to=round_choice.round_to)
         top1_before = accuracy() if measure_before else None
         latency_before = latency() if measure_before else {}
         if isinstance(config, GradualPruning) and finetune is not None and train_data is not None:
-            steps_per_epoch = len(train_data) // finetune.batch_size
-            config = gradual_config_for_training(
-                config.final_sparsity,
-                steps_per_epoch=steps_per_epoch,
-                epochs=finetune.epochs,
-                initial_sparsity=config.initial_sparsity,
-                scope=config.scope,
-            )
-        result = prune(model, config, example_inputs=example, select=select)
+            config = gradual_schedule(config, len(train_data) // finetune.batch_size, finetune.epochs)
+        stages = [finetune.epochs] if finetune is not None else []
+        hook = None
+        if isinstance(config, FilterPruning) and config.iterative_steps > 1 and finetune is not None:
+            stages = stage_epochs(finetune.epochs, config.iterative_steps)
+            base = finetune
+
+            def hook(m: torch.nn.Module, step: int) -> None:
+                assert recoverer is not None
+                recoverer.train(m, restart_config(base, stages[step]))
+
+        result = prune(model, config, example_inputs=example, select=select, finetune=hook)
         notes: list[str] = []
-        if finetune is not None and train_data is not None:
-            loader = BatchLoader(
-                train_data,
-                finetune.batch_size,
-                shuffle=True,
-                augment=Augment(),
-                drop_last=True,
-                seed=finetune.seed,
-                channels_last=finetune.channels_last,
-            )
-            model.train()
-            train(model, loader, finetune, callbacks=result.callbacks, progress=progress)
-            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        if finetune is not None and recoverer is not None:
+            last = restart_config(finetune, stages[-1]) if len(stages) > 1 else finetune
+            recoverer.train(model, last, callbacks=result.callbacks)
+            recoverer.finish()
             result.remeasure()  # the report describes the final, fine-tuned model
+        if recoverer is not None and recoverer.run.budget is not None:
+            b = recoverer.run.budget
+            notes.append(
+                f"budget {b.budget_minutes:g} min: {b.epochs} fine-tune epoch(s) of about "
+                f"{b.epoch_seconds:.0f} s (measured over a {b.warmup_seconds:.1f} s warm-up)"
+            )
+        if round_choice is not None:
+            notes.append(
+                f"round_to {round_choice.round_to} chosen by timing one conv at widths "
+                f"{round_choice.base - 15}..{round_choice.base} on {round_choice.runtime}"
+                + (" (cached timings)" if round_choice.cached else "")
+            )
         model.eval()
         top1_after = accuracy()
         latency_after = latency()
@@ -172,6 +260,8 @@ def prune_task(
             top1_after=top1_after,
             latency_before=latency_before,
             latency_after=latency_after,
-            finetune_epochs=finetune.epochs if finetune is not None else 0,
+            finetune_epochs=recoverer.run.epochs if recoverer is not None else 0,
             notes=tuple(notes),
+            recovery=recoverer.run.to_dict() if recoverer is not None else None,
+            round_to=round_choice.to_dict() if round_choice is not None else None,
         )

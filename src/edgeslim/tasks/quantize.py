@@ -14,7 +14,7 @@ from edgeslim.bench import (
     state_dict_size_bytes,
     threads,
 )
-from edgeslim.data import Augment, BatchLoader, ImageTensors
+from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.errors import ConfigError
 from edgeslim.export import deployed_parity, export_qdq_onnx, ort_session, run_deployed
 from edgeslim.methods import HandlerTable
@@ -23,8 +23,9 @@ from edgeslim.quantization import QAT, DynamicQuant, StaticQuant, convert, quant
 from edgeslim.quantization.configs import QuantizationConfig
 from edgeslim.quantization.dynamic import REAL_INT8_NOTE
 from edgeslim.runtimes import Runtime
-from edgeslim.tasks.common import DataSource, ModelSource, check_classes
-from edgeslim.train import Callback, TrainConfig, evaluate, train
+from edgeslim.tasks.common import DataSource, ModelSource, check_classes, fit_input, input_meta
+from edgeslim.tasks.recovery import Recoverer, Recovery, RecoveryRun, check_teacher, load_teacher
+from edgeslim.train import Callback, TrainConfig, evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class QuantizeOutcome:
     parity: dict[str, Any] | None
     report: dict[str, Any]
     notes: tuple[str, ...] = ()
+    recovery: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -161,10 +163,12 @@ def quantize_task(
     out: Path,
     data_source: DataSource,
     qat_training: TrainConfig | None = None,
+    recovery: Recovery | None = None,
     calibration_batch_size: int = 64,
     keep_sparsity: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> QuantizeOutcome:
     """Quantize (static PTQ, QAT or dynamic), save the packed low-bit file, deploy int8 and measure both.
 
@@ -173,7 +177,10 @@ def quantize_task(
     (``top1_simulated``) and of the deployed artifact (``top1_deployed``) use the same test images.
     ``keep_sparsity`` keeps the weights that are exactly zero (an unstructured-pruned model) at zero
     during QAT, which would otherwise let them grow back. A filter-pruned checkpoint's channel spec
-    is carried into the packed file, so it rebuilds with its pruned shape.
+    is carried into the packed file, so it rebuilds with its pruned shape. ``device`` (``auto``,
+    ``cpu``, ``cuda``): where QAT and the FP32 evaluation run; calibration, conversion and the
+    quantized model's evaluation stay on the CPU. Images are resized as the checkpoint records
+    (or to ``data_source.image_size``).
     """
     try:
         deploy = _DEPLOYERS.get(config)
@@ -181,6 +188,12 @@ def quantize_task(
         raise ConfigError(
             f"quantize_task takes StaticQuant, QAT or DynamicQuant, not {type(config).__name__}"
         ) from None
+    if recovery is not None and not (isinstance(config, QAT) and qat_training is not None):
+        raise ConfigError(
+            f"distillation and a time budget apply to quantization-aware training, and "
+            f"{type(config).__name__} does not train here: use QAT with quantize_task.qat_training",
+            field="quantize_task.qat_training",
+        )
     if isinstance(config, QAT) and qat_training is None:
         raise ConfigError(
             "quantization-aware training needs quantize_task.qat_training (a TrainConfig, epochs >= 1)",
@@ -189,28 +202,30 @@ def quantize_task(
     with threads(num_threads):
         test_data = data_source.load("test")
         model, spec = model_source.build(default_num_classes=test_data.num_classes)
-        input_size = tuple(test_data.images.shape[1:])
+        test_data = fit_input(test_data, spec)
+        input_size = test_data.input_shape
         check_classes(model, test_data, input_size)
         fp32_bytes = state_dict_size_bytes(model)
-        top1_fp32 = evaluate(model, BatchLoader(test_data, 256)).top1
-        train_data = data_source.load("train")
+        top1_fp32 = evaluate(model, BatchLoader(test_data, 256), device=device or "auto").top1
+        train_data = fit_input(data_source.load("train"), spec)
         calibration = BatchLoader(train_data, calibration_batch_size, shuffle=True, seed=data_source.seed)
         example = torch.randn(2, *input_size)
         result = quantize(model, config, calibration=calibration, example_inputs=example)
+        run: RecoveryRun | None = None
         if isinstance(config, QAT) and qat_training is not None:
-            loader = BatchLoader(
-                train_data,
-                qat_training.batch_size,
-                shuffle=True,
-                augment=Augment(),
-                drop_last=True,
-                seed=qat_training.seed,
+            recovery = recovery if recovery is not None else Recovery()
+            teacher = load_teacher(recovery, model)  # the float model before quantization
+            if teacher is not None:
+                check_teacher(teacher, model, input_size)
+            recoverer = Recoverer(
+                recovery, train_data, qat_training, teacher=teacher, progress=progress, device=device
             )
+            qat_training = recoverer.plan(result.model)
             callbacks = list(result.callbacks)
             if keep_sparsity:
                 callbacks.append(_zero_mask_callback(result.model))
-            result.model.train()
-            train(result.model, loader, qat_training, callbacks=callbacks, progress=progress)
+            recoverer.train(result.model, qat_training, callbacks=callbacks)
+            run = recoverer.finish()
             convert(result.model)
             result.remeasure()
         qmodel = result.model.eval()
@@ -220,6 +235,7 @@ def quantize_task(
         channel_spec = (spec.get("meta") or {}).get("channel_spec")
         if channel_spec:
             packed_meta["channel_spec"] = channel_spec  # a filter-pruned model keeps its shape
+        packed_meta.update(input_meta(test_data))  # the input size, for eval/export/bench of the file
         packed = save_packed(out, qmodel, model_spec=spec, meta=packed_meta)
         deployed = deploy(config, model, qmodel, out, input_size, test_data, num_threads)
         notes = list(deployed.notes)
@@ -244,4 +260,5 @@ def quantize_task(
             parity=deployed.parity,
             report=result.report.to_dict() if hasattr(result.report, "to_dict") else {},
             notes=tuple(notes),
+            recovery=run.to_dict() if run is not None else None,
         )

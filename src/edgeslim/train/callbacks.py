@@ -33,7 +33,8 @@ class TrainState:
 
     ``epoch`` is the 0-based index of the current epoch, ``step`` the number of optimizer steps
     completed, ``metrics`` the running metrics of the current epoch (loss, top1, images_per_s, lr).
-    A callback may set ``should_stop = True`` to end training after the current epoch.
+    A callback may set ``should_stop = True`` to end training after the current epoch. ``device``
+    is where the model and the batches are (``cuda`` with ``--device``).
     """
 
     model: nn.Module
@@ -48,6 +49,7 @@ class TrainState:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     should_stop: bool = False
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
 
 
 class Callback:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeslim.errors import DataError
+from edgeslim.train.device import autocast, model_device, on_device, resolve_device
 from edgeslim.train.progress import BatchProgress
 
 
@@ -61,11 +62,16 @@ def evaluate(
     bf16: bool = False,
     channels_last: bool = False,
     progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> EvalResult:
     """Evaluate in eval mode under ``inference_mode``; the model's train/eval mode is restored.
 
     With ``channels_last`` the model is converted in place (values unchanged) to match the inputs.
+    ``device`` (``auto``, ``cpu``, ``cuda``; :func:`~edgeslim.train.device.resolve_device`): where it
+    runs, with AMP on CUDA, the model moved back afterwards; None (default) runs where the model
+    is (wrappers around other runtimes and int8 CPU kernels stay on the CPU).
     """
+    dev = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     if channels_last:
         to_channels_last(model)
@@ -76,12 +82,15 @@ def evaluate(
     try:
         with (
             BatchProgress(progress) as bar,
+            on_device(model, dev),
             torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
+            autocast(dev, bf16),
         ):
             bar.new_bar("eval", total)
             for batch in loader:
                 inputs, targets = unpack_batch(batch, channels_last)
+                if dev.type != "cpu":
+                    inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
                 logits = model(inputs).float()
                 if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
                     raise DataError(

@@ -42,6 +42,7 @@ from edgeslim.checkpoint import (
 from edgeslim.config import Config
 from edgeslim.errors import CheckpointError, ConfigError, DataError, TrainingError
 from edgeslim.train.callbacks import Callback, TrainState
+from edgeslim.train.device import autocast, grad_scaler, model_device, move_modules, resolve_device
 from edgeslim.train.evaluate import evaluate, to_channels_last, unpack_batch
 from edgeslim.train.progress import BatchProgress
 from edgeslim.train.schedules import LRSchedule
@@ -182,6 +183,7 @@ def train(
     resume: bool = False,
     model_spec: dict[str, Any] | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; see the module docstring for the resume policy.
 
@@ -190,8 +192,12 @@ def train(
     written atomically after every epoch when ``checkpoint_path`` is given. The global RNGs are seeded
     with ``config.seed`` on entry (build the model before calling). With ``progress`` a rich bar (on a
     terminal) and one summary line per epoch go to stderr; nothing is written to stdout. History
-    entries count epochs from 1; ``TrainState.epoch`` and ``set_epoch`` are 0-based.
+    entries count epochs from 1; ``TrainState.epoch`` and ``set_epoch`` are 0-based. ``device``
+    (``auto``: a CUDA GPU when present, see :mod:`edgeslim.train.device`): where the model trains,
+    with AMP on CUDA; batches are copied there, and the model (and the modules callbacks hold, e.g.
+    a teacher) are back on the CPU when it returns.
     """
+    dev = resolve_device(device)
     ckpt_path = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
@@ -202,6 +208,11 @@ def train(
     spec = dict(model_spec) if model_spec else {"name": "unknown", "kwargs": {}}
 
     seed_everything(config.seed)
+    home = model_device(model)
+    if dev != home:
+        model.to(dev)
+        for cb in callbacks:
+            move_modules(cb, dev)
     if config.channels_last:
         to_channels_last(model)
     optimizer = build_optimizer(model, config)
@@ -215,6 +226,7 @@ def train(
         total_steps=schedule.total_steps,
         steps_per_epoch=steps_per_epoch,
         lr=schedule.lr(0),
+        device=dev,
     )
     if resume and ckpt_path is not None:
         _restore(ckpt_path, state, callbacks, spec)
@@ -230,7 +242,9 @@ def train(
                 epoch_start = time.perf_counter()
                 entry = _run_epoch(state, train_loader, callbacks, schedule, bar)
                 if val_loader is not None:
-                    result = evaluate(model, val_loader, bf16=config.bf16, channels_last=config.channels_last)
+                    result = evaluate(
+                        model, val_loader, bf16=config.bf16, channels_last=config.channels_last, device=dev
+                    )
                     entry.update(val_top1=result.top1, val_top5=result.top5, val_loss=result.loss)
                 entry["seconds"] = time.perf_counter() - epoch_start
                 for cb in callbacks:
@@ -245,6 +259,10 @@ def train(
                 cb.on_train_end(state)
     finally:
         model.train(was_training)
+        if dev != home:
+            model.to(home)
+            for cb in callbacks:
+                move_modules(cb, home)
     return TrainResult(
         history=list(state.history),
         final=dict(state.history[-1]) if state.history else {},
@@ -272,17 +290,21 @@ def _run_epoch(
     for cb in callbacks:
         cb.on_epoch_begin(state)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    device = state.device
+    scaler = grad_scaler(device)
     bar.new_bar(f"epoch {state.epoch + 1}/{config.epochs}", state.steps_per_epoch)
     loss_sum = 0.0
     correct = seen = 0
     start = time.perf_counter()
     for batch_idx, batch in enumerate(loader):
         inputs, targets = unpack_batch(batch, config.channels_last)
+        if device.type != "cpu":
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         state.batch_idx = batch_idx
         state.lr = schedule.lr(state.step)
         for group in optimizer.param_groups:
             group["lr"] = state.lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with autocast(device, config.bf16):
             outputs = model(inputs)
             loss = _loss(state, callbacks, inputs, outputs, targets)
         loss_value = float(loss.item())
@@ -294,12 +316,20 @@ def _run_epoch(
                 field="TrainConfig.lr",
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None:  # float16 AMP on a GPU without bfloat16
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         for cb in callbacks:
             cb.on_before_optimizer_step(state)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         state.step += 1
         for cb in callbacks:
             cb.on_after_step(state)
@@ -422,6 +452,9 @@ def _save(
     channel_spec = (spec.get("meta") or {}).get("channel_spec")
     if channel_spec:
         meta["channel_spec"] = channel_spec  # a filter-pruned model reloads with its own channel counts
+    recorded_input = (spec.get("meta") or {}).get("input")
+    if recorded_input:
+        meta["input"] = recorded_input  # the input size it trained at: eval/export/bench reuse it
     problem = find_unloadable(
         train_state["history"], "history (metrics added by callbacks)"
     ) or find_unloadable(train_state["callbacks"], "callback state_dict()")

@@ -1,0 +1,178 @@
+"""Recovery benchmark: does compression keep accuracy on a CPU time budget?
+
+Every row fine-tunes for the same wall-clock budget (``--budget-minutes``, sized by edgeslim's
+measured warm-up) and is evaluated on the JPEG CIFAR-10 test set, ``--seeds`` seeds per row (mean
+and spread):
+
+* resnet56, L1 filter pruning at 2x fewer MACs (cubic iterative, 2 steps), with and without
+  distillation from the unpruned model, against the unpruned model fine-tuned with the same budget;
+* resnet20, 90% gradual magnitude sparsity, with and without distillation, against the same;
+* the realized batch-32 speed-up of the L1 model divided by its MAC reduction on ONNX Runtime and
+  OpenVINO (goal >= 0.9), with ``round_to`` chosen by measurement.
+
+    python benchmarks/recovery.py [--budget-minutes 30] [--seeds 3] [--limit full|small|N]
+
+``--limit small`` (2,000 train and 1,000 test images) proves the script in minutes; the full run
+(30 minutes a row, 3 seeds, 12 rows: about 6 hours) needs a quiet machine. Writes its section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _common import data_root, markdown_table, write_section
+from edgeslim import tasks
+from edgeslim.bench import env_fingerprint
+from edgeslim.export import export
+from edgeslim.export.runners import open_runner
+from edgeslim.models import create_model, load_model_from_checkpoint, load_weights
+from edgeslim.pruning import FilterPruning, GradualPruning, PruningConfig, ratio_for_mac_reduction
+from edgeslim.train import TrainConfig
+
+WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
+GOALS = {"resnet56": 0.5, "resnet20": 1.0}  # points below the same-budget unpruned fine-tune
+
+
+def limits(value: str) -> tuple[int | None, int | None]:
+    if value == "full":
+        return None, None
+    if value == "small":
+        return 2000, 1000
+    return int(value), None
+
+
+def run(
+    name: str, config: PruningConfig, distill: bool, seed: int, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    root = data_root()
+    train_limit, test_limit = limits(args.limit)
+    out = work / f"{name}-{type(config).__name__}-{distill}-{seed}.pt"
+    outcome = tasks.prune_task(
+        tasks.ModelSource(name=name, weights=root / "pretrained" / WEIGHTS[name]),
+        config,
+        out=out,
+        data_source=tasks.DataSource(
+            path=str(root / "cifar10-jpeg"), split="test", limit=test_limit, train_limit=train_limit, seed=0
+        ),
+        finetune=TrainConfig(
+            epochs=1, batch_size=128, lr=0.01, bf16=args.bf16, channels_last=args.bf16, seed=seed
+        ),
+        recovery=tasks.Recovery(distill=distill, budget_minutes=args.budget_minutes),
+        latency_batch_sizes=(),
+        progress=False,
+    )
+    d = outcome.to_dict()
+    return {
+        "top1": d["top1_after"],
+        "epochs": d["finetune_epochs"],
+        "mac_reduction": d["mac_reduction"],
+        "recovery": d["recovery"],
+        "out": out,
+    }
+
+
+def summary(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def realized(pruned: Path, name: str, work: Path) -> list[list[object]]:
+    """Batch-32 latency of the unpruned and the pruned model on ORT and OpenVINO."""
+    dense = create_model(name)
+    load_weights(dense, data_root() / "pretrained" / WEIGHTS[name])
+    small, _ = load_model_from_checkpoint(pruned)
+    example = torch.randn(1, 3, 32, 32)
+    rows: list[list[object]] = []
+    paths = {}
+    for label, model in (("unpruned", dense), ("pruned", small)):
+        paths[label] = work / f"{label}.onnx"
+        export(model.eval(), "onnx", example, out=paths[label], check=False)
+    for runtime in ("ort", "openvino"):
+        ms = {}
+        for label, path in paths.items():
+            stats = open_runner(path, runtime).latency((3, 32, 32), (32,), warmup=5, runs=30)
+            ms[label] = stats[32].median_ms
+        rows.append([runtime, ms["unpruned"], ms["pruned"], ms["unpruned"] / ms["pruned"]])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-minutes", type=float, default=30.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--limit", default="full", help="full | small | N (train images)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast (slow on CPUs without native bf16)"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = env_fingerprint()
+    start = time.perf_counter()
+    root = data_root()
+    r56 = create_model("resnet56")
+    load_weights(r56, root / "pretrained" / WEIGHTS["resnet56"])
+    ratio, _ = ratio_for_mac_reduction(r56, 2.0, example_inputs=torch.zeros(1, 3, 32, 32))
+    l1 = FilterPruning(ratio, iterative_steps=2, round_to="auto")
+    rows: list[list[object]] = []
+    pruned_file: Path | None = None
+    mac_reduction = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, config, label in (
+            ("resnet56", l1, f"L1 {ratio:.2f} (2x fewer MACs), 2 cubic steps, round_to auto"),
+            ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
+        ):
+            base = [run(name, FilterPruning(0.0), False, s, args, work)["top1"] for s in range(args.seeds)]
+            rows.append([name, "unpruned, same budget", "-", summary(base), "-", "-"])
+            for distill in (False, True):
+                results = [run(name, config, distill, s, args, work) for s in range(args.seeds)]
+                top1 = [r["top1"] for r in results]
+                gap = statistics.mean(base) - statistics.mean(top1)
+                verdict = "met" if gap <= GOALS[name] else f"missed by {gap - GOALS[name]:.2f}"
+                epochs = sorted({r["epochs"] for r in results})
+                rows.append(
+                    [
+                        name,
+                        label,
+                        "KD" if distill else "CE",
+                        summary(top1),
+                        f"{gap:.2f} (goal {GOALS[name]}: {verdict})",
+                        ",".join(map(str, epochs)),
+                    ]
+                )
+                if name == "resnet56" and distill:
+                    pruned_file, mac_reduction = results[0]["out"], results[0]["mac_reduction"]
+        speed = realized(pruned_file, "resnet56", work) if pruned_file is not None else []
+    speed_rows = [[r, a, b, s, mac_reduction, s / mac_reduction] for r, a, b, s in speed]
+    body = (
+        "## Recovery on a CPU budget (`benchmarks/recovery.py`)\n\n"
+        f"CPU: {env['cpu_model']}, {torch.get_num_threads()} threads. Budget {args.budget_minutes:g} min of "
+        f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}; "
+        f"run took {(time.perf_counter() - start) / 60:.1f} min.\n"
+        f"Command: `python benchmarks/recovery.py --budget-minutes {args.budget_minutes:g} "
+        f"--seeds {args.seeds} --limit {args.limit}`\n\n"
+        + markdown_table(
+            ["model", "compression", "loss", "top-1 %", "points below unpruned", "epochs (budget)"], rows
+        )
+        + "\n\nRealized batch-32 speed-up of the distilled L1 resnet56 (goal: speed-up / MAC reduction >= 0.9):\n\n"
+        + markdown_table(
+            ["runtime", "unpruned ms", "pruned ms", "speed-up", "MAC reduction", "ratio"], speed_rows
+        )
+    )
+    print(body)
+    write_section("recovery", body)
+
+
+if __name__ == "__main__":
+    main()
