@@ -47,6 +47,7 @@ from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.export.runners import inspect_artifact
 from edgeslim.methods import method_config, method_names, method_spec
 from edgeslim.pruning.configs import PruningConfig
+from edgeslim.pruning.saving import LAYOUTS
 from edgeslim.quantization.configs import QuantizationConfig
 from edgeslim.runtimes import RUNTIME_NAMES
 from edgeslim.select import LayerSelection
@@ -658,7 +659,7 @@ def prune_cmd(
     with user_errors(
         {**method_flags("prune", PRUNE_OPTIONS), **PRUNE_FLAGS}
     ):  # methods added since import too
-        if layout not in ("dense", "coo", "csr", "csc"):
+        if layout not in LAYOUTS:
             raise ConfigError(f"--format must be dense, coo, csr or csc, not {layout!r}")
         params = {
             "ratio": ratio,
@@ -708,7 +709,7 @@ def prune_cmd(
             else None,
             finetune=finetune,
             recovery=recovery,
-            layout=layout,  # type: ignore[arg-type]
+            layout=layout,
             num_threads=threads,
             progress=not json_out,
             device=parse_device(device),

@@ -426,11 +426,10 @@ def _measure(step: MeasureStep, ctx: StepContext) -> StepResult:
             parity_source="real test images",
         )
         runtimes = [m.runtime for m in probe.measurements][:1] or ["torch"]
-    counts = _counts(ctx, input_size)
     measurements: list[Measurement] = []
     for runtime in runtimes:
         base = Measurement(
-            model=str(ctx.labels.get("model") or path.stem), artifact=str(path), runtime=runtime, **counts
+            model=str(ctx.labels.get("model") or path.stem), artifact=str(path), runtime=runtime
         )
         try:
             target, info = _runtime_file(runtime, ctx, images)
@@ -443,6 +442,16 @@ def _measure(step: MeasureStep, ctx: StepContext) -> StepResult:
             extra={**base.extra, **({"export": info} if info else {})},
         )
         measurements.append(_measure_one(step, ctx, base, target, runtime, images))
+    # the model's counts: from its torch evaluation when there was one, else loaded once for them
+    counted = next((m for m in measurements if m.runtime == Runtime.TORCH and m.params is not None), None)
+    counts = (
+        {"params": counted.params, "nonzero_params": counted.nonzero_params, "macs": counted.macs}
+        if counted is not None
+        else _counts(ctx, input_size)
+    )
+    measurements = [
+        m.replace(**{k: v for k, v in counts.items() if getattr(m, k) is None}) for m in measurements
+    ]
     measured = [m for m in measurements if not m.extra.get("failed")]
     if not measured:
         reasons = "; ".join(str(m.extra["failed"]) for m in measurements)

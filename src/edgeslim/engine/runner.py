@@ -330,11 +330,16 @@ def _requeue_broken(store: Store, exp_id: int, root: Path) -> None:
         broken.extend(c for c in children.get(record.key, []) if c.status == "done")
 
 
+def _position(record: TrialRecord) -> int:
+    """Where a node stands in its recipe (the start is 0): earlier steps unblock later ones."""
+    return int(record.config.get("labels", {}).get("position", 0))
+
+
 def _queued(store: Store, exp_id: int) -> list[TrialRecord]:
     """Queued nodes, earliest steps first: each one unblocks the steps after it."""
     return sorted(
         store.trials(exp_id, status="queued"),
-        key=lambda t: int(t.config.get("labels", {}).get("position", 0)),
+        key=_position,
     )
 
 
@@ -347,7 +352,7 @@ def _take_stale(
     known = {t.id for t in pending} | in_flight
     fresh = [t for t in _queued(store, exp_id) if t.id not in known]
     view.trials_queued(len(fresh))
-    return sorted([*pending, *fresh], key=lambda t: int(t.config.get("labels", {}).get("position", 0)))
+    return sorted([*pending, *fresh], key=_position)
 
 
 def _any_ready(store: Store, exp_id: int, pending: list[TrialRecord]) -> bool:

@@ -22,13 +22,13 @@ from typing import Any, ClassVar, Literal
 from edgeslim.config import Config, config_from_dict
 from edgeslim.errors import ConfigError
 from edgeslim.methods import method_of
+from edgeslim.pruning.saving import LAYOUTS
 from edgeslim.runtimes import parse_runtime
 from edgeslim.select import LayerSelection
 from edgeslim.tasks.common import DataSource, ModelSource
 from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
 
-LAYOUTS = ("dense", "coo", "csr", "csc")
 EXPORT_FORMATS = ("onnx", "openvino")
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
 MODEL_INITS = ("random",)

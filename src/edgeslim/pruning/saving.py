@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from torch import nn
 
@@ -22,6 +22,8 @@ from edgeslim.models.sparse_formats import save_sparse, torch_save_nbytes
 from edgeslim.pruning.api import PruneReport
 
 SparseLayout = Literal["dense", "coo", "csr", "csc"]
+#: The file layouts a pruned model can be saved in (``SparseLayout`` as a tuple).
+LAYOUTS: tuple[SparseLayout, ...] = get_args(SparseLayout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +43,7 @@ def save_pruned(
     layout: SparseLayout = "dense",
 ) -> SavedModel:
     """Write ``model`` with what rebuilds it; report bytes on disk against the dense file."""
-    if layout not in ("dense", "coo", "csr", "csc"):
+    if layout not in LAYOUTS:
         raise ConfigError(f"layout must be dense, coo, csr or csc, not {layout!r}")
     meta: dict[str, Any] = {"channel_spec": channel_spec(model)}
     if report is not None:
