@@ -13,13 +13,16 @@ and spread):
     python benchmarks/recovery.py [--budget-minutes 30] [--seeds 3] [--limit full|small|N]
 
 ``--limit small`` (2,000 train and 1,000 test images) proves the script in minutes; the full run
-(30 minutes a row, 3 seeds, 12 rows: about 6 hours) needs a quiet machine. Writes its section of
+(30 minutes a run, 3 seeds, 18 runs: about 9 hours) needs a quiet machine. Every finished run is
+kept in ``--work`` (default ``runs/recovery-bench``), so a killed run resumes where it stopped; the
+latency part (``--part speed``) can be rerun alone on a quiet machine. Writes its section of
 docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -54,7 +57,16 @@ def run(
 ) -> dict[str, Any]:
     root = data_root()
     train_limit, test_limit = limits(args.limit)
-    out = work / f"{name}-{type(config).__name__}-{distill}-{seed}.pt"
+    tag = f"{name}-{type(config).__name__}-{config.to_dict().get('ratio', '')}-{distill}-{seed}"
+    tag += f"-{args.budget_minutes:g}min-{args.limit}"
+    out = work / f"{tag}.pt"
+    done = work / f"{tag}.json"
+    if done.exists() and out.exists():
+        cached: dict[str, Any] = json.loads(done.read_text())
+        cached["out"] = out
+        print(f"[recovery] reuse {tag}: top-1 {cached['top1']:.2f}", flush=True)
+        return cached
+    began = time.perf_counter()
     outcome = tasks.prune_task(
         tasks.ModelSource(name=name, weights=root / "pretrained" / WEIGHTS[name]),
         config,
@@ -70,13 +82,20 @@ def run(
         progress=False,
     )
     d = outcome.to_dict()
-    return {
+    result = {
         "top1": d["top1_after"],
         "epochs": d["finetune_epochs"],
         "mac_reduction": d["mac_reduction"],
         "recovery": d["recovery"],
-        "out": out,
+        "minutes": (time.perf_counter() - began) / 60,
     }
+    done.write_text(json.dumps(result, default=str))
+    print(
+        f"[recovery] {tag}: top-1 {result['top1']:.2f}, {result['epochs']} epochs, "
+        f"{result['minutes']:.1f} min",
+        flush=True,
+    )
+    return {**result, "out": out}
 
 
 def summary(values: list[float]) -> str:
@@ -112,6 +131,12 @@ def main() -> None:
     parser.add_argument("--limit", default="full", help="full | small | N (train images)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
+        "--models", default="resnet56,resnet20", help="rows: resnet56 (L1), resnet20 (gradual)"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs/recovery-bench"), help="finished runs (resume)"
+    )
+    parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast (slow on CPUs without native bf16)"
     )
     args = parser.parse_args()
@@ -127,33 +152,35 @@ def main() -> None:
     rows: list[list[object]] = []
     pruned_file: Path | None = None
     mac_reduction = 0.0
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    rows_to_run = [
+        ("resnet56", l1, f"L1 {ratio:.2f} (2x fewer MACs), 2 cubic steps, round_to auto"),
+        ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
+    ]
+    for name, config, label in [r for r in rows_to_run if r[0] in args.models.split(",")]:
+        base = [run(name, FilterPruning(0.0), False, s, args, work)["top1"] for s in range(args.seeds)]
+        rows.append([name, "unpruned, same budget", "-", summary(base), "-", "-"])
+        for distill in (False, True):
+            results = [run(name, config, distill, s, args, work) for s in range(args.seeds)]
+            top1 = [r["top1"] for r in results]
+            gap = statistics.mean(base) - statistics.mean(top1)
+            verdict = "met" if gap <= GOALS[name] else f"missed by {gap - GOALS[name]:.2f}"
+            epochs = sorted({r["epochs"] for r in results})
+            rows.append(
+                [
+                    name,
+                    label,
+                    "KD" if distill else "CE",
+                    summary(top1),
+                    f"{gap:.2f} (goal {GOALS[name]}: {verdict})",
+                    ",".join(map(str, epochs)),
+                ]
+            )
+            if name == "resnet56" and distill:
+                pruned_file, mac_reduction = results[0]["out"], results[0]["mac_reduction"]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name, config, label in (
-            ("resnet56", l1, f"L1 {ratio:.2f} (2x fewer MACs), 2 cubic steps, round_to auto"),
-            ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
-        ):
-            base = [run(name, FilterPruning(0.0), False, s, args, work)["top1"] for s in range(args.seeds)]
-            rows.append([name, "unpruned, same budget", "-", summary(base), "-", "-"])
-            for distill in (False, True):
-                results = [run(name, config, distill, s, args, work) for s in range(args.seeds)]
-                top1 = [r["top1"] for r in results]
-                gap = statistics.mean(base) - statistics.mean(top1)
-                verdict = "met" if gap <= GOALS[name] else f"missed by {gap - GOALS[name]:.2f}"
-                epochs = sorted({r["epochs"] for r in results})
-                rows.append(
-                    [
-                        name,
-                        label,
-                        "KD" if distill else "CE",
-                        summary(top1),
-                        f"{gap:.2f} (goal {GOALS[name]}: {verdict})",
-                        ",".join(map(str, epochs)),
-                    ]
-                )
-                if name == "resnet56" and distill:
-                    pruned_file, mac_reduction = results[0]["out"], results[0]["mac_reduction"]
-        speed = realized(pruned_file, "resnet56", work) if pruned_file is not None else []
+        speed = realized(pruned_file, "resnet56", Path(tmp)) if pruned_file is not None else []
     speed_rows = [[r, a, b, s, mac_reduction, s / mac_reduction] for r, a, b, s in speed]
     body = (
         "## Recovery on a CPU budget (`benchmarks/recovery.py`)\n\n"
@@ -161,7 +188,7 @@ def main() -> None:
         f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}; "
         f"run took {(time.perf_counter() - start) / 60:.1f} min.\n"
         f"Command: `python benchmarks/recovery.py --budget-minutes {args.budget_minutes:g} "
-        f"--seeds {args.seeds} --limit {args.limit}`\n\n"
+        f"--seeds {args.seeds} --limit {args.limit} --models {args.models}`\n\n"
         + markdown_table(
             ["model", "compression", "loss", "top-1 %", "points below unpruned", "epochs (budget)"], rows
         )

@@ -18,7 +18,7 @@ from edgeslim.engine.steps import DataSpec, PruneStep, QuantizeStep, step_from_d
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
 from edgeslim.pruning import FilterPruning, GradualPruning, prune
-from edgeslim.pruning.structured import group_max_ratio, step_fraction
+from edgeslim.pruning.structured import group_max_ratio, group_ratio, step_fraction
 from edgeslim.quantization import QAT, StaticQuant
 from edgeslim.recipe.schema import parse_recipe
 from edgeslim.sweep.experiment import parse_experiment
@@ -139,6 +139,120 @@ def test_cubic_stage_fractions_and_layer_limits() -> None:
     assert convs["layer1.0.conv1"] == 3  # 4 channels, at most 25% cut
     with pytest.raises(ConfigError):
         FilterPruning(0.5, layer_max_ratios=("layer1",))
+
+
+# -- per-group ratios (layer_ratios) ---------------------------------------------------------------
+def _conv_widths(config: FilterPruning) -> dict[str, int]:
+    model = create_model("resnet20_tiny")  # widths 4 (conv1, layer1), 8 (layer2), 16 (layer3)
+    prune(model, config, example_inputs=torch.zeros(1, 3, 32, 32))
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def _stage(widths: dict[str, int], stage: str, conv: str) -> list[int]:
+    return [widths[f"{stage}.{b}.{conv}"] for b in range(3)]
+
+
+def test_layer_ratios_glob_sets_one_stages_internal_convs() -> None:
+    widths = _conv_widths(FilterPruning(0.25, layer_ratios=("layer2.*.conv1=0.5",)))
+    assert _stage(widths, "layer2", "conv1") == [4, 4, 4]  # 8 - floor(8 * 0.5)
+    assert _stage(widths, "layer2", "conv2") == [6, 6, 6]  # residual group (root layer2.0.conv2): ratio
+    assert widths["conv1"] == 3 and _stage(widths, "layer1", "conv1") == [3, 3, 3]  # 4 - floor(4 * 0.25)
+    assert _stage(widths, "layer3", "conv1") == [12, 12, 12] and _stage(widths, "layer3", "conv2") == [12] * 3
+
+
+def test_layer_ratios_last_match_wins_and_run_with_ratio_zero() -> None:
+    config = FilterPruning(0.0, layer_ratios=("layer2.*=0.5", "layer2.0.conv1=0.125"))
+    assert group_ratio(config, "layer2.0.conv1") == 0.125 and group_ratio(config, "layer2.1.conv1") == 0.5
+    assert group_ratio(config, "layer3.0.conv1") == 0.0
+    widths = _conv_widths(config)
+    assert _stage(widths, "layer2", "conv1") == [7, 4, 4]
+    assert _stage(widths, "layer2", "conv2") == [4, 4, 4]  # root layer2.0.conv2 matches layer2.*
+    untouched = [n for n in widths if not n.startswith("layer2.")]
+    assert [widths[n] for n in untouched] == [4] * 7 + [16] * 6
+    assert _conv_widths(FilterPruning(0.0, layer_ratios=("layer2.*=0",))) == _conv_widths(FilterPruning(0.0))
+
+
+def test_layer_ratios_keep_the_caps_and_the_schedule() -> None:
+    steep = ("layer3.*.conv1=0.95",)  # 15 of 16 would go
+    assert (
+        _stage(_conv_widths(FilterPruning(0.0, layer_ratios=steep)), "layer3", "conv1") == [2] * 3
+    )  # max 0.9
+    capped = FilterPruning(0.0, layer_ratios=steep, layer_max_ratios=("layer3.1.*=0.5",), min_channels=3)
+    assert _stage(_conv_widths(capped), "layer3", "conv1") == [3, 8, 3]
+    rounded = FilterPruning(0.0, layer_ratios=("layer3.*.conv1=0.4",), round_to=4)  # keep 10, rounded to 12
+    assert _stage(_conv_widths(rounded), "layer3", "conv1") == [12] * 3
+    seen: list[int] = []
+
+    def record(model: torch.nn.Module, step: int) -> None:
+        seen.append(int(model.get_submodule("layer3.0.conv1").out_channels))  # type: ignore[arg-type]
+
+    staged = FilterPruning(0.0, layer_ratios=("layer3.0.conv1=0.5",), iterative_steps=2)
+    model = create_model("resnet20_tiny")
+    prune(model, staged, example_inputs=torch.zeros(1, 3, 32, 32), finetune=record)
+    record(model, 1)
+    assert seen == [9, 8]  # step 1: floor(16 * 0.5 * 0.875) = 7 go; step 2: 8 in all
+
+
+def test_layer_ratios_are_refused_with_global_scope_or_bad_entries() -> None:
+    with pytest.raises(ConfigError, match=r"^FilterPruning\.layer_ratios .*scope='layer'") as exc:
+        FilterPruning(0.5, scope="global", layer_ratios=("layer1.*=0.3",))
+    assert exc.value.field == "FilterPruning.layer_ratios"
+    for bad in ("layer1", "=0.3", "layer1.*=1.0", "layer1.*=-0.1", "layer1.*=half", "layer1.*="):
+        with pytest.raises(ConfigError, match=r"^FilterPruning\.layer_ratios: .* is not 'glob=ratio'") as exc:
+            FilterPruning(0.5, layer_ratios=(bad,))
+        assert exc.value.field == "FilterPruning.layer_ratios" and "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match=r"FilterPruning\.layer_ratios: expected tuple"):
+        FilterPruning(0.5, layer_ratios="layer1.*=0.3")  # type: ignore[arg-type]
+
+
+def test_layer_ratios_round_trip_through_dict_yaml_and_recipes(tiny_cifar: Path) -> None:
+    config = FilterPruning(0.3, criterion="fpgm", layer_ratios=("layer1.*.conv1=0.4", "layer2.0.conv1=0.25"))
+    data = config.to_dict()
+    assert data["layer_ratios"] == ["layer1.*.conv1=0.4", "layer2.0.conv1=0.25"]
+    assert FilterPruning.from_dict(data) == config and FilterPruning.from_yaml(config.to_yaml()) == config
+    assert FilterPruning.from_dict({"ratio": 0.3}).layer_ratios == ()
+    recipe = parse_recipe(
+        f"name: r\nmodel: {{name: resnet20_tiny}}\ndata: {{path: {tiny_cifar.parent}}}\nsteps:\n"
+        "  - {type: prune, method: fpgm, ratio: 0.3, layer_ratios: [layer1.*.conv1=0.4, layer2.0.conv1=0.25]}\n"
+    )
+    step = recipe.steps[0]
+    assert isinstance(step, PruneStep) and step.config == config
+    assert step_from_dict(step.to_dict()) == step
+
+
+def test_cli_layer_ratio_flag_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    configs: list[object] = []
+
+    class Outcome:
+        def to_dict(self) -> dict[str, int]:
+            return {}
+
+    def fake(model_source: object, config: object, **kw: object) -> Outcome:
+        configs.append(config)
+        return Outcome()
+
+    monkeypatch.setattr(tasks, "prune_task", fake)
+    argv = ["prune", "--model", "resnet20_tiny", "--out", str(tmp_path / "p.pt"), "--json", "--ratio", "0.3"]
+    flags = ["--layer-ratio", "layer1.*.conv1=0.4", "--layer-ratio", "layer2.0.conv1=0.25"]
+    result = runner.invoke(app, [*argv, *flags])
+    assert result.exit_code == 0, result.output
+    assert configs == [FilterPruning(0.3, layer_ratios=("layer1.*.conv1=0.4", "layer2.0.conv1=0.25"))]
+    assert runner.invoke(app, argv).exit_code == 0 and configs[-1] == FilterPruning(0.3)
+    for extra, needle in (
+        (
+            ["--layer-ratio", "layer1"],
+            "--layer-ratio (FilterPruning.layer_ratios): 'layer1' is not 'glob=ratio'",
+        ),
+        (
+            ["--scope", "global", "--layer-ratio", "layer1.*=0.3"],
+            "--layer-ratio (FilterPruning.layer_ratios) sets",
+        ),
+        (["--method", "magnitude", "--layer-ratio", "layer1.*=0.3"], "method 'magnitude' has none"),
+    ):
+        result = runner.invoke(app, [*argv, *extra])
+        assert result.exit_code == 2 and needle in result.output, result.output
+        assert "Traceback" not in result.output
+    assert len(configs) == 2
 
 
 def test_gradual_schedule_keeps_values_the_user_set() -> None:

@@ -10,7 +10,7 @@ import typer
 
 import edgeslim
 from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
-from edgeslim.cli import deploy, distill, fetch, sweep
+from edgeslim.cli import deploy, distill, fetch, search, sweep
 from edgeslim.cli.console import (
     OneLineErrors,
     err_console,
@@ -497,6 +497,7 @@ PRUNE_OPTIONS = {
     "round_to": "--round-to",
     "iterative_steps": "--iterative-steps",
     "min_channels": "--min-channels",
+    "layer_ratios": "--layer-ratio",
 }
 #: Recovery fine-tune options shared by ``prune`` and ``quantize`` (QAT): config field -> flag.
 RECOVERY_FLAGS = {
@@ -622,6 +623,15 @@ def prune_cmd(
     min_channels: Annotated[
         int | None, typer.Option("--min-channels", min=1, help="Channels every layer keeps at least.")
     ] = None,
+    layer_ratios: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer-ratio",
+            metavar="GLOB=RATIO",
+            help="Filter pruning: this ratio instead of --ratio for channel groups whose first layer "
+            "matches GLOB (repeatable; the last match wins), e.g. 'layer1.*.conv1=0.4'.",
+        ),
+    ] = None,
     layer_types: Annotated[
         list[str] | None, typer.Option("--layer-type", help="Layer types to prune (default conv, linear).")
     ] = None,
@@ -667,7 +677,13 @@ def prune_cmd(
             "round_to": _round_to(round_to),
             "iterative_steps": iterative_steps,
             "min_channels": min_channels,
+            "layer_ratios": tuple(layer_ratios) if layer_ratios else None,
         }
+        if layer_ratios and "layer_ratios" not in method_spec("prune", method).fields():
+            raise ConfigError(
+                f"--layer-ratio sets per-layer filter-pruning ratios; method {method!r} has none "
+                "(use l1, l2, fpgm or random)"
+            )
         config = cast(PruningConfig, cli_method_config("prune", method, params))
         finetune_epochs, recovery = cli_recovery(
             finetune_epochs,
@@ -933,7 +949,7 @@ def _exit_on_failed_parity(parity: dict[str, Any] | None, artifact: object) -> N
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules add themselves here."""
-    for module in (deploy, distill, fetch, sweep):
+    for module in (deploy, distill, fetch, search, sweep):
         module.register(app)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,6 +40,19 @@ def _mb(n: int | None) -> str:
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f} ms"
+
+
+def _latency(row: dict[str, Any]) -> str:
+    """The row's latency; ``~`` marks a noisy one (its timing passes disagreed: see the legend)."""
+    text = _ms(row.get("latency_ms"))
+    return f"{text} ~" if row.get("latency_noisy") and row.get("latency_ms") is not None else text
+
+
+#: The legend under tables that mark noisy latencies with ``~``.
+NOISY_LEGEND = (
+    "~ noisy latency: its timing passes differed by more than the measure step's noise_threshold "
+    "(spread = (max - min) / median of the pass medians); re-measure before relying on it"
+)
 
 
 def sweep_cmd(
@@ -132,9 +145,12 @@ def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = 
             "-" if drop is None else f"{drop:.2f}",
             "-" if red is None else f"{100 * red:.1f}%",
             _mb(m.get("size_bytes")),
-            _ms(m.get("latency_ms")),
+            _latency(m),
             (m["error"] or "")[:80],
         )
+    if any(m.get("latency_noisy") and m.get("latency_ms") is not None for m in data["trials"]):
+        table.caption = NOISY_LEGEND
+        table.caption_justify = "left"
     out_console.print(table)
 
 
@@ -213,10 +229,12 @@ def recommend_cmd(
             err_console.print(
                 f"[bold green]#{rank}[/] [bold]{r['name']}[/]  top-1 {fmt_pct(r['top1'])}"
                 f"{' (simulated)' if r.get('simulated') else ''}  "
-                f"{_ms(r['latency_ms'])}  {_mb(r['size_bytes'])}"
+                f"{_latency(r)}  {_mb(r['size_bytes'])}"
             )
             for reason in choice.reasons:
                 err_console.print(f"    - {reason}")
+        if any(c.row.get("latency_noisy") and c.row.get("latency_ms") is not None for c in rec.fitting):
+            err_console.print(NOISY_LEGEND, markup=False)
     else:
         err_console.print(
             f"[bold red]no trial fits[/] ({rec.num_candidates} finished trial(s) checked); closest:"

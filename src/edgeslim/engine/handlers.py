@@ -483,6 +483,9 @@ def summary_metrics(m: Measurement) -> dict[str, Any]:
         "latency_batch_size": smallest,
         "latency_ms_by_batch": {str(b): s.median_ms for b, s in lat},
         "latency_p90_ms_by_batch": {str(b): s.p90_ms for b, s in lat},
+        "latency_passes": m.latency[smallest].passes if smallest is not None else None,
+        "latency_spread_by_batch": {str(b): s.spread for b, s in lat},
+        "latency_noisy": any(s.noisy for _, s in lat),
         "throughput_ips_by_batch": {str(b): s.throughput_ips for b, s in lat},
         "peak_rss_bytes": m.peak_rss_bytes,
         "threads": m.extra.get("threads"),
@@ -534,6 +537,8 @@ def _measure_one(
             num_threads=ctx.threads,
             warmup=step.warmup if step.latency else 0,
             runs=step.runs if step.latency else 1,
+            passes=step.passes if step.latency else 1,
+            noise_threshold=step.noise_threshold,
             parity_inputs=images,
             parity_source="real test images",
             memory="process" if step.memory == "process" else "inline",
@@ -544,6 +549,8 @@ def _measure_one(
     if found is None:
         return _failed(measured, f"{runtime}: {comparison.failed.get(runtime, 'no measurement')}")
     extra = {**measured.extra, **{k: v for k, v in found.extra.items() if k.startswith("ort_")}}
+    if step.latency:  # what the latencies' spread and noisy flags were judged by
+        extra.update(latency_passes=step.passes, noise_threshold=step.noise_threshold)
     if step.memory != "none":
         for key in ("rss_baseline_bytes", "rss_increase_bytes", "memory"):
             extra[key] = found.extra.get(key)

@@ -56,6 +56,15 @@ class TrialResult:
         """The first runtime the measure step names: what plots and recommendations use."""
         return self.measurements[0] if self.measurements else None
 
+    @property
+    def latency_noisy(self) -> bool:
+        """Whether the latency the result reports (primary runtime, smallest batch size) is noisy: its
+        timing passes spread more than the measure step's ``noise_threshold``."""
+        primary = self.primary
+        if primary is None or not primary.latency:
+            return False
+        return primary.latency[min(primary.latency)].noisy
+
     def accuracy_source(self) -> Measurement | None:
         """The measurement whose top-1 the result reports: the first measured on a real artifact, else
         (nothing deployed) the first simulated one, which the row marks ``simulated``."""
@@ -70,6 +79,7 @@ class TrialResult:
         counts = next((m for m in self.measurements if m.params is not None), primary)
         size = primary.size_bytes if primary is not None and primary.size_bytes is not None else None
         smallest = min(primary.latency) if primary is not None and primary.latency else None
+        stats = primary.latency[smallest] if primary is not None and smallest is not None else None
         row: dict[str, Any] = {
             "name": self.name,
             "key": self.key,
@@ -88,9 +98,13 @@ class TrialResult:
             "nonzero_params": counts.nonzero_params if counts is not None else None,
             "macs": counts.macs if counts is not None else None,
             "size_bytes": size,
-            "latency_ms": primary.latency[smallest].median_ms if smallest is not None and primary else None,
-            "latency_p90_ms": primary.latency[smallest].p90_ms if smallest is not None and primary else None,
+            "latency_ms": stats.median_ms if stats is not None else None,
+            "latency_p90_ms": stats.p90_ms if stats is not None else None,
             "latency_batch_size": smallest,
+            "latency_passes": stats.passes if stats is not None else None,
+            "latency_spread": stats.spread if stats is not None else None,
+            "latency_noisy": stats.noisy if stats is not None else False,
+            "noise_threshold": primary.extra.get("noise_threshold") if primary is not None else None,
             "latency_ms_by_batch": (
                 {str(b): s.median_ms for b, s in sorted(primary.latency.items())} if primary else {}
             ),

@@ -168,7 +168,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
     if metrics.get("sparsity"):
         parts.append(f"sparsity {100 * metrics['sparsity']:.1f}%")
     if metrics.get("latency_ms") is not None:
-        parts.append(f"{metrics['latency_ms']:.3f} ms (batch {metrics.get('latency_batch_size')})")
+        noisy = " noisy" if metrics.get("latency_noisy") else ""
+        parts.append(f"{metrics['latency_ms']:.3f} ms{noisy} (batch {metrics.get('latency_batch_size')})")
     if metrics.get("size_bytes") is not None:
         parts.append(f"{metrics['size_bytes'] / 1e6:.3f} MB")
     return ", ".join(parts)

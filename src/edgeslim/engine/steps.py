@@ -15,10 +15,12 @@ front-end without a name table here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.config import Config, config_from_dict
 from edgeslim.errors import ConfigError
 from edgeslim.methods import method_of
@@ -409,6 +411,10 @@ class MeasureStep(Step):
     ``runtimes`` empty: the runtime edgeslim deploys the artifact on. A float checkpoint is exported
     (parity-checked on real test images) for runtimes other than torch; a quantized model runs as its
     int8 file. A runtime that cannot run the artifact is recorded as a failed measurement, with why.
+
+    Each latency is timed in ``passes`` passes (each: ``warmup`` + ``runs`` calls); the recorded
+    latency is the median of the pass medians, with their spread ((max - min) / median) and
+    ``noisy`` = spread > ``noise_threshold`` (:func:`edgeslim.bench.latency.summarise_passes`).
     """
 
     TYPE: ClassVar[str] = "measure"
@@ -423,6 +429,8 @@ class MeasureStep(Step):
     #: Run alone: the runner starts no other step while this one runs (and waits for running ones to
     #: end first), so latencies are not timed while other trials train on the same cores.
     exclusive: bool = True
+    passes: int = 3
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD
 
     def __post_init__(self) -> None:
         runtimes = tuple(parse_runtime(r, "measure.runtimes").value for r in self.runtimes)
@@ -437,6 +445,20 @@ class MeasureStep(Step):
             raise ConfigError(f"measure.warmup must be >= 0, got {self.warmup}")
         if self.memory not in ("process", "inline", "none"):
             raise ConfigError(f"measure.memory must be process, inline or none, not {self.memory!r}")
+        if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
+            raise ConfigError(
+                f"MeasureStep.passes must be an integer >= 1, got {self.passes!r}", field="MeasureStep.passes"
+            )
+        threshold = self.noise_threshold
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0 < threshold < math.inf
+        ):
+            raise ConfigError(
+                f"MeasureStep.noise_threshold must be a finite number > 0, got {threshold!r}",
+                field="MeasureStep.noise_threshold",
+            )
 
     def params(self) -> dict[str, Any]:
         return {
@@ -448,6 +470,8 @@ class MeasureStep(Step):
             "latency": self.latency,
             "memory": self.memory,
             "exclusive": self.exclusive,
+            "passes": self.passes,
+            "noise_threshold": self.noise_threshold,
         }
 
     @classmethod
@@ -462,6 +486,8 @@ class MeasureStep(Step):
             latency=bool(params["latency"]),
             memory=params["memory"],
             exclusive=bool(params.get("exclusive", True)),
+            passes=int(params.get("passes", 3)),
+            noise_threshold=float(params.get("noise_threshold", DEFAULT_NOISE_THRESHOLD)),
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeslim.bench.latency import LatencyStats, measure_latency
+from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD, LatencyStats, measure_latency, summarise_passes
 from edgeslim.runtimes import Runtime
 
 __all__ = ["RUNTIME_LABELS", "Runner"]
@@ -52,14 +52,29 @@ class Runner:
         warmup: int = 5,
         runs: int = 30,
         min_seconds: float = 0.0,
+        passes: int = 1,
+        noise_threshold: float = DEFAULT_NOISE_THRESHOLD,
     ) -> dict[int, LatencyStats]:
-        """Median/p90 latency at each batch size on random inputs of ``input_size`` (C, H, W)."""
-        out: dict[int, LatencyStats] = {}
-        for b in batch_sizes:
-            x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
-            call = self.timed_call(b)
-            out[b] = measure_latency(call, x, warmup=warmup, runs=runs, min_seconds=min_seconds, batch_size=b)
-        return out
+        """Median/p90 latency at each batch size on random inputs of ``input_size`` (C, H, W).
+
+        ``passes`` > 1: every batch size is timed once per pass (a pass goes over all batch sizes,
+        each with its warm-up and runs), and each batch size's passes are summarised by
+        :func:`~edgeslim.bench.latency.summarise_passes` (median of the pass medians, spread, noisy).
+        """
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"need passes >= 1, got {passes!r}")
+        calls: dict[int, tuple[Callable[[np.ndarray], Any], np.ndarray]] = {}
+        timed: dict[int, list[LatencyStats]] = {b: [] for b in batch_sizes}
+        for _ in range(passes):
+            for b in batch_sizes:
+                if b not in calls:
+                    x = np.random.default_rng(0).standard_normal((b, *input_size)).astype(np.float32)
+                    calls[b] = (self.timed_call(b), x)
+                call, x = calls[b]
+                timed[b].append(
+                    measure_latency(call, x, warmup=warmup, runs=runs, min_seconds=min_seconds, batch_size=b)
+                )
+        return {b: summarise_passes(stats, noise_threshold) for b, stats in timed.items()}
 
     simulated = False
     #: how the runtime executes this artifact, when worth saying (e.g. torch's real int8 kernels)

@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeslim.bench import Measurement, count_macs, env_fingerprint, measure_peak_rss, threads
+from edgeslim.bench import (
+    DEFAULT_NOISE_THRESHOLD,
+    Measurement,
+    count_macs,
+    env_fingerprint,
+    measure_peak_rss,
+    threads,
+)
 from edgeslim.checkpoint import recorded_image_size
 from edgeslim.errors import ConfigError, EdgeslimError, ExportError
 from edgeslim.export.api import export, run_in_batches
@@ -99,13 +106,16 @@ def benchmark_runner(
     warmup: int = 5,
     runs: int = 30,
     min_seconds: float = 0.0,
+    passes: int = 1,
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD,
     num_threads: int | None = None,
     notes: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
     memory_probe: Callable[[], dict[str, int]] | None = None,
 ) -> Measurement:
     """Load with ``open_fn()``, then time it. Memory: ``memory_probe()`` (a separate process) when
-    given, else measured here over loading plus one batch of the largest size."""
+    given, else measured here over loading plus one batch of the largest size. ``passes``: timing
+    passes per batch size (see :meth:`Runner.latency`)."""
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise ConfigError(f"batch sizes must be at least 1, got {tuple(batch_sizes)}")
     sizes = sorted(set(int(b) for b in batch_sizes))
@@ -136,7 +146,15 @@ def benchmark_runner(
             how = f"fresh process: runtime + load + one batch of {sizes[-1]}"
             load_and_run()
         runner = holder[0]
-        latency = runner.latency(input_size, sizes, warmup=warmup, runs=runs, min_seconds=min_seconds)
+        latency = runner.latency(
+            input_size,
+            sizes,
+            warmup=warmup,
+            runs=runs,
+            min_seconds=min_seconds,
+            passes=passes,
+            noise_threshold=noise_threshold,
+        )
     return Measurement(
         model=model_name,
         artifact=artifact,
@@ -242,6 +260,8 @@ def benchmark_artifact(
     warmup: int = 5,
     runs: int = 30,
     min_seconds: float = 0.0,
+    passes: int = 1,
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD,
     parity_inputs: torch.Tensor | None = None,
     parity_source: str = "random",
     memory: str = "process",
@@ -250,7 +270,8 @@ def benchmark_artifact(
     """Measure ``path`` on ``runtimes`` ("all": every runtime that can run it, converting it when
     needed; "default": the one :func:`default_runtime` picks). Parity inputs default to 64 random
     inputs; pass real images where you have them. A TorchScript or .pt2 file is refused unless
-    ``trust_artifact`` (loading one can run code it contains)."""
+    ``trust_artifact`` (loading one can run code it contains). ``passes``: timing passes per batch
+    size, summarised with their spread and a ``noisy`` flag (see :meth:`Runner.latency`)."""
     with trusting_artifacts(trust_artifact):
         return _benchmark_artifact(
             path,
@@ -261,6 +282,8 @@ def benchmark_artifact(
             warmup=warmup,
             runs=runs,
             min_seconds=min_seconds,
+            passes=passes,
+            noise_threshold=noise_threshold,
             parity_inputs=parity_inputs,
             parity_source=parity_source,
             memory=memory,
@@ -277,6 +300,8 @@ def _benchmark_artifact(
     warmup: int,
     runs: int,
     min_seconds: float,
+    passes: int,
+    noise_threshold: float,
     parity_inputs: torch.Tensor | None,
     parity_source: str,
     memory: str,
@@ -355,6 +380,8 @@ def _benchmark_artifact(
                         warmup=warmup,
                         runs=runs,
                         min_seconds=min_seconds,
+                        passes=passes,
+                        noise_threshold=noise_threshold,
                         num_threads=num_threads,
                         memory_probe=None
                         if memory == "inline" or runtime in ("tensorrt", "litert")

@@ -97,6 +97,12 @@ class FilterPruning(Config):
     channels and always keeps ``min_channels`` (or all it has, if fewer); ``layer_max_ratios``
     entries ``"glob=ratio"`` (e.g. ``"layer1.*=0.3"``, matched against the group's first layer) cap
     chosen stages or layers lower (the smallest matching cap wins).
+
+    Per-layer widths: ``layer_ratios`` entries ``"glob=ratio"`` (same matching, e.g.
+    ``"layer1.*.conv1=0.4"``) replace ``ratio`` for the groups they match, the last matching entry
+    winning (write a general glob first, then specific overrides); other groups use ``ratio``. Only
+    with ``scope="layer"``; the limits above still apply and iterative steps reach
+    ``group_ratio * (1 - (1 - k/n)**3)`` (or ``* k/n``) of each group's original count.
     """
 
     ratio: float
@@ -108,6 +114,7 @@ class FilterPruning(Config):
     schedule: Literal["cubic", "linear"] = "cubic"
     min_channels: int = 1
     layer_max_ratios: tuple[str, ...] = ()
+    layer_ratios: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _fraction("FilterPruning", "ratio", self.ratio)
@@ -122,22 +129,33 @@ class FilterPruning(Config):
                 f"FilterPruning.min_channels must be >= 1, got {self.min_channels}",
                 field="FilterPruning.min_channels",
             )
-        for entry in self.layer_max_ratios:
-            pattern, sep, value = entry.partition("=")
-            try:
-                cap = float(value)
-            except ValueError:
-                cap = -1.0
-            if not sep or not pattern.strip() or not 0.0 <= cap < 1.0:
-                raise ConfigError(
-                    f"FilterPruning.layer_max_ratios: {entry!r} is not 'glob=ratio' with a ratio in [0, 1), "
-                    "e.g. 'layer1.*=0.3'",
-                    field="FilterPruning.layer_max_ratios",
-                )
+        _glob_ratios("layer_max_ratios", self.layer_max_ratios, "'layer1.*=0.3'")
+        _glob_ratios("layer_ratios", self.layer_ratios, "'layer1.*.conv1=0.4'")
+        if self.layer_ratios and self.scope == "global":
+            raise ConfigError(
+                "FilterPruning.layer_ratios sets each group's own ratio, which scope='global' (one ranking "
+                "across layers) cannot honour: use scope='layer' or drop layer_ratios",
+                field="FilterPruning.layer_ratios",
+            )
         if self.iterative_steps < 1:
             raise ConfigError(
                 f"FilterPruning.iterative_steps must be >= 1, got {self.iterative_steps}",
                 field="FilterPruning.iterative_steps",
+            )
+
+
+def _glob_ratios(field: str, entries: tuple[str, ...], example: str) -> None:
+    """Every entry is ``"glob=ratio"`` with a non-empty glob and a ratio in [0, 1)."""
+    for entry in entries:
+        pattern, sep, value = entry.partition("=")
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = -1.0
+        if not sep or not pattern.strip() or not 0.0 <= ratio < 1.0:
+            raise ConfigError(
+                f"FilterPruning.{field}: {entry!r} is not 'glob=ratio' with a ratio in [0, 1), e.g. {example}",
+                field=f"FilterPruning.{field}",
             )
 
 

@@ -8,7 +8,9 @@ the result has smaller weight tensors and fewer MACs, not zeros. Saving a pruned
 
 How many channels go (per coupled group of ``size`` channels):
 
-- ``scope="layer"``: ``floor(size * ratio)``; every group loses the same share.
+- ``scope="layer"``: ``floor(size * ratio)``; every group loses the same share, except groups
+  matching a ``layer_ratios`` glob (``"layer1.*.conv1=0.4"``, against the group's first layer),
+  whose ratio is the last matching entry's (a per-layer width plan as plain config).
 - ``scope="global"``: ``floor(total * ratio)`` over all prunable groups, lowest scores first,
   where each group's scores are divided by the group's mean score so layers of different fan-in
   compete fairly (a raw L1 norm grows with fan-in and would empty the early layers).
@@ -17,8 +19,9 @@ How many channels go (per coupled group of ``size`` channels):
 - ``max_layer_ratio``: at most ``floor(size * max_layer_ratio)`` channels of a group go (lower for
   groups matching a ``layer_max_ratios`` glob), and at least ``min_channels`` (at least one) stay.
 - ``iterative_steps``: step ``k`` of ``n`` prunes up to ``ratio * (1 - (1 - k/n)**3)`` (``schedule``
-  cubic) or ``ratio * k / n`` (linear) of the original counts, with ``finetune(model, k - 1)``
-  between steps; scores are recomputed every step.
+  cubic) or ``ratio * k / n`` (linear) of the original counts (a group's own ``layer_ratios`` ratio
+  in place of ``ratio``), with ``finetune(model, k - 1)`` between steps; scores are recomputed every
+  step.
 """
 
 from __future__ import annotations
@@ -122,12 +125,28 @@ def _min_keep(size: int, max_layer_ratio: float, min_channels: int = 1) -> int:
     return min(size, max(1, min_channels, size - math.floor(size * max_layer_ratio + _EPS)))
 
 
-def step_fraction(config: FilterPruning, step: int) -> float:
-    """The share of the original channels pruned after step ``step`` (1-based) of ``iterative_steps``."""
+def step_progress(config: FilterPruning, step: int) -> float:
+    """How far step ``step`` (1-based) of ``iterative_steps`` goes towards the final ratios (0..1]."""
     t = step / config.iterative_steps
     if config.schedule == "linear":
-        return config.ratio * t
-    return config.ratio * (1.0 - (1.0 - t) ** 3)
+        return t
+    return 1.0 - (1.0 - t) ** 3
+
+
+def step_fraction(config: FilterPruning, step: int) -> float:
+    """The share of the original channels pruned after step ``step`` (1-based) of ``iterative_steps``
+    (``ratio``'s schedule; a group with a ``layer_ratios`` entry follows :func:`group_ratio` instead)."""
+    return config.ratio * step_progress(config, step)
+
+
+def group_ratio(config: FilterPruning, root_name: str) -> float:
+    """``ratio``, replaced by the last ``layer_ratios`` entry whose glob matches ``root_name``."""
+    ratio = config.ratio
+    for entry in config.layer_ratios:
+        pattern, _, value = entry.partition("=")
+        if fnmatch.fnmatchcase(root_name, pattern.strip()):
+            ratio = float(value)
+    return ratio
 
 
 def group_max_ratio(config: FilterPruning, root_name: str) -> float:
@@ -189,11 +208,11 @@ def prune_filters(
 
     tracker = _Tracker()
     skipped: dict[str, str] = {}
-    if config.ratio > 0:
+    if config.ratio > 0 or any(float(e.partition("=")[2]) > 0 for e in config.layer_ratios):
         original: dict[tuple[str, ...], int] = {}
         steps = config.iterative_steps
         for step in range(steps):
-            fraction = step_fraction(config, step + 1)
+            progress = step_progress(config, step + 1)
             graph = build_dependency_graph(model, example_inputs)
             groups = channel_groups(graph, model, selected.values())
             if step == 0:
@@ -203,9 +222,9 @@ def prune_filters(
                 original.setdefault(g.key, g.size)
             scores = {g.key: _scores(scorer, g) for g in prunable}
             if config.scope == "global":
-                plan = _global_plan(prunable, scores, original, fraction, config)
+                plan = _global_plan(prunable, scores, original, config.ratio * progress, config)
             else:
-                plan = _layer_plan(prunable, scores, original, fraction, config)
+                plan = _layer_plan(prunable, scores, original, progress, config)
             for g in prunable:
                 if plan[g.key]:
                     _remove(graph, model, g, plan[g.key], tracker)
@@ -282,11 +301,13 @@ def _layer_plan(
     groups: list[ChannelGroup],
     scores: dict[tuple[str, ...], list[float]],
     original: dict[tuple[str, ...], int],
-    fraction: float,
+    progress: float,
     config: FilterPruning,
 ) -> dict[tuple[str, ...], list[int]]:
+    """Each group loses ``floor(size * group_ratio * progress)`` (then the caps and rounding)."""
     plan = {}
     for g in groups:
+        fraction = group_ratio(config, g.root_name) * progress
         removed = math.floor(original[g.key] * fraction + _EPS)
         keep = original[g.key]
         if removed > 0:

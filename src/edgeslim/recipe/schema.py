@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim import methods as registry
+from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.config import Config
 from edgeslim.data import resolve_data_path
 from edgeslim.engine.steps import (
@@ -467,6 +468,8 @@ def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
             "latency",
             "memory",
             "exclusive",
+            "passes",
+            "noise_threshold",
         ),
     )
     if "runtime" in m and "runtimes" in m:
@@ -505,6 +508,10 @@ def _measure_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
         latency=c.boolean(m.get("latency", True), (*path, "latency")),
         memory=memory,
         exclusive=c.boolean(m.get("exclusive", True), (*path, "exclusive")),
+        passes=c.integer(m.get("passes", 3), (*path, "passes"), minimum=1, maximum=MAX_RUNS),
+        noise_threshold=c.number(
+            m.get("noise_threshold", DEFAULT_NOISE_THRESHOLD), (*path, "noise_threshold"), positive=True
+        ),
     )
 
 

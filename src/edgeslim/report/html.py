@@ -113,7 +113,19 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("MACs", "macs", "int", "multiply-accumulates per image"),
     ("MAC red.", "mac_reduction", "x", "baseline MACs / trial MACs"),
     ("size MB", "size_bytes", "mb", "artifact on disk (10^6 bytes)"),
-    ("latency ms", "latency_ms", "f3", "median, primary runtime, smallest batch size"),
+    (
+        "latency ms",
+        "latency_ms",
+        "f3",
+        "median of the timing passes' medians, primary runtime, smallest batch size; ~ marks a noisy one",
+    ),
+    (
+        "spread %",
+        "latency_spread",
+        "pct",
+        "how far the latency's timing passes disagree: (max - min) / median of the pass medians; above "
+        "the measure step's noise threshold the latency is noisy (~)",
+    ),
     ("runtime", "runtime", "s", ""),
     (
         "peak RSS MB",
@@ -142,7 +154,7 @@ th{white-space:normal;vertical-align:bottom}td.s{white-space:normal;overflow-wra
 td.s,th.s{text-align:left}.rec{border:2px solid #1a7f37;border-radius:8px;padding:8px 14px;background:#f0fff4}
 .rec.none{border-color:#bf8700;background:#fff8c5}
 tr.failed td{color:#a40e26}td.err{white-space:normal;max-width:420px;text-align:left}
-td.sim{color:#8250df;font-style:italic}
+td.sim{color:#8250df;font-style:italic}td.noisy{color:#9a6700}
 .tablewrap{overflow:auto;max-height:70vh;border:1px solid #d0d7de;border-radius:8px}
 code{background:#f6f8fa;padding:1px 4px;border-radius:4px}ul{margin:4px 0}
 """
@@ -207,6 +219,29 @@ def _pareto_flags(data: Sequence[dict[str, Any]]) -> dict[str, str]:
     return flags
 
 
+def _noisy_note(row: dict[str, Any]) -> str:
+    spread, passes = row.get("latency_spread"), row.get("latency_passes")
+    threshold = row.get("noise_threshold")
+    limit = f" (threshold {100 * threshold:g}%)" if threshold is not None else ""
+    what = (
+        f"{passes} timing passes differ by {100 * spread:.1f}% of their median"
+        if spread is not None
+        else "its timing passes disagree"
+    )
+    return f"noisy: {what}{limit}; re-measure before relying on it"
+
+
+def _noisy_legend(data: Sequence[dict[str, Any]]) -> str:
+    noisy = sum(bool(r.get("latency_noisy")) and r.get("latency_ms") is not None for r in data)
+    if not noisy:
+        return ""
+    return (
+        f" <b>~</b> after a latency: noisy ({noisy} trial(s)): its timing passes differed by more than the "
+        "measure step's noise threshold (spread % = (max - min) / median of the pass medians), so the "
+        "machine was busy or unsteady while it was timed; re-measure such a model before relying on it."
+    )
+
+
 def _table(data: Sequence[dict[str, Any]]) -> str:
     flags = _pareto_flags(data)
     head = "".join(
@@ -227,6 +262,9 @@ def _table(data: Sequence[dict[str, Any]]) -> str:
             if key == "top1" and r.get("simulated") and value is not None:
                 css, text = "sim", f"{text} simulated"
                 title = ' title="fake-quantized simulation in torch: this model could not be deployed"'
+            if key == "latency_ms" and r.get("latency_noisy") and value is not None:
+                css, text = "noisy", f"{text} ~"
+                title = f' title="{html.escape(_noisy_note(r))}"'
             cells.append(
                 f'<td class="{css}"{title} data-v="{html.escape(sort_value)}">{html.escape(text)}</td>'
             )
@@ -362,7 +400,7 @@ memory is that of a fresh process loading the artifact on the primary runtime an
 <div class="grid">{"".join(sections)}</div>
 <h2>All trials</h2>
 <p class="meta">Click a column header to sort. Pareto: L = on the accuracy-vs-latency front, S = on the
-accuracy-vs-size front.</p>
+accuracy-vs-size front.{_noisy_legend(data)}</p>
 <div class="tablewrap">{_table(data)}</div>
 <h2>Failed trials</h2>
 {failed_html}

@@ -4,7 +4,8 @@ Limits are optional and combine: latency (ms, the record's primary runtime and s
 size; > 0), size on disk (MB = 10^6 bytes; > 0) and accuracy drop (percentage points of top-1
 below the model's baseline; >= 0). Baselines are candidates too (drop 0): sometimes no compression
 is needed. Fitting trials are ranked by accuracy, then latency, then size. A trial whose accuracy
-is a simulation (a quantized model that could not be deployed) or that lacks a runtime's figures
+is a simulation (a quantized model that could not be deployed), whose latency is noisy (its timing
+passes disagreed by more than the measure step's noise threshold) or that lacks a runtime's figures
 says so in its reasons.
 """
 
@@ -139,6 +140,20 @@ def _caveats(row: dict[str, Any]) -> list[str]:
         out.append(
             "caution: its top-1 is simulated (fake quantization in torch), not measured on a deployed "
             "artifact: the quantized model could not be deployed, so its real accuracy is unknown"
+        )
+    if row.get("latency_noisy") and row.get("latency_ms") is not None:
+        spread = row.get("latency_spread")
+        passes = row.get("latency_passes")
+        threshold = row.get("noise_threshold")
+        how = (
+            f"its {passes} timing passes' medians differ by {100 * spread:.1f}% of their median"
+            if spread is not None
+            else "its timing passes disagree"
+        )
+        limit = f" (more than the {100 * threshold:g}% threshold)" if threshold is not None else ""
+        out.append(
+            f"caution: its latency is noisy: {how}{limit}; the machine was busy or unsteady while it was "
+            "timed, so re-measure it (edgeslim bench) before relying on it"
         )
     for runtime, why in (row.get("runtime_errors") or {}).items():
         out.append(f"caution: no {runtime} figures ({why})")

@@ -17,7 +17,7 @@
       - prune: {method: magnitude, ratio: 0.9, format: [dense, csr]}   # format: the pruned file's layout
       - quantize: {method: static, bits: 8}
     finetune: {epochs: 1, lr: 0.01, batch_size: 128}  # edgeslim.train.TrainConfig fields; epochs 0: none
-    measure: {runtimes: [ort, openvino, torch], batch_sizes: [1, 32], latency_runs: 20}
+    measure: {runtimes: [ort, openvino, torch], batch_sizes: [1, 32], latency_runs: 20, passes: 3}
     limits: {trial_timeout_s: 1800, trial_memory_mb: 8000}
     execution: {workers: 2, threads: 1}   # default: half the CPUs, threads = CPUs / workers
     artifacts: runs/sweeps/quickstart    # where trial models go, relative to this file (default: beside the store)
@@ -35,7 +35,9 @@ qat, dynamic; ``ratio`` is the share of filters removed or the sparsity, ``bits`
 and any other field of the method's config may be given, as one value or a list. ``format`` (prune
 only) stores the pruned model dense or as COO/CSR/CSC. ``measure`` is the recipes' measure step:
 every runtime listed (``torch``, ``ort``, ``openvino``) is measured for real, accuracy included; the
-first is what plots and recommendations use.
+first is what plots and recommendations use. Each latency is timed in ``passes`` passes (default 3)
+and recorded as the median of the pass medians, flagged noisy when they differ by more than
+``noise_threshold`` (default 0.10) of it.
 
 ``finetune`` (top level, or per ``methods`` block to override it) needs ``epochs`` (0: no
 fine-tuning); a block's ``finetune`` is refused where none of its methods trains (static and
@@ -55,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim import methods as registry
+from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.config import Config
 from edgeslim.data import find_or_fetch_data
 from edgeslim.engine.runner import Limits
@@ -579,7 +582,20 @@ def trains(block: MethodBlock, method: str) -> bool:
 
 def _measure(c: _Checker, value: Any) -> MeasureStep:
     path: Path_ = ("measure",)
-    m = c.mapping(value, path, ("metrics", "runtimes", "batch_sizes", "latency_runs", "warmup", "exclusive"))
+    m = c.mapping(
+        value,
+        path,
+        (
+            "metrics",
+            "runtimes",
+            "batch_sizes",
+            "latency_runs",
+            "warmup",
+            "exclusive",
+            "passes",
+            "noise_threshold",
+        ),
+    )
     metrics = c.string_list(m["metrics"], (*path, "metrics"), METRICS) if "metrics" in m else METRICS
     runtimes: tuple[str, ...] = ("torch",)
     if "runtimes" in m:
@@ -614,6 +630,10 @@ def _measure(c: _Checker, value: Any) -> MeasureStep:
             latency="latency" in metrics,
             memory="process" if "memory" in metrics else "none",
             exclusive=c.boolean(m.get("exclusive", True), (*path, "exclusive")),
+            passes=c.integer(m.get("passes", 3), (*path, "passes"), minimum=1, maximum=MAX_RUNS),
+            noise_threshold=c.number(
+                m.get("noise_threshold", DEFAULT_NOISE_THRESHOLD), (*path, "noise_threshold"), positive=True
+            ),
         )
     except ConfigError as exc:
         raise c.fail(path, str(exc)) from None

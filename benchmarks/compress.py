@@ -1,0 +1,230 @@
+"""Compression-search benchmark: is the latency predictor right, and does the search beat uniform pruning?
+
+Part ``predictor`` (per model, runtime and batch size): builds the device profile (timed; goal
+<= 5 minutes), then predicts and measures ``--variants`` random per-group pruned variants
+(goal: median error <= 10%).
+
+Part ``search``: resnet56 pruned by uniform L1 (2x fewer MACs) and fine-tuned for
+``--budget-minutes`` with distillation; its measured latency becomes the budget of
+``edgeslim compress`` with the same total minutes; both evaluated on the 10,000-image JPEG test set
+(goal: >= +1.0 point at the same latency; ``--seeds`` seeds).
+
+    python benchmarks/compress.py --part predictor [--models resnet20,resnet56] [--runtimes ort,openvino]
+        [--batches 1,32] [--variants 20] [--threads 2]
+    python benchmarks/compress.py --part search [--runtime ort] [--batch 1] [--budget-minutes 30] [--seeds 3]
+
+Each part writes its own section of docs/benchmarks.md. Latency figures need a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import data_root, markdown_table, write_section
+from edgeslim import tasks
+from edgeslim.bench import env_fingerprint
+from edgeslim.models import create_model, load_weights
+from edgeslim.pruning import FilterPruning, ratio_for_mac_reduction
+from edgeslim.search import Budget, CompressOptions, compress
+from edgeslim.search.calibrate import build_predictor, dense_timer, export_float, validate_predictor
+from edgeslim.train import TrainConfig
+
+WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
+
+
+def dense_model(name: str) -> torch.nn.Module:
+    model = create_model(name)
+    if name in WEIGHTS:
+        load_weights(model, data_root() / "pretrained" / WEIGHTS[name])
+    return model.eval()
+
+
+def predictor_part(args: argparse.Namespace) -> str:
+    rows: list[list[object]] = []
+    for name in args.models.split(","):
+        dense = dense_model(name)
+        for runtime in args.runtimes.split(","):
+            round_to = tasks.choose_round_to(runtime).round_to
+            for batch in (int(b) for b in args.batches.split(",")):
+                with tempfile.TemporaryDirectory() as tmp:
+                    began = time.perf_counter()
+                    layout, predictor, timed, timer = build_predictor(
+                        dense, (3, 32, 32), runtime, batch, args.threads, Path(tmp), round_to=round_to
+                    )
+                    build_min = (time.perf_counter() - began) / 60
+                    check = validate_predictor(
+                        dense,
+                        layout,
+                        predictor,
+                        timer,
+                        Path(tmp),
+                        variants=args.variants,
+                        seed=args.seed,
+                    )
+                median = check.median_error
+                noisy = sum(s > 0.10 for s in check.spreads)
+                rows.append(
+                    [
+                        name,
+                        runtime,
+                        batch,
+                        round_to,
+                        f"{timed} timed, {build_min:.1f} min",
+                        f"{predictor.points[0][1]:.3f}",
+                        f"{min(check.measured_ms):.3f}-{max(check.measured_ms):.3f}",
+                        f"{100 * median:.1f}% ({'met' if median <= 0.10 else 'missed'})",
+                        f"{100 * max(check.errors):.1f}%",
+                        noisy,
+                    ]
+                )
+                print(rows[-1], flush=True)
+    env = env_fingerprint()
+    return (
+        "## Latency predictor (`benchmarks/compress.py --part predictor`)\n\n"
+        f"CPU: {env['cpu_model']}, {args.threads} threads. Per model, runtime and batch: the device profile "
+        "(per-layer width grids, cached per machine; build time counts only layers not cached yet, plus "
+        "12 calibration models), then "
+        f"{args.variants} other random per-group pruned variants predicted and measured (3 passes "
+        "alternating with the dense model; latency = median ratio to it x the dense latency at the start, "
+        "so the machine's drift cancels; 'noisy variants': ratio spread over 10% across the passes). "
+        "Goal: median error <= 10%, profile <= 5 min.\n"
+        f"Command: `python benchmarks/compress.py --part predictor --models {args.models} --runtimes "
+        f"{args.runtimes} --batches {args.batches} --variants {args.variants} --threads {args.threads}`\n\n"
+        + markdown_table(
+            [
+                "model",
+                "runtime",
+                "batch",
+                "round_to",
+                "profile",
+                "dense ms",
+                "variants ms",
+                "median error",
+                "max error",
+                "noisy variants",
+            ],
+            rows,
+        )
+    )
+
+
+def search_part(args: argparse.Namespace) -> str:
+    root = data_root()
+    name = "resnet56"
+    weights = root / "pretrained" / WEIGHTS[name]
+    data = tasks.DataSource(path=str(root / "cifar10-jpeg"), seed=0)
+    ratio, _ = ratio_for_mac_reduction(dense_model(name), 2.0, example_inputs=torch.zeros(1, 3, 32, 32))
+    rows: list[list[object]] = []
+    uniform_top1, search_top1 = [], []
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for seed in range(args.seeds):
+        began = time.perf_counter()
+        uniform = tasks.prune_task(
+            tasks.ModelSource(name=name, weights=weights),
+            FilterPruning(ratio, round_to=tasks.choose_round_to(args.runtime).round_to),
+            out=work / f"uniform-{seed}.pt",
+            data_source=data,
+            finetune=TrainConfig(epochs=1, lr=0.01, seed=seed),
+            recovery=tasks.Recovery(budget_minutes=args.budget_minutes - 1.0),
+            latency_batch_sizes=(),
+            progress=False,
+            measure_before=False,
+        )
+        model, _ = tasks.ModelSource(checkpoint=work / f"uniform-{seed}.pt").build()
+        onnx_path = export_float(model, work / f"uniform-{seed}.onnx", (3, 32, 32))
+        timer = dense_timer(dense_model(name), (3, 32, 32), args.runtime, args.batch, args.threads, work)
+        timing = timer.measure(onnx_path)  # alternating with the dense model
+        uniform_ms, uniform_ratio = timing.ms, timing.ratio
+        uniform_min = (time.perf_counter() - began) / 60
+        out = work / f"compress-{seed}"
+        shutil.rmtree(out, ignore_errors=True)
+        result = compress(
+            tasks.ModelSource(name=name, weights=weights),
+            data,
+            Budget(
+                max_latency_ms=uniform_ms, runtime=args.runtime, batch_size=args.batch, threads=args.threads
+            ),
+            out=out,
+            options=CompressOptions(budget_minutes=args.budget_minutes, strategy=args.strategy, seed=seed),
+            progress=print,
+        )
+        uniform_top1.append(uniform.top1_after or 0.0)
+        search_top1.append(result.top1 or 0.0)
+        rows.append(
+            [
+                seed,
+                f"{uniform.top1_after:.2f}",
+                f"{uniform_ms:.3f} ({uniform_ratio:.2f} of dense)",
+                f"{uniform_min:.1f}",
+                f"{result.top1:.2f}",
+                f"{result.latency_ms:.3f} ({result.latency_ms / result.latency_ms_dense:.2f} of dense; "
+                f"pred. {result.latency_ms_predicted:.3f})",
+                f"{result.budget_minutes_used:.1f}",
+                f"{(result.top1 or 0) - (uniform.top1_after or 0):+.2f}",
+            ]
+        )
+        print(rows[-1], flush=True)
+    gain = statistics.mean(search_top1) - statistics.mean(uniform_top1)
+    env = env_fingerprint()
+    return (
+        "## Compression search vs uniform L1 (`benchmarks/compress.py --part search`)\n\n"
+        f"CPU: {env['cpu_model']}, {args.threads} threads; {args.runtime} batch {args.batch}. resnet56, uniform L1 "
+        f"ratio {ratio:.2f} (2x fewer MACs) fine-tuned {args.budget_minutes - 1:g} min with distillation; its "
+        f"measured latency is the budget of `edgeslim compress --strategy {args.strategy} --budget-minutes "
+        f"{args.budget_minutes:g}`. JPEG test set (10,000 images). Mean gain {gain:+.2f} points over "
+        f"{args.seeds} seed(s) (goal >= +1.0: {'met' if gain >= 1.0 else 'missed'}).\n"
+        f"Command: `python benchmarks/compress.py --part search --runtime {args.runtime} --batch {args.batch} "
+        f"--budget-minutes {args.budget_minutes:g} --seeds {args.seeds}`\n\n"
+        + markdown_table(
+            [
+                "seed",
+                "uniform top-1 %",
+                "uniform ms",
+                "uniform min",
+                "compress top-1 %",
+                "compress ms",
+                "compress min",
+                "gain (points)",
+            ],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("predictor", "search"), required=True)
+    parser.add_argument("--models", default="resnet20,resnet56,mobilenet_v2")
+    parser.add_argument("--runtimes", default="ort,openvino")
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--variants", type=int, default=20)
+    parser.add_argument("--runtime", default="ort")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--budget-minutes", type=float, default=30.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--strategy", default="greedy")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="runs/compress-bench")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part == "predictor":
+        body = predictor_part(args)
+        section = "compress-predictor"
+    else:
+        body = search_part(args)
+        section = "compress-search"
+    print(body)
+    write_section(section, body)
+
+
+if __name__ == "__main__":
+    main()

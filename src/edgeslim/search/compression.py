@@ -1,0 +1,761 @@
+"""Automatic, hardware-aware compression to a device budget (``edgeslim compress``).
+
+Given a model, data and a :class:`Budget` (latency on a runtime at a batch size, optionally size and
+accuracy drop), :func:`compress`:
+
+1. measures a device profile (:mod:`edgeslim.search.profile`; cached per machine) for the model's
+   layers and calibrates a latency predictor on the dense model and uniformly pruned variants,
+   all measured end to end on the runtime; with ``int8`` the predictor is scaled by the int8/FP32
+   ratio measured on the dense model;
+2. says up front when even the smallest plan the limits allow is predicted above the budget;
+3. searches per-stage widths (residual streams included, :mod:`edgeslim.search.layout`) against the
+   predicted latency. The accuracy proxy of a candidate is its top-1 on a held-out validation subset
+   after L1 pruning and re-estimating BatchNorm statistics on a few training batches (the "adaptive
+   BN" proxy of EagleEye, Li et al. 2020: it ranks pruned candidates like their fine-tuned accuracy,
+   at a fraction of a fine-tune's cost). Strategies: ``greedy`` (NetAdapt, Yang et al. 2018: each
+   iteration, for every knob the smallest cut that takes the predicted latency down by one step;
+   keep the most accurate), ``evolution`` and ``optuna`` (NSGA-II over the knobs; accuracy up,
+   latency down, the budget a constraint). Every evaluated candidate is appended to
+   ``trials.jsonl``, so a killed search resumes without re-evaluating;
+4. prunes the winner, fine-tunes it for the rest of the time budget with distillation from the
+   dense model (:class:`edgeslim.tasks.Recovery`), optionally quantizes it to int8 (static PTQ,
+   QDQ ONNX), exports it and measures it for real on the runtime (repeated passes, median).
+
+Work happens in ``OUT.partial`` and is renamed to ``OUT`` at the end, so ``OUT`` is never half
+written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from edgeslim.bench.counting import count_macs, count_params
+from edgeslim.bench.latency import threads as torch_threads
+from edgeslim.config import Config
+from edgeslim.data import BatchLoader, ImageTensors
+from edgeslim.errors import ConfigError, EdgeslimError
+from edgeslim.export import export
+from edgeslim.quantization import StaticQuant, quantize
+from edgeslim.search.calibrate import PairedTimer, build_predictor, export_float, pruned_copy
+from edgeslim.search.layout import ModelLayout, Plan, plan_config
+from edgeslim.search.profile import PROFILE_RUNTIMES, LatencyPredictor
+from edgeslim.tasks import DataSource, ModelSource, Recovery, choose_round_to, prune_task, quantize_task
+from edgeslim.tasks.common import check_classes, fit_input
+from edgeslim.tasks.prune import PruneOutcome
+from edgeslim.train import TrainConfig, evaluate
+
+__all__ = [
+    "STRATEGIES",
+    "Budget",
+    "CompressOptions",
+    "CompressResult",
+    "NoPlanFits",
+    "compress",
+]
+
+Strategy = Literal["greedy", "evolution", "optuna"]
+STRATEGIES: tuple[str, ...] = ("greedy", "evolution", "optuna")
+
+
+class NoPlanFits(EdgeslimError):
+    """No plan meets the budget; ``closest`` is the nearest one (exit 1, not a usage error)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, closest: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.closest = closest
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget(Config):
+    """What the compressed model must meet: latency on ``runtime`` at ``batch_size`` (and more)."""
+
+    max_latency_ms: float
+    runtime: str = "ort"
+    batch_size: int = 1
+    threads: int | None = None
+    max_size_mb: float | None = None
+    max_accuracy_drop: float | None = None  # top-1 points below the uncompressed model
+
+    def validate(self) -> None:
+        if not (math.isfinite(self.max_latency_ms) and self.max_latency_ms > 0):
+            raise ConfigError(
+                f"Budget.max_latency_ms must be a positive number, got {self.max_latency_ms}",
+                field="Budget.max_latency_ms",
+            )
+        if self.runtime not in PROFILE_RUNTIMES:
+            raise ConfigError(
+                f"Budget.runtime must be one of {', '.join(PROFILE_RUNTIMES)}, not {self.runtime!r}",
+                field="Budget.runtime",
+            )
+        if self.batch_size < 1:
+            raise ConfigError(
+                f"Budget.batch_size must be >= 1, got {self.batch_size}", field="Budget.batch_size"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"Budget.threads must be >= 1, got {self.threads}", field="Budget.threads")
+        if self.max_size_mb is not None and not (math.isfinite(self.max_size_mb) and self.max_size_mb > 0):
+            raise ConfigError(
+                f"Budget.max_size_mb must be a positive number, got {self.max_size_mb}",
+                field="Budget.max_size_mb",
+            )
+        if self.max_accuracy_drop is not None and not (
+            math.isfinite(self.max_accuracy_drop) and self.max_accuracy_drop >= 0
+        ):
+            raise ConfigError(
+                f"Budget.max_accuracy_drop must be >= 0 points, got {self.max_accuracy_drop}",
+                field="Budget.max_accuracy_drop",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressOptions(Config):
+    """How :func:`compress` searches and recovers.
+
+    ``budget_minutes``: the whole run (profile, search, fine-tune, measurement); the search gets
+    ``search_share`` of what is left after profiling, the fine-tune the rest. ``val_images`` and
+    ``bn_batches``: the accuracy proxy's validation images and BN re-estimation batches.
+    ``finetune`` off: the winner is pruned and measured without recovery training.
+    ``iterations``: greedy steps from the dense latency to the budget. ``round_to``: channel
+    multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`).
+    """
+
+    int8: bool = False
+    budget_minutes: float = 30.0
+    finetune: bool = True
+    strategy: Strategy = "greedy"
+    search_share: float = 0.3
+    iterations: int = 6
+    val_images: int = 1000
+    bn_batches: int = 8
+    round_to: int | Literal["auto"] = "auto"
+    max_layer_ratio: float = 0.9
+    distill: bool = True
+    lr: float = 0.01
+    passes: int = 3
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"CompressOptions.strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}",
+                field="CompressOptions.strategy",
+            )
+        if not (math.isfinite(self.budget_minutes) and self.budget_minutes > 0):
+            raise ConfigError(
+                f"CompressOptions.budget_minutes must be a positive number, got {self.budget_minutes}",
+                field="CompressOptions.budget_minutes",
+            )
+        if not 0.0 < self.search_share < 1.0:
+            raise ConfigError(
+                f"CompressOptions.search_share must be in (0, 1), got {self.search_share}",
+                field="CompressOptions.search_share",
+            )
+        for name in ("iterations", "val_images", "bn_batches", "passes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"CompressOptions.{name} must be >= 1, got {getattr(self, name)}",
+                    field=f"CompressOptions.{name}",
+                )
+        if self.round_to != "auto" and self.round_to < 1:
+            raise ConfigError(
+                f"CompressOptions.round_to must be >= 1 or 'auto', got {self.round_to}",
+                field="CompressOptions.round_to",
+            )
+        if not 0.0 < self.max_layer_ratio < 1.0:
+            raise ConfigError(
+                f"CompressOptions.max_layer_ratio must be in (0, 1), got {self.max_layer_ratio}",
+                field="CompressOptions.max_layer_ratio",
+            )
+
+
+@dataclasses.dataclass
+class Trial:
+    """One evaluated candidate plan (per-knob kept channels)."""
+
+    knobs: dict[str, int]
+    predicted_ms: float
+    proxy_top1: float | None
+    params: int
+    macs: int
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What :func:`compress` made and measured; ``to_dict`` is the ``--json`` object."""
+
+    artifact: Path
+    checkpoint: Path
+    runtime: str
+    batch_size: int
+    latency_ms: float
+    latency_spread: float
+    latency_ms_predicted: float
+    latency_ms_dense: float
+    top1: float | None
+    top1_baseline: float | None
+    size_bytes: int
+    macs: int
+    params: int
+    macs_dense: int
+    params_dense: int
+    plan: dict[str, Any]
+    trials: int
+    budget_minutes_used: float
+    fits: dict[str, bool]
+    strategy: str
+    predictor: dict[str, Any]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["artifact"] = str(self.artifact)
+        data["checkpoint"] = str(self.checkpoint)
+        return data
+
+
+class _Clock:
+    def __init__(self, minutes: float) -> None:
+        self.start = time.perf_counter()
+        self.minutes = minutes
+
+    def used(self) -> float:
+        return (time.perf_counter() - self.start) / 60.0
+
+    def left(self) -> float:
+        return self.minutes - self.used()
+
+
+def _timed(progress: Callable[[str], None] | None, clock: _Clock) -> Callable[[str], None] | None:
+    """``progress`` with the minutes used in front of every line."""
+    if progress is None:
+        return None
+    report = progress
+
+    def say(message: str) -> None:
+        report(f"[{clock.used():4.1f} min] {message}")
+
+    return say
+
+
+def _say(progress: Callable[[str], None] | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# the accuracy proxy
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: nn.Module, loader: BatchLoader, batches: int) -> None:
+    """Re-estimate BatchNorm running statistics on ``batches`` training batches (cumulative average)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            model(x)
+    finally:
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
+        model.eval()
+
+
+class _Proxy:
+    """Prunes the dense model to a plan, re-estimates BN, and scores it on validation images."""
+
+    def __init__(
+        self,
+        dense: nn.Module,
+        layout: ModelLayout,
+        train: ImageTensors,
+        val: ImageTensors,
+        options: CompressOptions,
+    ) -> None:
+        self.dense = dense
+        self.layout = layout
+        self.bn_loader = BatchLoader(train, 128, shuffle=True, seed=options.seed)
+        self.val_loader = BatchLoader(val, 256)
+        self.bn_batches = options.bn_batches
+        self.example = torch.zeros(1, *layout.input_shape)
+
+    def build(self, plan: Plan) -> nn.Module:
+        return pruned_copy(self.dense, self.layout, plan)
+
+    def score(self, plan: Plan) -> tuple[float, int, int]:
+        model = self.build(plan)
+        adapt_batchnorm(model, self.bn_loader, self.bn_batches)
+        top1 = evaluate(model, self.val_loader).top1
+        return top1, count_params(model), count_macs(model, self.layout.input_shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# search strategies
+
+
+class _Search:
+    """Shared state: the predictor, the proxy, the trial log (resume) and the clock."""
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        predictor: LatencyPredictor,
+        proxy: _Proxy,
+        target_ms: float,
+        scale: float,
+        max_params: int | None,
+        log: Path,
+        deadline: float,
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        self.layout = layout
+        self.predictor = predictor
+        self.proxy = proxy
+        self.target = target_ms
+        self.scale = scale  # int8 / fp32 measured on the dense model (1 for fp32)
+        self.max_params = max_params
+        self.log = log
+        self.deadline = deadline
+        self.progress = progress
+        self.trials: dict[str, Trial] = {}
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    t = Trial(**json.loads(line))
+                    self.trials[self._key(t.knobs)] = t
+        self.resumed = len(self.trials)
+
+    @staticmethod
+    def _key(knobs: Mapping[str, int]) -> str:
+        return json.dumps(dict(sorted(knobs.items())))
+
+    def predict(self, knobs: Mapping[str, int]) -> float:
+        plan = self.layout.knob_plan(knobs)
+        return self.scale * self.predictor.predict(self.layout.widths(plan))
+
+    def out_of_time(self) -> bool:
+        return time.perf_counter() > self.deadline
+
+    def evaluate(self, knobs: Mapping[str, int]) -> Trial:
+        key = self._key(knobs)
+        if key in self.trials:
+            return self.trials[key]
+        began = time.perf_counter()
+        top1, params, macs = self.proxy.score(self.layout.knob_plan(knobs))
+        trial = Trial(dict(knobs), self.predict(knobs), top1, params, macs, time.perf_counter() - began)
+        self.trials[key] = trial
+        with self.log.open("a") as f:
+            f.write(json.dumps(trial.to_dict()) + "\n")
+        return trial
+
+    def fits(self, trial: Trial) -> bool:
+        return trial.predicted_ms <= self.target and (
+            self.max_params is None or trial.params <= self.max_params
+        )
+
+    def dense_knobs(self) -> dict[str, int]:
+        return {k.name: k.size for k in self.layout.knobs}
+
+    def floor_knobs(self) -> dict[str, int]:
+        return {k.name: self.layout.knob_choices(k)[-1] for k in self.layout.knobs}
+
+    def best(self) -> Trial | None:
+        fitting = [t for t in self.trials.values() if self.fits(t) and t.proxy_top1 is not None]
+        return max(fitting, key=lambda t: (t.proxy_top1 or 0.0, -t.predicted_ms), default=None)
+
+
+def _greedy(search: _Search, iterations: int) -> Trial | None:
+    """NetAdapt over knobs: each step cuts the predicted latency by about one iteration's share."""
+    knobs = search.dense_knobs()
+    current = search.predict(knobs)
+    step = max((current - search.target) / iterations, 1e-6)
+    for iteration in range(10 * iterations):
+        trial_now = search.trials.get(search._key(knobs))
+        if current <= search.target and (trial_now is None or search.fits(trial_now)):
+            if trial_now is None:
+                search.evaluate(knobs)
+            break
+        goal = max(search.target, current - step)
+        candidates: list[dict[str, int]] = []
+        for knob in search.layout.knobs:
+            smaller = [k for k in search.layout.knob_choices(knob) if k < knobs[knob.name]]
+            if not smaller:
+                continue
+            chosen = smaller[-1]
+            for k in smaller:  # largest first: the smallest cut that reaches the goal
+                if search.predict({**knobs, knob.name: k}) <= goal:
+                    chosen = k
+                    break
+            candidates.append({**knobs, knob.name: chosen})
+        if not candidates:
+            break
+        if search.out_of_time():  # no time to score: take the biggest predicted saving
+            knobs = min(candidates, key=search.predict)
+        else:
+            scored = [search.evaluate(c) for c in candidates]
+            reaching = [t for t in scored if t.predicted_ms <= goal + 1e-9] or scored
+            best = max(reaching, key=lambda t: (t.proxy_top1 or 0.0, -t.predicted_ms))
+            knobs = best.knobs
+        current = search.predict(knobs)
+        _say(
+            search.progress,
+            f"greedy step {iteration + 1}: predicted {current:.3f} ms (target {search.target:.3f})",
+        )
+    return search.best() or (search.evaluate(knobs) if search.predict(knobs) <= search.target else None)
+
+
+def _evolution(search: _Search, seed: int, population: int = 12) -> Trial | None:
+    """Mutate the best fitting plans (aging-free, tournament of the fittest), until time runs out."""
+    rng = random.Random(seed)
+    layout = search.layout
+    choices = {k.name: layout.knob_choices(k) for k in layout.knobs}
+    greedy = _greedy(search, 3)
+    pool = [t for t in search.trials.values() if search.fits(t)] or ([greedy] if greedy else [])
+    generation = 0
+    while not search.out_of_time() and pool and generation < 50:
+        generation += 1
+        parents = sorted(pool, key=lambda t: -(t.proxy_top1 or 0.0))[:population]
+        for parent in parents[: max(2, population // 3)]:
+            child = dict(parent.knobs)
+            for name in rng.sample(sorted(child), k=min(2, len(child))):
+                options = choices[name]
+                i = options.index(child[name]) if child[name] in options else 0
+                child[name] = options[max(0, min(len(options) - 1, i + rng.choice((-2, -1, 1, 2))))]
+            if search.predict(child) <= search.target and search._key(child) not in search.trials:
+                trial = search.evaluate(child)
+                if search.fits(trial):
+                    pool.append(trial)
+            if search.out_of_time():
+                break
+    return search.best()
+
+
+def _optuna(search: _Search, seed: int) -> Trial | None:
+    """NSGA-II (optuna) over the knobs: maximize proxy top-1, minimize predicted latency."""
+    try:
+        import optuna  # optional dependency: pip install 'edgeslim[search]'
+    except ImportError as exc:
+        raise ConfigError(
+            "strategy optuna needs optuna: pip install 'edgeslim[search]' (or use strategy greedy)",
+            field="CompressOptions.strategy",
+        ) from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    layout = search.layout
+    choices = {k.name: layout.knob_choices(k) for k in layout.knobs}
+
+    sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for trial in search.trials.values():  # resume: what was scored already seeds the population
+        if all(trial.knobs.get(n) in c for n, c in choices.items()):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=dict(trial.knobs),
+                    distributions={
+                        n: optuna.distributions.CategoricalDistribution(c) for n, c in choices.items()
+                    },
+                    values=[trial.proxy_top1 or 0.0, trial.predicted_ms],
+                    constraints={"latency": trial.predicted_ms - search.target},
+                )
+            )
+
+    def objective(trial: Any) -> tuple[float, float]:
+        knobs = {n: trial.suggest_categorical(n, c) for n, c in choices.items()}
+        predicted = search.predict(knobs)
+        trial.set_constraint("latency", predicted - search.target)  # feasible at <= 0
+        if predicted > search.target * 1.5:  # far outside: not worth scoring
+            return 0.0, predicted
+        scored = search.evaluate(knobs)
+        return scored.proxy_top1 or 0.0, predicted
+
+    while not search.out_of_time():
+        study.optimize(objective, n_trials=4)
+    return search.best()
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+
+
+def _check_out(out: Path) -> Path:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(
+            f"compress.out: {str(out)!r} exists and is not an empty folder; choose a new --out",
+            field="compress.out",
+        )
+    return out.with_name(out.name + ".partial")
+
+
+def _int8_scale(
+    dense: nn.Module, layout: ModelLayout, train: ImageTensors, timer: PairedTimer, work: Path
+) -> float:
+    """Measured int8 / FP32 latency of the dense model on the runtime (static PTQ, QDQ ONNX), timed
+    alternately with the FP32 dense model."""
+    result = quantize(dense, StaticQuant(), calibration=BatchLoader(train, 64, shuffle=True))
+    q = work / "dense-int8.onnx"
+    export(result.model.eval(), "onnx", torch.zeros(1, *layout.input_shape), out=q, check=False)
+    return timer.measure(q).ratio
+
+
+def _closest(search: _Search, knobs: Mapping[str, int]) -> dict[str, Any]:
+    plan = search.layout.knob_plan(knobs)
+    return {
+        "plan": {"knobs": dict(knobs), "ratios": search.layout.ratios(plan)},
+        "latency_ms_predicted": search.predict(knobs),
+        "max_latency_ms": search.target,
+    }
+
+
+@contextlib.contextmanager
+def _threads(budget: Budget) -> Iterator[None]:
+    with torch_threads(budget.threads):
+        yield
+
+
+def compress(
+    model: ModelSource,
+    data: DataSource,
+    budget: Budget,
+    *,
+    out: Path,
+    options: CompressOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CompressResult:
+    """Find, fine-tune and measure the most accurate pruned (optionally int8) model within ``budget``.
+
+    Raises :class:`NoPlanFits` (with the closest plan) when no plan the limits allow meets the budget,
+    before searching when even the smallest plan is predicted above it.
+    """
+    options = options or CompressOptions()
+    out = Path(out)
+    work = _check_out(out)
+    clock = _Clock(options.budget_minutes)
+    progress = _timed(progress, clock)
+    work.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    with _threads(budget):
+        test = data.load("test")
+        train = data.load("train")
+        val_source = dataclasses.replace(data, limit=options.val_images)
+        val = val_source.load("val")
+        dense, spec = model.build(default_num_classes=test.num_classes)
+        test, train, val = (fit_input(d, spec) for d in (test, train, val))
+        input_shape = tuple(test.input_shape)
+        check_classes(dense, test, input_shape)
+        began = time.perf_counter()
+        top1_dense = evaluate(dense, BatchLoader(test, 256)).top1
+        eval_seconds = time.perf_counter() - began
+        macs_dense, params_dense = count_macs(dense, input_shape), count_params(dense)
+        _say(progress, f"baseline top-1 {top1_dense:.2f}% ({macs_dense / 1e6:.1f} MMAC)")
+
+        round_to = options.round_to
+        if round_to == "auto":
+            choice = choose_round_to(budget.runtime)
+            round_to = choice.round_to
+            notes.append(f"round_to {round_to} (measured on {budget.runtime})")
+        layout, predictor, timed, timer = build_predictor(
+            dense,
+            input_shape,
+            budget.runtime,
+            budget.batch_size,
+            budget.threads,
+            work,
+            round_to=round_to,
+            max_layer_ratio=options.max_layer_ratio,
+            passes=options.passes,
+            progress=progress,
+        )
+        if not layout.knobs:
+            raise ConfigError(
+                f"compress.model: {spec.get('name')} has no prunable channel groups", field="compress.model"
+            )
+        table = predictor.table
+        point_seconds = predictor.seconds_per_point
+        dense_ms = predictor.points[0][1]
+        scale = 1.0
+        if options.int8:
+            scale = _int8_scale(dense, layout, train, timer, work)
+            notes.append(
+                f"int8 latency predicted as FP32 x {scale:.3f} (int8/FP32 measured on the dense model)"
+            )
+        notes.append(
+            f"profile {table.profile_id}: {timed} layer timings measured now, {len(table.entries)} in the table; "
+            f"predictor {predictor.a:.3f} x layers + {predictor.b:.3f} ms"
+        )
+        _say(progress, f"dense {dense_ms:.3f} ms measured on {budget.runtime} (batch {budget.batch_size})")
+
+        bytes_per_param = 1 if options.int8 else 4
+        max_params = (
+            int(budget.max_size_mb * 1e6 / bytes_per_param) if budget.max_size_mb is not None else None
+        )
+        proxy = _Proxy(dense, layout, train, val, options)
+        search_minutes = max(0.05, clock.left() * options.search_share)
+        search = _Search(
+            layout,
+            predictor,
+            proxy,
+            budget.max_latency_ms,
+            scale,
+            max_params,
+            work / "trials.jsonl",
+            time.perf_counter() + 60 * search_minutes,
+            progress,
+        )
+        if search.resumed:
+            _say(progress, f"resume: {search.resumed} scored candidates read from {search.log}")
+        floor = search.floor_knobs()
+        if search.predict(floor) > budget.max_latency_ms:
+            shutil.rmtree(work, ignore_errors=True)
+            raise NoPlanFits(
+                f"the budget {budget.max_latency_ms:g} ms is below this profile's floor: even the smallest plan "
+                f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) is predicted at "
+                f"{search.predict(floor):.3f} ms on {budget.runtime} batch {budget.batch_size} "
+                f"(dense {dense_ms:.3f} ms); raise --max-latency-ms, use --int8 or a smaller model",
+                _closest(search, floor),
+            )
+        _say(progress, f"search ({options.strategy}, {search_minutes:.1f} min, {len(layout.knobs)} knobs)")
+        if options.strategy == "greedy":
+            winner = _greedy(search, options.iterations)
+        elif options.strategy == "evolution":
+            winner = _evolution(search, options.seed)
+        else:
+            winner = _optuna(search, options.seed)
+        if winner is None:
+            shutil.rmtree(work, ignore_errors=True)
+            raise NoPlanFits(
+                f"no plan found within {budget.max_latency_ms:g} ms"
+                + (f" and {budget.max_size_mb:g} MB" if budget.max_size_mb is not None else ""),
+                _closest(search, floor),
+            )
+        plan = layout.knob_plan(winner.knobs)
+        config = plan_config(layout, plan)
+
+        # fine-tune the winner for the rest of the budget, distilling from the dense model
+        checkpoint = work / "model.pt"
+        # what follows the fine-tune: evaluation, export and measurement (as timed above), int8 more
+        reserve_s = 2 * eval_seconds + 1.5 * point_seconds
+        if options.int8:
+            reserve_s += 3 * eval_seconds + 2 * point_seconds
+        finetune_minutes = clock.left() - reserve_s / 60
+        finetune = TrainConfig(epochs=1, lr=options.lr, seed=options.seed, warmup_epochs=0.0)
+        _say(progress, f"fine-tune the winner for {max(0.0, finetune_minutes):.1f} min")
+
+        def finish(recovery: Recovery | None) -> PruneOutcome:
+            return prune_task(
+                model,
+                config,
+                out=checkpoint,
+                data_source=data,
+                finetune=finetune if recovery is not None else None,
+                recovery=recovery,
+                latency_batch_sizes=(),
+                progress=False,
+                measure_before=False,
+            )
+
+        outcome = None
+        if not options.finetune:
+            notes.append("not fine-tuned (finetune off)")
+        elif finetune_minutes > 0.1:
+            try:
+                outcome = finish(Recovery(distill=options.distill, budget_minutes=finetune_minutes))
+            except ConfigError as exc:
+                if exc.field != "Recovery.budget_minutes":
+                    raise
+                notes.append(f"not fine-tuned: {exc}")
+        else:
+            notes.append("not fine-tuned: no time was left in the budget")
+        if outcome is None:
+            outcome = finish(None)
+        top1 = outcome.top1_after
+        final_model, _ = ModelSource(checkpoint=checkpoint).build()
+        if options.int8:
+            q = quantize_task(
+                ModelSource(checkpoint=checkpoint),
+                StaticQuant(),
+                out=work / "model-int8.pt",
+                data_source=data,
+                progress=False,
+            )
+            if q.onnx_path is None:
+                raise EdgeslimError("static quantization wrote no QDQ ONNX file")
+            artifact = work / "model-int8.onnx"
+            shutil.move(str(q.onnx_path), artifact)
+            top1 = q.top1_deployed if q.top1_deployed is not None else q.top1_simulated
+        else:
+            artifact = export_float(final_model, work / "model.onnx", input_shape)
+        timing = timer.measure(artifact)  # alternating with the dense model: a side-by-side speed-up
+        latency_ms, spread = timing.ms, timing.spread
+        params, macs = count_params(final_model), count_macs(final_model, input_shape)
+        size = artifact.stat().st_size
+        fits = {"latency": latency_ms <= budget.max_latency_ms}
+        if budget.max_size_mb is not None:
+            fits["size"] = size <= budget.max_size_mb * 1e6
+        if budget.max_accuracy_drop is not None and top1 is not None:
+            fits["accuracy"] = top1_dense - top1 <= budget.max_accuracy_drop
+        if spread > 0.1:
+            notes.append(
+                f"noisy: the speed-up over the dense model spread {spread:.0%} across {options.passes} passes"
+            )
+        result = CompressResult(
+            artifact=out / artifact.name,
+            checkpoint=out / checkpoint.name,
+            runtime=budget.runtime,
+            batch_size=budget.batch_size,
+            latency_ms=latency_ms,
+            latency_spread=spread,
+            latency_ms_predicted=winner.predicted_ms,
+            latency_ms_dense=timing.reference_ms,
+            top1=top1,
+            top1_baseline=top1_dense,
+            size_bytes=size,
+            macs=macs,
+            params=params,
+            macs_dense=macs_dense,
+            params_dense=params_dense,
+            plan={
+                "knobs": dict(winner.knobs),
+                "widths": {g: k for g, k in sorted(plan.items())},
+                "layer_ratios": list(config.layer_ratios),
+                "bits": 8 if options.int8 else 32,
+            },
+            trials=len(search.trials),
+            budget_minutes_used=clock.used(),
+            fits=fits,
+            strategy=options.strategy,
+            predictor=predictor.to_dict(),
+            notes=notes + list(outcome.notes),
+        )
+        (work / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+        for leftover in [*work.glob("*.onnx.data"), work / "dense.onnx", work / "dense-int8.onnx"]:
+            leftover.unlink(missing_ok=True)
+    if out.exists():
+        out.rmdir()
+    os.replace(work, out)
+    return result

@@ -1,0 +1,340 @@
+"""``edgeslim compress``: the search, the budget, resume, JSON and errors.
+
+Latency here comes from a deterministic stand-in runtime (MACs of the ONNX graph x 1e-5 ms), so
+the predictor must reproduce it exactly and every assertion is about numbers, not timing noise.
+The real runtimes are exercised by ``tests/search/test_search_profile.py`` and
+``benchmarks/compress.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+from onnx import numpy_helper, shape_inference
+from typer.testing import CliRunner
+
+from edgeslim.cli.app import app
+from edgeslim.errors import ConfigError
+from edgeslim.models import create_model
+from edgeslim.search import (
+    Budget,
+    CompressOptions,
+    LatencyTable,
+    LayerShape,
+    ModelLayout,
+    NoPlanFits,
+    compress,
+)
+from edgeslim.search import calibrate as calibrate_module
+from edgeslim.search import compression as compress_module
+from edgeslim.tasks import DataSource, ModelSource
+
+MS_PER_MAC = 1e-5
+runner = CliRunner()
+
+
+def _graph_macs(path: Path) -> int:
+    proto = shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(proto.graph.value_info) + list(proto.graph.output)
+    }
+    weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    macs = 0
+    for node in proto.graph.node:
+        if node.op_type == "Conv":
+            w = weights[node.input[1]]
+            out = shapes[node.output[0]]
+            macs += out[1] * out[2] * out[3] * int(w[0].size)
+        elif node.op_type == "Gemm":
+            macs += int(weights[node.input[1]].size)
+    return macs
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGESLIM_CACHE", str(tmp_path / "cache"))
+
+    def measure(self: LatencyTable, shape: LayerShape) -> float:
+        self.entries[shape.key()] = shape.macs() * MS_PER_MAC
+        return self.entries[shape.key()]
+
+    def end_to_end(self: Any, runner: Any) -> float:
+        return _graph_macs(runner.path) * MS_PER_MAC
+
+    monkeypatch.setattr(LatencyTable, "measure", measure)
+    monkeypatch.setattr(LatencyTable, "overhead", lambda self, shape: 0.0)
+    monkeypatch.setattr(calibrate_module.PairedTimer, "_once", end_to_end)
+
+
+def _dense_ms() -> float:
+    layout = ModelLayout(create_model("resnet20_tiny").eval(), (3, 32, 32))
+    return sum(s.macs() for s in layout.layers.values()) * MS_PER_MAC
+
+
+def _options(**kw: Any) -> CompressOptions:
+    base: dict[str, Any] = {
+        "budget_minutes": 3.0,
+        "val_images": 32,
+        "bn_batches": 2,
+        "passes": 1,
+        "round_to": 1,
+        "iterations": 3,
+        "finetune": False,
+    }
+    return CompressOptions(**{**base, **kw})
+
+
+def _run(tiny_cifar: Path, out: Path, target: float, **kw: Any) -> Any:
+    return compress(
+        ModelSource(name="resnet20_tiny"),
+        DataSource(path=str(tiny_cifar.parent)),
+        Budget(max_latency_ms=target, runtime="ort", batch_size=1, threads=1),
+        out=out,
+        options=_options(**kw),
+    )
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "evolution", "optuna"])
+def test_compress_meets_the_budget_and_the_prediction_is_the_measurement(
+    strategy: str, fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    if strategy == "optuna":
+        pytest.importorskip("optuna")
+    target = 0.6 * _dense_ms()
+    out = tmp_path / "out"
+    # only greedy fine-tunes (the slow part); all strategies prune, export and measure the winner
+    result = _run(
+        tiny_cifar,
+        out,
+        target,
+        strategy=strategy,
+        budget_minutes=0.4 if strategy == "greedy" else 0.25,
+        finetune=strategy == "greedy",
+    )
+    assert any("not fine-tuned" in n for n in result.notes) == (strategy != "greedy"), result.notes
+    assert result.fits == {"latency": True}
+    assert result.latency_ms <= target
+    assert result.latency_ms == pytest.approx(result.latency_ms_predicted, rel=1e-6)
+    assert result.latency_ms_dense == pytest.approx(_dense_ms(), rel=1e-6)
+    assert result.macs < result.macs_dense and result.params < result.params_dense
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.pt", "result.json", "trials.jsonl"]
+    assert not (tmp_path / "out.partial").exists()
+    assert len((out / "trials.jsonl").read_text().splitlines()) == result.trials >= 1
+    saved = json.loads((out / "result.json").read_text())
+    for key in (
+        "artifact",
+        "runtime",
+        "batch_size",
+        "latency_ms",
+        "latency_ms_predicted",
+        "top1",
+        "top1_baseline",
+        "size_bytes",
+        "macs",
+        "params",
+        "plan",
+        "trials",
+        "budget_minutes_used",
+        "fits",
+    ):
+        assert key in saved
+    # the plan is what the saved model has
+    model, _ = ModelSource(checkpoint=out / "model.pt").build()
+    modules = dict(model.named_modules())
+    for group, kept in result.plan["widths"].items():
+        assert modules[group].out_channels == kept
+
+
+def test_a_budget_below_the_floor_is_refused_up_front(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(NoPlanFits) as err:
+        _run(tiny_cifar, tmp_path / "out", 1e-6)
+    assert "floor" in str(err.value) and err.value.exit_code == 1
+    assert err.value.closest["latency_ms_predicted"] > 1e-6
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_killed_search_resumes_from_its_trials(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(compress_module, "prune_task", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _run(tiny_cifar, out, 0.6 * _dense_ms())
+    logged = (tmp_path / "out.partial" / "trials.jsonl").read_text().splitlines()
+    assert logged and not out.exists()
+    calls: list[dict[str, int]] = []
+    real = compress_module._Proxy.score
+
+    def counted(self: Any, plan: dict[str, int]) -> Any:
+        calls.append(plan)
+        return real(self, plan)
+
+    monkeypatch.setattr(compress_module._Proxy, "score", counted)
+    result = _run(tiny_cifar, out, 0.6 * _dense_ms())
+    assert calls == []  # every candidate came from the log
+    assert result.trials == len(logged)
+
+
+def test_an_out_folder_with_files_is_refused(tmp_path: Path, tiny_cifar: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("keep me")
+    with pytest.raises(ConfigError) as err:
+        _run(tiny_cifar, out, 1.0)
+    assert err.value.field == "compress.out"
+    assert (out / "x").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_latency_ms": 0.0}, "Budget.max_latency_ms"),
+        ({"max_latency_ms": 1.0, "runtime": "tensorrt"}, "Budget.runtime"),
+        ({"max_latency_ms": 1.0, "max_size_mb": -1.0}, "Budget.max_size_mb"),
+        ({"max_latency_ms": 1.0, "max_accuracy_drop": float("nan")}, "Budget.max_accuracy_drop"),
+    ],
+)
+def test_budget_fields_are_validated(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Budget(**kwargs)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"strategy": "annealing"}, "CompressOptions.strategy"),
+        ({"budget_minutes": 0.0}, "CompressOptions.budget_minutes"),
+        ({"search_share": 1.0}, "CompressOptions.search_share"),
+        ({"val_images": 0}, "CompressOptions.val_images"),
+    ],
+)
+def test_options_are_validated(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CompressOptions(**kwargs)
+    assert err.value.field == field
+
+
+def test_cli_unknown_runtime_is_a_one_line_usage_error(tmp_path: Path, tiny_cifar: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            "--model",
+            "resnet20_tiny",
+            "--data",
+            str(tiny_cifar.parent),
+            "--runtime",
+            "onnxruntime",
+            "--max-latency-ms",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--runtime" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_json_no_plan_fits_prints_the_closest_plan_and_exits_1(
+    fake_runtime: None, tmp_path: Path, tiny_cifar: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            "--model",
+            "resnet20_tiny",
+            "--data",
+            str(tiny_cifar.parent),
+            "--max-latency-ms",
+            "0.000001",
+            "--round-to",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1
+    first = json.loads(result.stdout.splitlines()[0])
+    assert "floor" in first["error"]
+    assert set(first["closest"]) == {"plan", "latency_ms_predicted", "max_latency_ms"}
+
+
+def test_cli_json_prints_one_object_with_the_issue_fields(
+    fake_runtime: None, tmp_path: Path, tiny_cifar: Path
+) -> None:
+    target = 0.7 * _dense_ms()
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            "--model",
+            "resnet20_tiny",
+            "--data",
+            str(tiny_cifar.parent),
+            "--max-latency-ms",
+            f"{target}",
+            "--round-to",
+            "1",
+            "--val-images",
+            "32",
+            "--budget-minutes",
+            "0.3",
+            "--no-finetune",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["fits"] == {"latency": True}
+    assert data["latency_ms"] <= target
+    assert data["plan"]["bits"] == 32 and data["plan"]["layer_ratios"]
+
+
+def test_cli_profile_validates_its_predictor(fake_runtime: None) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "profile",
+            "--model",
+            "resnet20_tiny",
+            "--round-to",
+            "1",
+            "--threads",
+            "1",
+            "--validate",
+            "3",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["runtime"] == "ort" and data["batch_size"] == 1 and data["threads"] == 1
+    assert data["entries"] == data["measured_now"] == 304
+    assert (data["a"], data["b"]) == pytest.approx((1.0, 0.0), abs=1e-6)
+    assert data["validation"]["variants"] == 3
+    assert data["validation"]["median_error"] == pytest.approx(0.0, abs=1e-9)  # the stand-in is exact
+    assert len(data["knobs"]) == 8
+
+
+def test_cli_profile_refuses_an_unknown_runtime() -> None:
+    result = runner.invoke(app, ["profile", "--model", "resnet20_tiny", "--runtime", "tflite"])
+    assert result.exit_code == 2
+    assert "--runtime" in result.output and "Traceback" not in result.output
