@@ -201,6 +201,8 @@ def test_an_out_folder_with_files_is_refused(tmp_path: Path, tiny_cifar: Path) -
     ("kwargs", "field"),
     [
         ({"max_latency_ms": 0.0}, "Budget.max_latency_ms"),
+        ({}, "Budget.max_latency_ms"),
+        ({"min_speedup": 0.5}, "Budget.min_speedup"),
         ({"max_latency_ms": 1.0, "runtime": "tensorrt"}, "Budget.runtime"),
         ({"max_latency_ms": 1.0, "max_size_mb": -1.0}, "Budget.max_size_mb"),
         ({"max_latency_ms": 1.0, "max_accuracy_drop": float("nan")}, "Budget.max_accuracy_drop"),
@@ -338,3 +340,21 @@ def test_cli_profile_refuses_an_unknown_runtime() -> None:
     result = runner.invoke(app, ["profile", "--model", "resnet20_tiny", "--runtime", "tflite"])
     assert result.exit_code == 2
     assert "--runtime" in result.output and "Traceback" not in result.output
+
+
+def test_a_speedup_budget_is_met_side_by_side_with_the_dense_model(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    result = compress(
+        ModelSource(name="resnet20_tiny"),
+        DataSource(path=str(tiny_cifar.parent)),
+        Budget(min_speedup=1.5, runtime="ort", batch_size=1, threads=1),
+        out=tmp_path / "out",
+        options=_options(budget_minutes=0.3),
+    )
+    assert result.fits == {"speedup": True}
+    assert result.speedup >= 1.5
+    assert result.latency_ms_dense == pytest.approx(_dense_ms(), rel=1e-6)
+    assert result.latency_ms == pytest.approx(result.latency_ms_dense / result.speedup, rel=1e-6)
+    assert Budget(max_latency_ms=3.0, min_speedup=2.0).target_ms(10.0) == 3.0
+    assert Budget(max_latency_ms=8.0, min_speedup=2.0).target_ms(10.0) == 5.0

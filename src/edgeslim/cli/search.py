@@ -37,6 +37,7 @@ from edgeslim.search.profile import PROFILE_RUNTIMES
 
 SEARCH_FLAGS = {
     "Budget.max_latency_ms": "--max-latency-ms",
+    "Budget.min_speedup": "--min-speedup",
     "Budget.runtime": "--runtime",
     "Budget.batch_size": "--batch",
     "Budget.threads": "--threads",
@@ -152,10 +153,16 @@ def profile_cmd(
 
 
 def compress_cmd(
-    max_latency_ms: Annotated[
-        float, typer.Option("--max-latency-ms", help="Latency budget of one call on the runtime (ms).")
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the model, artifact and trials.")],
+    max_latency_ms: Annotated[
+        float | None, typer.Option("--max-latency-ms", help="Latency budget of one call on the runtime (ms).")
+    ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speedup", help="At least N times faster than the uncompressed model, timed alongside."
+        ),
+    ] = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     pretrained: PretrainedOpt = False,
@@ -207,6 +214,7 @@ def compress_cmd(
             )
         the_budget = Budget(
             max_latency_ms=max_latency_ms,
+            min_speedup=min_speedup,
             runtime=runtime,
             batch_size=batch,
             threads=threads,
@@ -247,8 +255,8 @@ def compress_cmd(
         ("artifact", f"{d['artifact']} ({fmt_bytes(result.size_bytes)})"),
         (
             "latency",
-            f"{result.latency_ms:.3f} ms measured (predicted {result.latency_ms_predicted:.3f}, "
-            f"dense {result.latency_ms_dense:.3f}; budget {max_latency_ms:g}) on {runtime} batch {batch}",
+            f"{result.latency_ms:.3f} ms measured (predicted {result.latency_ms_predicted:.3f}; dense "
+            f"{result.latency_ms_dense:.3f} timed alongside: {result.speedup:.2f}x) on {runtime} batch {batch}",
         ),
         ("top-1", f"{top1} (uncompressed {base})"),
         ("MACs", f"{result.macs / 1e6:.1f} M of {result.macs_dense / 1e6:.1f} M"),

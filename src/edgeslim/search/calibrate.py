@@ -282,7 +282,9 @@ def build_predictor(
     table.save()
     predictor = LatencyPredictor(table, layout.layers)
     timer = dense_timer(dense, input_shape, runtime, batch, threads, work, passes)
-    predictor.fit(calibration_samples(dense, layout, predictor, timer, work))
+    samples = calibration_samples(dense, layout, predictor, timer, work)
+    predictor.fit(samples)
+    predictor.anchor_at(samples[0][1])  # the dense model, measured first
     if progress is not None:
         progress(
             f"predictor: {predictor.a:.3f} x layers + {predictor.b:.3f} ms "
