@@ -709,7 +709,8 @@ def compress(
                 f"the budget {target_ms:.3f} ms is below this profile's floor: even the smallest plan "
                 f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) is predicted at "
                 f"{search.predict(floor):.3f} ms on {budget.runtime} batch {budget.batch_size} "
-                f"(dense {dense_ms:.3f} ms); raise --max-latency-ms, use --int8 or a smaller model",
+                f"(dense {dense_ms:.3f} ms); raise --max-latency-ms (or lower --min-speedup), use --int8 "
+                "or a smaller model",
                 _closest(search, floor),
             )
         _say(progress, f"search ({options.strategy}, {search_minutes:.1f} min, {len(layout.knobs)} knobs)")
