@@ -56,7 +56,8 @@ def _config(step: dict[str, Any], trial: str | None, model: str, position: int) 
     return {"step": step, "data": DATA, "labels": labels}
 
 
-def _measure_step() -> dict[str, Any]:
+def measure_step() -> dict[str, Any]:
+    """A measure step as stored before it had passes (and exclusive)."""
     return {
         "type": "measure",
         "name": "measure",
@@ -145,7 +146,7 @@ def add_trial(
             )
         parent = key
     record = store.add_trial(
-        exp_id, f"m-{name}", name, _config(_measure_step(), name, model, 2), kind="measure", depends_on=parent
+        exp_id, f"m-{name}", name, _config(measure_step(), name, model, 2), kind="measure", depends_on=parent
     )
     if status == "queued":
         return

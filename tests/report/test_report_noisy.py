@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from report_helpers import measure_step
 from typer.testing import CliRunner
 
 from edgeslim.bench import LatencyStats, Measurement, summarise_passes
@@ -28,17 +29,7 @@ START = {
     "train": None,
     "init": "random",
 }
-MEASURE = {  # a measure step as stored before it had passes (and exclusive)
-    "type": "measure",
-    "name": "measure",
-    "runtimes": ["torch"],
-    "batch_sizes": [1],
-    "runs": 5,
-    "warmup": 1,
-    "accuracy": True,
-    "latency": True,
-    "memory": "none",
-}
+MEASURE = measure_step()
 
 
 def _pass(ms: float) -> LatencyStats:

@@ -207,7 +207,6 @@ def compress_cmd(
 ) -> None:
     """Search, fine-tune and measure the most accurate compressed model that fits a device budget."""
     with user_errors(SEARCH_FLAGS):
-        _check_runtime(runtime, "Budget.runtime")
         if data is None:
             raise ConfigError(
                 "--data is required: the dataset to search and fine-tune on", field="DataSource.path"

@@ -39,6 +39,7 @@ __all__ = [
     "calibration_samples",
     "dense_timer",
     "export_float",
+    "measure_plan",
     "pruned_copy",
     "random_plan",
     "validate_predictor",
@@ -139,9 +140,10 @@ def pruned_copy(dense: nn.Module, layout: ModelLayout, plan: Plan) -> nn.Module:
     return model.eval()
 
 
-def _measure_plan(
+def measure_plan(
     dense: nn.Module, layout: ModelLayout, plan: Plan, timer: PairedTimer, work: Path
 ) -> PairedTiming:
+    """``dense`` pruned to ``plan``, exported and timed by ``timer`` (the file is removed after)."""
     path = export_float(pruned_copy(dense, layout, plan), work / "variant.onnx", layout.input_shape)
     try:
         return timer.measure(path)
@@ -181,7 +183,7 @@ def calibration_samples(
     samples = []
     began = time.perf_counter()
     for plan in plans:
-        timing = _measure_plan(dense, layout, plan, timer, work)
+        timing = measure_plan(dense, layout, plan, timer, work)
         samples.append((predictor.features(layout.widths(plan)), timing.corrected_ms))
     predictor.seconds_per_point = (time.perf_counter() - began) / max(1, len(plans))
     return samples
@@ -243,7 +245,7 @@ def validate_predictor(
     for i in range(variants):
         plan = random_plan(layout, rng)
         predicted.append(predictor.predict(layout.widths(plan)))
-        timing = _measure_plan(dense, layout, plan, timer, work)
+        timing = measure_plan(dense, layout, plan, timer, work)
         measured.append(timing.corrected_ms)
         spreads.append(timing.spread)
         if progress is not None:

@@ -35,7 +35,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.export import export
 from edgeslim.quantization import StaticQuant, quantize
-from edgeslim.search.calibrate import PairedTimer, build_predictor, export_float, pruned_copy
+from edgeslim.search.calibrate import PairedTimer, build_predictor, export_float, measure_plan, pruned_copy
 from edgeslim.search.layout import ModelLayout, Plan, plan_config
 from edgeslim.search.profile import PROFILE_RUNTIMES, LatencyPredictor
 from edgeslim.tasks import DataSource, ModelSource, Recovery, choose_round_to, prune_task, quantize_task
@@ -580,20 +580,6 @@ def _int8_scale(
     return timer.measure(q).ratio
 
 
-def _measure_knobs(
-    dense: nn.Module, layout: ModelLayout, knobs: Mapping[str, int], timer: PairedTimer, work: Path
-) -> float:
-    """FP32 latency of a knob plan on the runtime, drift-corrected against the dense model (ms)."""
-    path = export_float(
-        pruned_copy(dense, layout, layout.knob_plan(knobs)), work / "step.onnx", layout.input_shape
-    )
-    try:
-        return timer.measure(path).corrected_ms
-    finally:
-        for leftover in work.glob("step.onnx*"):
-            leftover.unlink()
-
-
 def _closest(search: _Search, knobs: Mapping[str, int]) -> dict[str, Any]:
     plan = search.layout.knob_plan(knobs)
     return {
@@ -601,12 +587,6 @@ def _closest(search: _Search, knobs: Mapping[str, int]) -> dict[str, Any]:
         "latency_ms_predicted": search.predict(knobs),
         "max_latency_ms": search.target,
     }
-
-
-@contextlib.contextmanager
-def _threads(budget: Budget) -> Iterator[None]:
-    with torch_threads(budget.threads):
-        yield
 
 
 def compress(
@@ -630,7 +610,7 @@ def compress(
     progress = _timed(progress, clock)
     work.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    with _threads(budget):
+    with torch_threads(budget.threads):
         test = data.load("test")
         train = data.load("train")
         val_source = dataclasses.replace(data, limit=options.val_images)
@@ -698,7 +678,9 @@ def compress(
             work / "trials.jsonl",
             time.perf_counter() + 60 * search_minutes,
             progress,
-            measure=lambda knobs: _measure_knobs(dense, layout, knobs, timer, work),
+            measure=lambda knobs: (
+                measure_plan(dense, layout, layout.knob_plan(knobs), timer, work).corrected_ms
+            ),
         )
         if search.resumed:
             _say(progress, f"resume: {search.resumed} scored candidates read from {search.log}")

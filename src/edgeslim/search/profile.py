@@ -109,9 +109,7 @@ class LayerShape:
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
-        model.ir_version = _IR_VERSION
-        return model
+        return _as_model(graph)
 
     def onnx_graph(self, batch: int) -> onnx.ModelProto:
         """A one-layer ONNX model (random weights) with a fixed batch."""
@@ -148,9 +146,14 @@ class LayerShape:
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
             [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
-        model.ir_version = _IR_VERSION
-        return model
+        return _as_model(graph)
+
+
+def _as_model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    """``graph`` as a model every supported runtime version loads (opset 17, IR version 8)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
+    model.ir_version = _IR_VERSION
+    return model
 
 
 def width_grid(channels: int, steps: int = WIDTH_STEPS) -> list[int]:
