@@ -22,6 +22,15 @@ def data_root() -> Path:
     return root.resolve()
 
 
+def limits(value: str) -> tuple[int | None, int | None]:
+    """``--limit`` of the training benchmarks: (train images, test images); ``small`` proves a script."""
+    if value == "full":
+        return None, None
+    if value == "small":
+        return 2000, 1000
+    return int(value), None
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from _common import data_root, markdown_table, write_section
+from _common import data_root, limits, markdown_table, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
 from edgeslim.export import export
@@ -44,12 +44,9 @@ WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th
 GOALS = {"resnet56": 0.5, "resnet20": 1.0}  # points below the same-budget unpruned fine-tune
 
 
-def limits(value: str) -> tuple[int | None, int | None]:
-    if value == "full":
-        return None, None
-    if value == "small":
-        return 2000, 1000
-    return int(value), None
+def run_tag(name: str, config: PruningConfig, distill: bool, seed: int, args: argparse.Namespace) -> str:
+    tag = f"{name}-{type(config).__name__}-{config.to_dict().get('ratio', '')}-{distill}-{seed}"
+    return tag + f"-{args.budget_minutes:g}min-{args.limit}"
 
 
 def run(
@@ -57,8 +54,7 @@ def run(
 ) -> dict[str, Any]:
     root = data_root()
     train_limit, test_limit = limits(args.limit)
-    tag = f"{name}-{type(config).__name__}-{config.to_dict().get('ratio', '')}-{distill}-{seed}"
-    tag += f"-{args.budget_minutes:g}min-{args.limit}"
+    tag = run_tag(name, config, distill, seed, args)
     out = work / f"{tag}.pt"
     done = work / f"{tag}.json"
     if done.exists() and out.exists():
@@ -137,6 +133,12 @@ def main() -> None:
         "--work", type=Path, default=Path("runs/recovery-bench"), help="finished runs (resume)"
     )
     parser.add_argument(
+        "--part",
+        choices=("all", "train", "speed"),
+        default="all",
+        help="train: the fine-tune rows only; speed: only the latency of finished runs (quiet machine)",
+    )
+    parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast (slow on CPUs without native bf16)"
     )
     args = parser.parse_args()
@@ -159,6 +161,13 @@ def main() -> None:
         ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
     ]
     for name, config, label in [r for r in rows_to_run if r[0] in args.models.split(",")]:
+        if args.part == "speed" and name != "resnet56":
+            continue
+        if args.part == "speed":
+            tags = [run_tag(name, config, True, s, args) for s in range(args.seeds)]
+            missing = [t for t in tags if not (work / f"{t}.json").exists()]
+            if missing:
+                raise SystemExit(f"--part speed needs the finished runs first; missing {missing[0]}")
         base = [run(name, FilterPruning(0.0), False, s, args, work)["top1"] for s in range(args.seeds)]
         rows.append([name, "unpruned, same budget", "-", summary(base), "-", "-"])
         for distill in (False, True):
@@ -179,6 +188,8 @@ def main() -> None:
             )
             if name == "resnet56" and distill:
                 pruned_file, mac_reduction = results[0]["out"], results[0]["mac_reduction"]
+    if args.part == "train":
+        pruned_file = None
     with tempfile.TemporaryDirectory() as tmp:
         speed = realized(pruned_file, "resnet56", Path(tmp)) if pruned_file is not None else []
     speed_rows = [[r, a, b, s, mac_reduction, s / mac_reduction] for r, a, b, s in speed]

@@ -32,6 +32,7 @@ EXPECTED_PARAMS = {
     "resnet32": 464_154,
     "resnet44": 658_586,
     "resnet56": 853_018,
+    "resnet_cifar": 269_722,  # default blocks (3, 3, 3): ResNet-20
     "resnet18": 11_173_962,
     "resnet50": 23_520_842,
     "vgg11": 9_225_610,
@@ -141,6 +142,7 @@ def test_list_models_filters() -> None:
         "resnet50.tv_in1k",
         "resnet50_tiny",
         "resnet56",
+        "resnet_cifar",
     ]
     assert list_models("vgg*", tiny=True) == ["vgg11_bn_tiny", "vgg11_tiny"]
     assert "vgg16" in list_models(tiny=False)
@@ -377,3 +379,16 @@ def test_user_model_failures(user_module: str, target: str, message: str) -> Non
 def test_user_model_bad_kwarg(user_module: str) -> None:
     with pytest.raises(ModelError, match="unexpected keyword argument 'depth'"):
         create_model(f"{user_module}.nets:build", depth=3)
+
+
+def test_resnet_cifar_with_explicit_blocks_is_the_depth_it_names() -> None:
+    """Blocks per stage replace depth: (9, 9, 9) is ResNet-56 key for key (NAS exports these)."""
+    r56 = create_model("resnet56")
+    custom = create_model("resnet_cifar", blocks=[9, 9, 9])
+    assert list(custom.state_dict()) == list(r56.state_dict())
+    mixed = create_model("resnet_cifar", blocks=(1, 2, 3))
+    assert [len(getattr(mixed, f"layer{s}")) for s in (1, 2, 3)] == [1, 2, 3]
+    with pytest.raises(ModelError, match="blocks must be an integer >= 1, got 0"):
+        create_model("resnet_cifar", blocks=[0, 1, 1])
+    with pytest.raises(ModelError, match="blocks must be three blocks-per-stage counts"):
+        create_model("resnet_cifar", blocks=[1, 1])

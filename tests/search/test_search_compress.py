@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import onnx
 import pytest
-from onnx import numpy_helper, shape_inference
+from search_helpers import MS_PER_MAC
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
@@ -23,52 +22,14 @@ from edgeslim.models import create_model
 from edgeslim.search import (
     Budget,
     CompressOptions,
-    LatencyTable,
-    LayerShape,
     ModelLayout,
     NoPlanFits,
     compress,
 )
-from edgeslim.search import calibrate as calibrate_module
 from edgeslim.search import compression as compress_module
 from edgeslim.tasks import DataSource, ModelSource
 
-MS_PER_MAC = 1e-5
 runner = CliRunner()
-
-
-def _graph_macs(path: Path) -> int:
-    proto = shape_inference.infer_shapes(onnx.load(str(path)))
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in list(proto.graph.value_info) + list(proto.graph.output)
-    }
-    weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    macs = 0
-    for node in proto.graph.node:
-        if node.op_type == "Conv":
-            w = weights[node.input[1]]
-            out = shapes[node.output[0]]
-            macs += out[1] * out[2] * out[3] * int(w[0].size)
-        elif node.op_type == "Gemm":
-            macs += int(weights[node.input[1]].size)
-    return macs
-
-
-@pytest.fixture
-def fake_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("EDGESLIM_CACHE", str(tmp_path / "cache"))
-
-    def measure(self: LatencyTable, shape: LayerShape) -> float:
-        self.entries[shape.key()] = shape.macs() * MS_PER_MAC
-        return self.entries[shape.key()]
-
-    def end_to_end(self: Any, runner: Any) -> float:
-        return _graph_macs(runner.path) * MS_PER_MAC
-
-    monkeypatch.setattr(LatencyTable, "measure", measure)
-    monkeypatch.setattr(LatencyTable, "overhead", lambda self, shape: 0.0)
-    monkeypatch.setattr(calibrate_module.PairedTimer, "_once", end_to_end)
 
 
 def _dense_ms() -> float:

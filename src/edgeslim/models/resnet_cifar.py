@@ -114,23 +114,34 @@ class BasicBlockA(nn.Module):
 
 
 class ResNetCifar(nn.Module):
-    """ResNet-(6n+2) for 32x32 inputs: 16/32/64 channels (times ``width``), n blocks per stage."""
+    """ResNet-(6n+2) for 32x32 inputs: 16/32/64 channels (times ``width``), n blocks per stage.
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, width: float = 1.0) -> None:
+    ``blocks`` (three counts, e.g. ``(3, 5, 9)``) replaces ``depth`` with blocks per stage: the
+    architectures a search over depths finds (``edgeslim nas``) are ordinary models of this class.
+    """
+
+    def __init__(
+        self, depth: int = 20, num_classes: int = 10, width: float = 1.0, blocks: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
-        check_int(depth, "depth", minimum=8)
-        if (depth - 2) % 6:
-            raise ModelError(f"depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+        if blocks is None:
+            check_int(depth, "depth", minimum=8)
+            if (depth - 2) % 6:
+                raise ModelError(f"depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+            blocks = [(depth - 2) // 6] * 3
+        if isinstance(blocks, str) or len(blocks) != 3:
+            raise ModelError(f"blocks must be three blocks-per-stage counts, e.g. [3, 3, 3], got {blocks!r}")
+        for n in blocks:
+            check_int(n, "blocks", minimum=1)
         num_classes = check_num_classes(num_classes)
         width = check_width(width)
-        n = (depth - 2) // 6
         c1, c2, c3 = (scale_channels(c, width) for c in (16, 32, 64))
         self.conv1 = nn.Conv2d(3, c1, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU()
-        self.layer1 = self._make_layer(c1, c1, n, stride=1)
-        self.layer2 = self._make_layer(c1, c2, n, stride=2)
-        self.layer3 = self._make_layer(c2, c3, n, stride=2)
+        self.layer1 = self._make_layer(c1, c1, blocks[0], stride=1)
+        self.layer2 = self._make_layer(c1, c2, blocks[1], stride=2)
+        self.layer3 = self._make_layer(c2, c3, blocks[2], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.linear = nn.Linear(c3, num_classes)
@@ -172,6 +183,15 @@ def resnet44(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
 @register_model("resnet56", family="resnet_cifar", description=_describe(56))
 def resnet56(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
     return ResNetCifar(56, num_classes, width)
+
+
+@register_model(
+    "resnet_cifar",
+    family="resnet_cifar",
+    description="CIFAR ResNet with explicit blocks per stage (what edgeslim nas exports); 16/32/64 channels",
+)
+def resnet_cifar(num_classes: int = 10, width: float = 1.0, blocks: Sequence[int] = (3, 3, 3)) -> ResNetCifar:
+    return ResNetCifar(num_classes=num_classes, width=width, blocks=list(blocks))
 
 
 @register_model(

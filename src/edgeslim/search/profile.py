@@ -25,7 +25,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,24 +346,35 @@ class LatencyPredictor:
     points: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     seconds_per_point: float = 0.0  # time to prune, export and measure one calibration variant
 
-    def features(self, widths: Mapping[str, tuple[int, int]] | None = None) -> dict[str, float]:
+    def features(
+        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+    ) -> dict[str, float]:
+        """Table latency per stage key; ``absent`` layers (blocks a depth search removed) cost 0."""
         widths = widths or {}
         sums: dict[str, float] = {}
         for name, full in self.layers.items():
+            if name in absent:
+                sums.setdefault(stage_key(full), 0.0)
+                continue
             shape = full.with_widths(*widths[name]) if name in widths else full
             key = stage_key(full)
             sums[key] = sums.get(key, 0.0) + self.table.lookup(shape, full)
         return sums
 
-    def layer_sum(self, widths: Mapping[str, tuple[int, int]] | None = None) -> float:
-        return sum(self.features(widths).values())
+    def layer_sum(
+        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+    ) -> float:
+        return sum(self.features(widths, absent).values())
 
-    def raw(self, widths: Mapping[str, tuple[int, int]] | None = None) -> float:
-        return sum(self.weights.get(k, self.a) * v for k, v in self.features(widths).items()) + self.b
+    def raw(self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()) -> float:
+        features = self.features(widths, absent)
+        return sum(self.weights.get(k, self.a) * v for k, v in features.items()) + self.b
 
-    def predict(self, widths: Mapping[str, tuple[int, int]] | None = None) -> float:
+    def predict(
+        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+    ) -> float:
         """``anchor`` x the fitted model: exact for the dense model, relative changes from the fit."""
-        return self.anchor * self.raw(widths)
+        return self.anchor * self.raw(widths, absent)
 
     def anchor_at(self, dense_ms: float) -> None:
         """Scale predictions so the dense model (no widths changed) predicts ``dense_ms``.

@@ -1,0 +1,198 @@
+"""NAS benchmark: do searched subnets beat the hand-designed CIFAR ResNets at their latency?
+
+1. Train a ``resnet_cifar`` supernet from the pretrained ResNet-56 for ``--train-minutes`` (kept in
+   ``--work``; a killed run resumes from ``supernet.pt.partial``).
+2. Per runtime (batch ``--batch``): time the published ResNet-20/32/44 against ResNet-56 (alternating
+   passes), then search the supernet once per reference with that reference's latency as the budget
+   (``--search-minutes`` each, optional ``--finetune-minutes`` of distillation from the largest net).
+3. Table: each reference's measured latency and JPEG-test top-1 beside the searched subnet's, the
+   subnet's predicted vs measured latency (goal: within 10%), and whether it dominates (at least as
+   accurate, no slower). Writes the ``nas`` section of docs/benchmarks.md.
+
+    python benchmarks/nas.py [--train-minutes 120] [--search-minutes 15] [--runtimes ort,openvino]
+                             [--limit full|small] [--part train|search|all]
+
+``--limit small`` (2,000 train / 1,000 test images, 2-minute training) proves the script in minutes.
+Time it on a quiet machine: latencies measured while anything else runs are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import data_root, limits, markdown_table, write_section
+from edgeslim import tasks
+from edgeslim.bench import env_fingerprint
+from edgeslim.models import create_model, load_weights
+from edgeslim.nas.search import NasOptions, search_subnet
+from edgeslim.nas.train import SupernetTraining, train_supernet
+from edgeslim.search import Budget
+from edgeslim.search.calibrate import PairedTimer, export_float
+
+WEIGHTS = {
+    "resnet20": "resnet20-12fca82f.th",
+    "resnet32": "resnet32-d509ac18.th",
+    "resnet44": "resnet44-014dd654.th",
+    "resnet56": "resnet56-4bfd9763.th",
+}
+REFERENCES = ("resnet20", "resnet32", "resnet44")
+
+
+def published(name: str) -> torch.nn.Module:
+    model = create_model(name)
+    load_weights(model, data_root() / "pretrained" / WEIGHTS[name])
+    return model.eval()
+
+
+def reference_latencies(runtime: str, batch: int, threads: int | None, work: Path) -> dict[str, float]:
+    """Each reference's latency as a ratio to ResNet-56 timed alternately, times ResNet-56's."""
+    shape = (3, 32, 32)
+    timer = PairedTimer(
+        export_float(published("resnet56"), work / "r56.onnx", shape), runtime, shape, batch, threads
+    )
+    out = {"resnet56": timer.anchor_ms}
+    for name in REFERENCES:
+        out[name] = timer.measure(export_float(published(name), work / f"{name}.onnx", shape)).corrected_ms
+    return out
+
+
+def reference_top1(name: str, data: tasks.DataSource, cache: Path) -> float:
+    if cache.exists():
+        saved: dict[str, float] = json.loads(cache.read_text())
+        if name in saved:
+            return saved[name]
+    else:
+        saved = {}
+    m = tasks.evaluate_task(
+        tasks.ModelSource(name=name, weights=data_root() / "pretrained" / WEIGHTS[name]), data, progress=False
+    )
+    saved[name] = float(m.top1 or 0.0)
+    cache.write_text(json.dumps(saved))
+    return saved[name]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-minutes", type=float, default=120.0)
+    parser.add_argument("--search-minutes", type=float, default=15.0)
+    parser.add_argument("--finetune-minutes", type=float, default=0.0)
+    parser.add_argument("--max-evals", type=int, default=300)
+    parser.add_argument("--runtimes", default="ort,openvino")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", default="full", help="full | small | N (train images)")
+    parser.add_argument("--part", choices=("train", "search", "all"), default="all")
+    parser.add_argument("--work", type=Path, default=Path("runs/nas-bench"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train_limit, test_limit = limits(args.limit)
+    train_minutes = 2.0 if args.limit == "small" and args.train_minutes == 120.0 else args.train_minutes
+    root = data_root()
+    data = tasks.DataSource(
+        path=str(root / "cifar10-jpeg"), split="test", limit=test_limit, train_limit=train_limit
+    )
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    supernet = work / f"supernet-{train_minutes:g}min-{args.limit}.pt"
+    began = time.perf_counter()
+    if not supernet.exists():
+        trained = train_supernet(
+            "resnet_cifar",
+            data,
+            supernet,
+            init_weights=root / "pretrained" / WEIGHTS["resnet56"],
+            options=SupernetTraining(budget_minutes=train_minutes, threads=args.threads),
+            progress=lambda m: print(f"[nas] {m}", flush=True),
+        )
+        print(
+            f"[nas] supernet: {trained.steps} steps, {trained.epochs:.2f} epochs, {trained.minutes:.1f} min"
+        )
+    if args.part == "train":
+        return
+    env = env_fingerprint()
+    rows: list[list[object]] = []
+    for runtime in args.runtimes.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            ref_ms = reference_latencies(runtime, args.batch, args.threads, Path(tmp))
+        for name in REFERENCES:
+            out = work / f"{runtime}-b{args.batch}-{name}-{args.search_minutes:g}min-{args.limit}.pt"
+            done = out.with_suffix(".json")
+            if done.exists():
+                result = json.loads(done.read_text())
+            else:
+                found = search_subnet(
+                    supernet,
+                    data,
+                    Budget(
+                        max_latency_ms=ref_ms[name],
+                        runtime=runtime,
+                        batch_size=args.batch,
+                        threads=args.threads,
+                    ),
+                    out=out,
+                    options=NasOptions(
+                        budget_minutes=args.search_minutes,
+                        max_evals=args.max_evals,
+                        finetune_minutes=args.finetune_minutes,
+                    ),
+                    progress=lambda m: print(f"[nas] {m}", flush=True),
+                )
+                result = found.to_dict()
+                done.write_text(json.dumps(result, default=str))
+            top1_ref = reference_top1(name, data, work / f"reference-top1-{args.limit}.json")
+            error = abs(result["latency_ms_predicted"] - result["latency_ms"]) / result["latency_ms"]
+            dominates = result["top1"] >= top1_ref and result["latency_ms"] <= ref_ms[name]
+            rows.append(
+                [
+                    runtime,
+                    name,
+                    ref_ms[name],
+                    top1_ref,
+                    result["label"],
+                    result["latency_ms"],
+                    result["latency_ms_predicted"],
+                    f"{error:.1%}",
+                    result["top1"],
+                    "yes" if dominates else "no",
+                    result["candidates_evaluated"],
+                ]
+            )
+    body = (
+        "## Architecture search (`benchmarks/nas.py`)\n\n"
+        f"CPU: {env['cpu_model']}, {args.threads} threads, batch {args.batch}. Supernet `resnet_cifar` "
+        f"(1-9 blocks per stage, widths 8-64) trained {train_minutes:g} min from the published ResNet-56; "
+        f"{args.search_minutes:g} min of evolutionary search per budget, fine-tune {args.finetune_minutes:g} min; "
+        f"data limit {args.limit}; top-1 on the JPEG CIFAR-10 test set. The hand-designed nets use the published "
+        "(GPU-trained) weights. Run took "
+        f"{(time.perf_counter() - began) / 60:.1f} min.\n"
+        f"Command: `python benchmarks/nas.py --train-minutes {train_minutes:g} --search-minutes "
+        f"{args.search_minutes:g} --runtimes {args.runtimes} --limit {args.limit}`\n\n"
+        + markdown_table(
+            [
+                "runtime",
+                "reference",
+                "ref ms",
+                "ref top-1 %",
+                "searched subnet",
+                "subnet ms",
+                "predicted ms",
+                "error",
+                "subnet top-1 %",
+                "dominates",
+                "subnets scored",
+            ],
+            rows,
+        )
+    )
+    print(body)
+    write_section("nas", body)
+
+
+if __name__ == "__main__":
+    main()

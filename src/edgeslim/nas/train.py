@@ -1,0 +1,390 @@
+"""Train a weight-sharing supernet on a time budget: sandwich rule and in-place distillation.
+
+Each step trains the largest subnet on the labels, then the smallest and ``random_subnets`` random
+subnets on the largest's soft predictions (in-place distillation, Yu et al. 2019/2020; the schedule
+Once-for-All and BigNAS use), and takes one optimizer step on the summed gradients. The budget
+sizes the run: the first steps are timed and the step count that fits ``budget_minutes`` gets a
+cosine learning-rate schedule. Progress is written to ``OUT.partial`` every ``checkpoint_minutes``
+(weights, optimizer, step, data position, random state), so a killed run resumes where it stopped
+with the same command; the finished supernet is renamed to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edgeslim.bench.latency import threads as torch_threads
+from edgeslim.config import Config
+from edgeslim.data import Augment, BatchLoader, ImageTensors
+from edgeslim.errors import ConfigError
+from edgeslim.models import create_model, load_weights
+from edgeslim.nas.space import ResNetSpace, Subnet, get_space
+from edgeslim.nas.supernet import ResNetSupernet, load_supernet, save_supernet, sort_channels
+from edgeslim.tasks import DataSource
+from edgeslim.train import seed_everything
+
+__all__ = ["SupernetTrainResult", "SupernetTraining", "distill_loss", "distill_subnet", "train_supernet"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetTraining(Config):
+    """How a supernet is trained (``budget_minutes`` of wall clock on this machine)."""
+
+    budget_minutes: float = 120.0
+    batch_size: int = 128
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    random_subnets: int = 2
+    temperature: float = 1.0
+    warmup_steps: int = 4
+    checkpoint_minutes: float = 2.0
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("budget_minutes", "lr", "checkpoint_minutes", "temperature"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ConfigError(
+                    f"SupernetTraining.{name} must be a positive number, got {value!r}",
+                    field=f"SupernetTraining.{name}",
+                )
+        if self.budget_minutes > 7 * 24 * 60:
+            raise ConfigError(
+                f"SupernetTraining.budget_minutes must be at most a week (10080), got {self.budget_minutes}",
+                field="SupernetTraining.budget_minutes",
+            )
+        for name, low in (("batch_size", 1), ("random_subnets", 0), ("warmup_steps", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(
+                    f"SupernetTraining.{name} must be an integer >= {low}, got {value!r}",
+                    field=f"SupernetTraining.{name}",
+                )
+        if not (0 <= self.momentum < 1 and 0 <= self.weight_decay < 1):
+            raise ConfigError(
+                "SupernetTraining.momentum and weight_decay must be in [0, 1)",
+                field="SupernetTraining.momentum",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetTrainResult:
+    path: Path
+    space: str
+    steps: int
+    epochs: float
+    minutes: float
+    resumed_from_step: int
+    seconds_per_step: float
+    images_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": str(self.path)}
+
+
+def distill_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
+    """Soft cross-entropy to the teacher's distribution (x T^2, Hinton et al.)."""
+    target = F.softmax(teacher / temperature, dim=1)
+    return -(target * F.log_softmax(student / temperature, dim=1)).sum(1).mean() * temperature**2
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _settings(
+    space: ResNetSpace, options: SupernetTraining, data: DataSource, init: str | None
+) -> dict[str, Any]:
+    """What must match for ``OUT.partial`` to be resumed (not the thread count or checkpoint cadence)."""
+    fields = options.to_dict()
+    fields.pop("threads", None)
+    fields.pop("checkpoint_minutes", None)
+    return {
+        "space": space.name,
+        "options": fields,
+        "data": str(data.path),
+        "limit": data.train_limit,
+        "init": init,
+    }
+
+
+def _batches(loader: BatchLoader, epoch: int, skip: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches from ``epoch`` on, the first ``skip`` of that epoch left out (resume)."""
+    while True:
+        loader.set_epoch(epoch)
+        for i, (x, y) in enumerate(loader):
+            if i >= skip:
+                yield x, y
+        skip = 0
+        epoch += 1
+
+
+def _lr(options: SupernetTraining, step: int, total: int) -> float:
+    """Linear warm-up over the timed steps, then cosine to zero at ``total``."""
+    if step < options.warmup_steps:
+        return options.lr * (step + 1) / options.warmup_steps
+    progress = min(1.0, (step - options.warmup_steps) / max(1, total - options.warmup_steps))
+    return options.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _sandwich_step(
+    net: ResNetSupernet,
+    x: Tensor,
+    y: Tensor,
+    subnets: list[Subnet],
+    temperature: float,
+) -> float:
+    """Largest on labels, the rest on its soft predictions; gradients summed. Returns the CE loss."""
+    logits = net.run(net.space.largest(), x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    teacher = logits.detach()
+    for sub in subnets:
+        distill_loss(net.run(sub, x), teacher, temperature).backward()
+    return float(loss.detach())
+
+
+def _build(
+    space: ResNetSpace, num_classes: int, init_weights: str | os.PathLike[str] | None
+) -> ResNetSupernet:
+    net = ResNetSupernet(space, num_classes)
+    if init_weights is not None:
+        model = create_model(space.init_model, num_classes)
+        load_weights(model, init_weights)
+        net.load_state_dict(model.state_dict(), strict=True)
+    sort_channels(net)
+    return net
+
+
+def train_supernet(
+    space: str,
+    data: DataSource,
+    out: str | os.PathLike[str],
+    *,
+    init_weights: str | os.PathLike[str] | None = None,
+    options: SupernetTraining | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SupernetTrainResult:
+    """Train a supernet of ``space`` for ``options.budget_minutes`` and write it to ``out``.
+
+    ``init_weights``: a weights file of the space's ``init_model`` (e.g. the pretrained ResNet-56);
+    without it the supernet starts from random weights. An ``OUT.partial`` left by a killed run with
+    the same settings is resumed.
+    """
+    options = options or SupernetTraining()
+    the_space = get_space(space)
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} exists; choose a new --out (nothing was written)", field="nas.out")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder of {str(out)!r} does not exist", field="nas.out")
+    init = None if init_weights is None else str(Path(init_weights).resolve())
+    if init is not None and not Path(init).is_file():
+        raise ConfigError(f"init weights {str(init_weights)!r} not found", field="nas.init_weights")
+    settings = _settings(the_space, options, data, init)
+    say = progress or (lambda _m: None)
+    with torch_threads(options.threads):
+        train = data.load("train")
+        _check_input(train)
+        partial = _partial(out)
+        if partial.exists():
+            net, saved = load_supernet(partial, the_space.name)
+            state = saved.train_state or {}
+            if state.get("settings") != settings:
+                raise ConfigError(
+                    f"{str(partial)!r} was left by a run with other settings; delete it or repeat that "
+                    "run's command to resume it",
+                    field="nas.out",
+                )
+            say(f"resuming {partial} at step {state['step']} of {state['total_steps']}")
+        else:
+            net, state = _build(the_space, train.num_classes, init_weights), {}
+        if net.num_classes != train.num_classes:
+            raise ConfigError(
+                f"the data has {train.num_classes} classes but the supernet {net.num_classes}",
+                field="DataSource.path",
+            )
+        return _train(net, train, out, options, settings, state, say)
+
+
+def _check_input(train: ImageTensors) -> None:
+    shape = tuple(train.input_shape)
+    if shape[:1] != (3,):
+        raise ConfigError(f"supernets take RGB images, got input shape {shape}", field="DataSource.path")
+
+
+def _train(
+    net: ResNetSupernet,
+    train: ImageTensors,
+    out: Path,
+    options: SupernetTraining,
+    settings: dict[str, Any],
+    state: dict[str, Any],
+    say: Callable[[str], None],
+) -> SupernetTrainResult:
+    seed_everything(options.seed + int(state.get("step", 0)))
+    rng = random.Random(options.seed)
+    if "rng" in state:
+        rng.setstate(_as_rng_state(state["rng"]))
+    loader = BatchLoader(
+        train, options.batch_size, shuffle=True, augment=Augment(), drop_last=True, seed=options.seed
+    )
+    per_epoch = max(1, len(train) // options.batch_size)
+    decay = [p for p in net.parameters() if p.dim() > 1]
+    no_decay = [p for p in net.parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": options.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=options.lr,
+        momentum=options.momentum,
+        nesterov=options.momentum > 0,
+    )
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    step = int(state.get("step", 0))
+    resumed_from = step
+    total = int(state.get("total_steps", 0))  # 0: not sized yet (sized after the warm-up steps)
+    elapsed_before = float(state.get("elapsed_s", 0.0))
+    budget_s = options.budget_minutes * 60.0
+    began = time.perf_counter()
+    last_save = last_note = began
+    step_times: list[float] = []
+    net.train()
+    batches = _batches(loader, step // per_epoch, step % per_epoch)
+
+    def save(final: bool) -> None:
+        elapsed = elapsed_before + time.perf_counter() - began
+        meta = {"settings": settings, "steps": step, "epochs": step / per_epoch, "minutes": elapsed / 60.0}
+        if final:
+            save_supernet(out, net, meta=meta)
+            _partial(out).unlink(missing_ok=True)
+            return
+        train_state = {
+            "settings": settings,
+            "step": step,
+            "total_steps": total,
+            "elapsed_s": elapsed,
+            "optimizer": optimizer.state_dict(),
+            "rng": _plain_rng_state(rng.getstate()),
+        }
+        save_supernet(_partial(out), net, meta=meta, train_state=train_state)
+
+    while total == 0 or step < total:
+        t0 = time.perf_counter()
+        x, y = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(options, step, max(total, options.warmup_steps + 1))
+        subnets = [net.space.smallest()] + [net.space.sample(rng) for _ in range(options.random_subnets)]
+        optimizer.zero_grad(set_to_none=True)
+        loss = _sandwich_step(net, x, y, subnets, options.temperature)
+        if not math.isfinite(loss):
+            raise ConfigError(
+                f"the supernet's loss became {loss} at step {step}; lower --lr", field="SupernetTraining.lr"
+            )
+        optimizer.step()
+        step += 1
+        step_times.append(time.perf_counter() - t0)
+        now = time.perf_counter()
+        if total == 0 and step >= options.warmup_steps:
+            timed = sorted(step_times[1:] or step_times)  # the first step (set-up) is not timed
+            per_step = timed[len(timed) // 2]
+            remaining = budget_s - (elapsed_before + now - began)
+            total = max(step + 1, step + int(remaining / per_step))
+            say(
+                f"budget {options.budget_minutes:g} min: {total} steps of {per_step:.2f} s "
+                f"({total / per_epoch:.1f} epochs of {per_epoch} batches)"
+            )
+        if elapsed_before + now - began > budget_s * 1.05:
+            say(f"budget used up at step {step} of {total}: stopping")
+            break
+        if now - last_note > 30:
+            say(f"step {step}/{total or '?'} (epoch {step / per_epoch:.2f}), loss {loss:.3f}")
+            last_note = now
+        if now - last_save > options.checkpoint_minutes * 60:
+            save(final=False)
+            last_save = now
+    save(final=True)
+    minutes = (elapsed_before + time.perf_counter() - began) / 60.0
+    timed = step_times[1:] or step_times
+    per_step = sum(timed) / max(1, len(timed))
+    return SupernetTrainResult(
+        path=out,
+        space=net.space.name,
+        steps=step,
+        epochs=step / per_epoch,
+        minutes=minutes,
+        resumed_from_step=resumed_from,
+        seconds_per_step=per_step,
+        images_per_second=options.batch_size / per_step if per_step > 0 else 0.0,
+    )
+
+
+def _plain_rng_state(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _as_rng_state(saved: Any) -> tuple[Any, ...]:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
+
+
+def distill_subnet(
+    student: nn.Module,
+    teacher: nn.Module,
+    train: ImageTensors,
+    minutes: float,
+    *,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    temperature: float = 1.0,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Fine-tune ``student`` on ``teacher``'s soft predictions for ``minutes`` (cosine LR by time).
+
+    The searched subnet's optional last step: the supernet's largest net teaches it. Returns the
+    number of steps taken.
+    """
+    say = progress or (lambda _m: None)
+    loader = BatchLoader(train, batch_size, shuffle=True, augment=Augment(), drop_last=True, seed=seed)
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    teacher.eval()
+    student.train()
+    budget_s = minutes * 60.0
+    began = last_note = time.perf_counter()
+    step = 0
+    for x, _ in _batches(loader, 0, 0):
+        elapsed = time.perf_counter() - began
+        if elapsed >= budget_s:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / budget_s))
+        with torch.no_grad():
+            target = teacher(x)
+        optimizer.zero_grad(set_to_none=True)
+        loss = distill_loss(student(x), target, temperature)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if time.perf_counter() - last_note > 30:
+            say(f"fine-tune step {step}, {elapsed / 60:.1f} of {minutes:g} min, loss {float(loss):.3f}")
+            last_note = time.perf_counter()
+    student.eval()
+    return step
