@@ -26,12 +26,13 @@ from pathlib import Path
 
 import torch
 
-from _common import data_root, limits, markdown_table, write_section
+from _common import DOC, data_root, limits, markdown_table, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
 from edgeslim.models import create_model, load_weights
 from edgeslim.nas.search import NasOptions, search_subnet
 from edgeslim.nas.train import SupernetTraining, train_supernet
+from edgeslim.report.plots import search_plane
 from edgeslim.search import Budget
 from edgeslim.search.calibrate import PairedTimer, export_float
 
@@ -117,6 +118,7 @@ def main() -> None:
         return
     env = env_fingerprint()
     rows: list[list[object]] = []
+    pictures: list[str] = []
     for runtime in args.runtimes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             ref_ms = reference_latencies(runtime, args.batch, args.threads, Path(tmp))
@@ -145,6 +147,11 @@ def main() -> None:
                 )
                 result = found.to_dict()
                 done.write_text(json.dumps(result, default=str))
+            if name == "resnet32":  # one picture per runtime: every subnet scored for that budget
+                title = f"{runtime} batch {args.batch}: subnets scored for the resnet32 budget"
+                figure = search_plane(result["candidates"], result["max_latency_ms"], result["label"], title)
+                figure.savefig(DOC.parent / f"nas-{runtime}.svg")
+                pictures.append(f"![{runtime}](nas-{runtime}.svg)")
             top1_ref = reference_top1(name, data, work / f"reference-top1-{args.limit}.json")
             error = abs(result["latency_ms_predicted"] - result["latency_ms"]) / result["latency_ms"]
             dominates = result["top1"] >= top1_ref and result["latency_ms"] <= ref_ms[name]
@@ -189,6 +196,8 @@ def main() -> None:
             ],
             rows,
         )
+        + "\n\n"
+        + "\n".join(pictures)
     )
     print(body)
     write_section("nas", body)

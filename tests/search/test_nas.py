@@ -197,8 +197,9 @@ def _trained(tiny_cifar: Path, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.parametrize(("strategy", "finetune_minutes"), [("evolution", 0.0), ("random", 0.01)])
 def test_search_finds_a_subnet_within_the_budget_and_saves_a_checkpoint(
-    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+    strategy: str, finetune_minutes: float, fake_runtime: None, tiny_cifar: Path, tmp_path: Path
 ) -> None:
     supernet = _trained(tiny_cifar, tmp_path)
     largest_ms = ModelLayout(create_model("resnet20_tiny"), (3, 32, 32))
@@ -207,7 +208,15 @@ def test_search_finds_a_subnet_within_the_budget_and_saves_a_checkpoint(
     dense = sum(s.macs() for s in largest_ms.layers.values()) * MS_PER_MAC
     target = 0.5 * dense
     options = NasOptions(
-        max_evals=12, population=6, parents=3, val_images=32, bn_batches=1, passes=1, budget_minutes=1
+        strategy=strategy,  # type: ignore[arg-type]
+        max_evals=12,
+        population=6,
+        parents=3,
+        val_images=32,
+        bn_batches=1,
+        passes=1,
+        budget_minutes=1,
+        finetune_minutes=finetune_minutes,
     )
     result = search_subnet(
         supernet,
@@ -229,6 +238,7 @@ def test_search_finds_a_subnet_within_the_budget_and_saves_a_checkpoint(
     for key in ("subnet", "latency_ms", "latency_ms_predicted", "top1", "params", "macs", "size_bytes"):
         assert key in result.to_dict()
     assert result.to_dict()["candidates_evaluated"] == result.candidates_evaluated
+    assert result.strategy == strategy and (result.finetune_steps > 0) == (finetune_minutes > 0)
 
 
 def test_search_budget_below_the_smallest_subnet_is_refused(
@@ -256,11 +266,13 @@ def test_cli_nas_train_and_search(fake_runtime: None, tiny_cifar: Path, tmp_path
     assert trained["space"] == "resnet_cifar_tiny" and trained["steps"] >= 1
     search = ["nas", "search", str(out), "--data", data, "--runtime", "ort", "--threads", "1"]
     search += ["--min-speedup", "1.5", "--max-evals", "6", "--val-images", "32", "--passes", "1"]
-    result = runner.invoke(app, [*search, "--out", str(tmp_path / "sub.pt"), "--json"])
+    plot = tmp_path / "plane.svg"
+    result = runner.invoke(app, [*search, "--out", str(tmp_path / "sub.pt"), "--plot", str(plot), "--json"])
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert found["latency_ms"] <= found["latency_ms_largest"] / 1.5 and found["candidates_evaluated"] >= 1
     assert set(found["subnet"]) == {"depths", "widths", "mids"}
+    assert plot.read_text().startswith("<?xml") and "resnet20_tiny" in plot.read_text()
 
 
 @pytest.mark.parametrize(
@@ -269,6 +281,10 @@ def test_cli_nas_train_and_search(fake_runtime: None, tiny_cifar: Path, tmp_path
         (["nas", "train", "--space", "nope", "--data", "D", "--out", "X"], "unknown search space 'nope'"),
         (["nas", "search", "missing.pt", "--data", "D", "--max-latency-ms", "1", "--out", "X"], "missing.pt"),
         (["nas", "search", "S", "--data", "D", "--out", "X"], "--max-latency-ms"),
+        (
+            ["nas", "search", "S", "--data", "D", "--max-latency-ms", "1", "--plot", "p.txt", "--out", "X"],
+            "--plot",
+        ),
         (
             ["nas", "search", "S", "--data", "D", "--max-latency-ms", "1", "--strategy", "x", "--out", "X"],
             "--strategy",

@@ -15,12 +15,14 @@ from edgeslim.errors import ConfigError
 from edgeslim.nas import SPACES, get_space
 from edgeslim.nas.search import NAS_STRATEGIES, NasOptions, search_subnet
 from edgeslim.nas.train import SupernetTraining, train_supernet
+from edgeslim.report.plots import search_plane
 from edgeslim.search import PROFILE_RUNTIMES, Budget
 
 NAS_FLAGS = {
     "nas.space": "--space",
     "nas.out": "--out",
     "nas.init_weights": "--init-weights",
+    "nas.plot": "--plot",
     "SupernetTraining.budget_minutes": "--budget-minutes",
     "SupernetTraining.batch_size": "--batch-size",
     "SupernetTraining.lr": "--lr",
@@ -159,11 +161,16 @@ def search_cmd(
     ] = 0.0,
     passes: Annotated[int, typer.Option("--passes", help="Timing passes per measured subnet.")] = 3,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N test images.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw every scored subnet (.svg, .png or .pdf).")
+    ] = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Search a supernet for the most accurate subnet within a measured latency budget."""
     with user_errors(NAS_FLAGS):
+        if plot is not None and plot.suffix.lower() not in (".svg", ".png", ".pdf"):
+            raise ConfigError(f"--plot must end in .svg, .png or .pdf, got {str(plot)!r}", field="nas.plot")
         budget = Budget(
             max_latency_ms=max_latency_ms,
             min_speedup=min_speedup,
@@ -184,6 +191,9 @@ def search_cmd(
             raise ConfigError("--data is required: the dataset to score subnets on", field="DataSource.path")
         source = tasks.DataSource(path=data, limit=limit, seed=seed)
         result = search_subnet(supernet, source, budget, out=out, options=options, progress=_say(json_out))
+    if plot is not None:
+        figure = search_plane(result.candidates, result.max_latency_ms, result.subnet.label())
+        figure.savefig(plot)
     if json_out:
         print_json(result.to_dict())
     else:

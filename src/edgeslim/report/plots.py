@@ -248,3 +248,81 @@ PLOTS: dict[str, tuple[str, Callable[[Sequence[dict[str, Any]]], tuple[Figure, l
     "accuracy_vs_latency": ("Accuracy vs latency", accuracy_vs_latency),
     "accuracy_vs_size": ("Accuracy vs size", accuracy_vs_size),
 }
+
+
+def search_plane(
+    candidates: Sequence[dict[str, Any]], budget_ms: float, chosen: str | None = None, title: str = ""
+) -> Figure:
+    """Every scored subnet of an architecture search: proxy top-1 against latency.
+
+    ``candidates`` are ``Candidate.to_dict()`` rows (``label``, ``top1_proxy``,
+    ``latency_ms_predicted``, ``latency_ms`` when measured, ``reference`` for hand-designed nets).
+    Measured latency where there is one (filled marker), else predicted (hollow); references are
+    stars with their names, the front of the plane a step line, the budget a dashed line and the
+    chosen subnet circled.
+    """
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+
+    def x_of(c: dict[str, Any]) -> float:
+        return float(c["latency_ms"] if c.get("latency_ms") is not None else c["latency_ms_predicted"])
+
+    searched = [c for c in candidates if not c.get("reference")]
+    measured = [c for c in searched if c.get("latency_ms") is not None]
+    predicted = [c for c in searched if c.get("latency_ms") is None]
+    ax.scatter(
+        [x_of(c) for c in predicted],
+        [c["top1_proxy"] for c in predicted],
+        s=22,
+        facecolors="none",
+        edgecolors=COLORS[0],
+        alpha=0.7,
+        label="subnet (predicted latency)",
+        zorder=3,
+    )
+    ax.scatter(
+        [x_of(c) for c in measured],
+        [c["top1_proxy"] for c in measured],
+        s=30,
+        color=COLORS[0],
+        label="subnet (measured latency)",
+        zorder=3,
+    )
+    references = [c for c in candidates if c.get("reference")]
+    ax.scatter(
+        [x_of(c) for c in references],
+        [c["top1_proxy"] for c in references],
+        s=110,
+        marker="*",
+        color=COLORS[1],
+        label="hand-designed",
+        zorder=4,
+    )
+    for c in references:
+        ax.annotate(
+            c["reference"], (x_of(c), c["top1_proxy"]), xytext=(4, 3), textcoords="offset points", fontsize=7
+        )
+    front = [candidates[i] for i in pareto_front([(x_of(c), c["top1_proxy"]) for c in candidates])]
+    if front:
+        ax.step(
+            [x_of(c) for c in front], [c["top1_proxy"] for c in front], where="post", color="black", alpha=0.5
+        )
+    ax.axvline(budget_ms, color=COLORS[2], linestyle="--", linewidth=1.0, label=f"budget {budget_ms:.3f} ms")
+    for c in candidates:
+        if c["label"] == chosen and not c.get("reference"):
+            ax.scatter(
+                [x_of(c)], [c["top1_proxy"]], s=160, facecolors="none", edgecolors="black", linewidths=1.5
+            )
+            ax.annotate(
+                f"chosen: {c['label']}",
+                (x_of(c), c["top1_proxy"]),
+                xytext=(6, -10),
+                textcoords="offset points",
+                fontsize=7,
+            )
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("top-1 on held-out images (%, BN re-estimated)")
+    ax.set_title(title or "Architecture search: every scored subnet", loc="left", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
