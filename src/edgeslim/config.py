@@ -92,9 +92,19 @@ class Config:
             if not _matches(value, hints[f.name]):
                 raise ConfigError(
                     f"{type(self).__name__}.{f.name}: expected {_type_name(hints[f.name])}, "
-                    f"got {value!r} ({type(value).__name__})",
+                    f"got {short_repr(value)} ({type(value).__name__})",
                     field=f"{type(self).__name__}.{f.name}",
                 )
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages: a hostile value (a mapping of
+    10^400 and control characters, a 5,000-digit int whose repr itself fails) stays short."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -111,7 +121,10 @@ def _coerce(value: Any, hint: Any) -> Any:
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # 10**400: left as it is, so the type check names the field
+            return value
     if origin in (typing.Union, types.UnionType):
         for arg in get_args(hint):
             coerced = _coerce(value, arg)
@@ -131,7 +144,13 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        try:  # an int beyond a float (10**400) is no float: validate() would raise OverflowError
+            float(value)
+        except OverflowError:
+            return False
+        return True
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is tuple:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 
+from edgeslim.config import short_repr
 from edgeslim.errors import ConfigError
 
 
@@ -48,7 +49,7 @@ def parse_runtime(value: object, field: str = "runtime") -> Runtime:
     try:
         return Runtime(text)
     except ValueError:
-        raise ConfigError(f"{field}: {text!r} is not one of {', '.join(RUNTIME_NAMES)}") from None
+        raise ConfigError(f"{field}: {short_repr(text)} is not one of {', '.join(RUNTIME_NAMES)}") from None
 
 
 __all__ = ["RENAMED", "RUNTIME_NAMES", "Runtime", "parse_runtime"]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edgeslim.config import Config
+from edgeslim.config import Config, short_repr
 from edgeslim.errors import ConfigError
 
 Path_ = tuple[str | int, ...]
@@ -31,12 +33,13 @@ MAX_EPOCHS = 100_000
 MAX_IMAGE_SIZE = 1024  # square input side, pixels (ImageNet models take 224)
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # one week
 MAX_MEMORY_MB = 16 * 1024 * 1024.0  # 16 TiB
+MAX_NAME_BYTES = 255  # one file or folder name (ext4, APFS, NTFS)
+MAX_PATH_BYTES = 4096  # a whole path (Linux PATH_MAX)
+MAX_CLASSES = 100_000  # a model's outputs (ImageNet-21k has 21,843); 10^12 would allocate 256 TB
 
 
 def max_workers() -> int:
     """The most worker processes a sweep may ask for: 64, or 4 per CPU on bigger machines."""
-    import os
-
     return max(64, 4 * (os.cpu_count() or 1))
 
 
@@ -64,11 +67,31 @@ class LineMap:
 
 
 def field_name(path: Path_) -> str:
-    """('methods', 0, 'prune', 'ratio') -> 'methods[0].prune.ratio'."""
+    """('methods', 0, 'prune', 'ratio') -> 'methods[0].prune.ratio'.
+
+    A key that is not plain printable text (a quoted ``"a\\nb"``, an empty or padded key) is shown
+    quoted with its escapes, and a long one cut, so the error stays one readable line.
+    """
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = str(part)
+        if not text or not text.isprintable() or text.strip() != text:
+            text = repr(text)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        out += f".{text}" if out else text
     return out or "(top level)"
+
+
+#: Characters ``str.splitlines`` breaks at: a message never holds one raw (a value may).
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in map(ord, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")}
+
+
+def one_line(message: str) -> str:
+    """``message`` with every line break written as its escape (``\\n``): one line, always."""
+    return message.translate(_LINE_BREAKS)
 
 
 #: Longest document accepted, in characters: real experiment files and recipes are a few KB. Below
@@ -125,17 +148,8 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except _CONSTRUCT_ERRORS as exc:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {_short(node.value)} as {node.tag}: {exc}", node.start_mark
+                None, None, f"cannot read {short_repr(node.value)} as {node.tag}: {exc}", node.start_mark
             ) from None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (a huge int's repr may itself fail)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        text = f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(text: object, limit: int = 200) -> str:
@@ -154,7 +168,7 @@ class _Walk:
 
     def fail(self, node: yaml.Node, path: Path_, problem: str) -> ConfigError:
         where = f"{self.lines.source}:{node.start_mark.line + 1}"
-        return ConfigError(f"{where}: {field_name(path)}: {problem}")
+        return ConfigError(one_line(f"{where}: {field_name(path)}: {problem}"))
 
     def walk(self, node: yaml.Node, path: Path_) -> None:
         self.values += 1
@@ -246,7 +260,7 @@ class Checker:
         self.lines = lines
 
     def fail(self, path: Path_, message: str) -> ConfigError:
-        return ConfigError(f"{self.lines.where(path)}: {field_name(path)}: {message}")
+        return ConfigError(one_line(f"{self.lines.where(path)}: {field_name(path)}: {message}"))
 
     def mapping(
         self, value: Any, path: Path_, allowed: tuple[str, ...], *, optional: bool = False
@@ -268,9 +282,9 @@ class Checker:
     def integer(self, value: Any, path: Path_, *, minimum: int, maximum: int | None = None) -> int:
         """An int (not a bool) from ``minimum`` to ``maximum`` (inclusive; no upper bound if None)."""
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {_short(value)}")
+            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {short_repr(value)}")
         if maximum is not None and value > maximum:
-            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {_short(value)}")
+            raise self.fail(path, f"expected {_int_range(minimum, maximum)}, got {short_repr(value)}")
         return value
 
     def opt_integer(self, value: Any, path: Path_, *, minimum: int, maximum: int | None = None) -> int | None:
@@ -303,7 +317,7 @@ class Checker:
             or (maximum is not None and value > maximum)
         ):
             raise self.fail(
-                path, f"expected {_number_range(positive, minimum, maximum)}, got {_short(value)}"
+                path, f"expected {_number_range(positive, minimum, maximum)}, got {short_repr(value)}"
             )
         return float(value)
 
@@ -322,18 +336,40 @@ class Checker:
 
     def boolean(self, value: Any, path: Path_) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, got {value!r}")
+            raise self.fail(path, f"expected true or false, got {short_repr(value)}")
         return value
 
     def string(self, value: Any, path: Path_) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(path, f"expected a non-empty string, got {value!r}")
+            raise self.fail(path, f"expected a non-empty string, got {short_repr(value)}")
         return value
+
+    def file_path(self, value: Any, path: Path_) -> str:
+        """A non-empty string the file system can look up: no NUL character, no name over 255
+        bytes or path over 4,096 (``stat`` would raise instead of saying "no such file"), no
+        ``~user`` of an unknown user (``expanduser`` would raise)."""
+        text = self.string(value, path)
+        if "\x00" in text:
+            raise self.fail(path, f"a path cannot hold a NUL character, got {short_repr(text)}")
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_PATH_BYTES or any(
+            len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in re.split(r"[/\\]", text)
+        ):
+            raise self.fail(
+                path,
+                f"the path is too long ({size:,} bytes; at most {MAX_NAME_BYTES} bytes a name and "
+                f"{MAX_PATH_BYTES:,} in all), got {short_repr(text)}",
+            )
+        try:
+            Path(text).expanduser()
+        except RuntimeError as exc:  # ~nobody/file
+            raise self.fail(path, f"cannot expand {short_repr(text)}: {exc}") from None
+        return text
 
     def choice(self, value: Any, path: Path_, choices: tuple[str, ...]) -> str:
         text = self.string(value, path)
         if text not in choices:
-            raise self.fail(path, f"{text!r} is not one of {', '.join(choices)}")
+            raise self.fail(path, f"{short_repr(text)} is not one of {', '.join(choices)}")
         return text
 
     def string_list(self, value: Any, path: Path_, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -343,7 +379,7 @@ class Checker:
             where = (*path, i) if isinstance(value, list) else path
             text = self.string(item, where)
             if choices is not None and text not in choices:
-                raise self.fail(where, f"{text!r} is not one of {', '.join(choices)}")
+                raise self.fail(where, f"{short_repr(text)} is not one of {', '.join(choices)}")
             out.append(text)
         return tuple(out)
 
@@ -359,7 +395,7 @@ class Checker:
 
 def describe(value: Any) -> str:
     """How a wrong value is described in an error."""
-    return "a list" if isinstance(value, list) else f"{type(value).__name__} {value!r}"
+    return "a list" if isinstance(value, list) else f"{type(value).__name__} {short_repr(value)}"
 
 
 def _show_number(x: float) -> str:

@@ -7,7 +7,6 @@ the upper bounds of :class:`edgeslim.yaml_schema.Checker`.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from datetime import timedelta
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_helpers import laughs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,18 +33,9 @@ LIMIT_S = 5.0
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
 
 
-def _laughs(levels: int = 9, width: int = 9) -> str:
-    """The alias "billion laughs": ``width ** levels`` values in a few hundred bytes."""
-    names = [f"l{i}" for i in range(levels)]
-    out = [f"{names[0]}: &{names[0]} [{', '.join(['lol'] * width)}]"]
-    for prev, name in itertools.pairwise(names):
-        out.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * width)}]")
-    return "\n".join(out) + "\n"
-
-
 HOSTILE: dict[str, tuple[str, str]] = {
     # name: (document, a fragment the message must hold)
-    "billion_laughs": (_laughs(), "aliases (*name) are expanded"),
+    "billion_laughs": (laughs(), "aliases (*name) are expanded"),
     "alias_bomb_in_mapping": (
         "a: &a {x: 1, y: 1, z: 1, w: 1, v: 1, u: 1, t: 1, s: 1, r: 1, q: 1}\n"
         + "".join(

@@ -10,7 +10,7 @@ import typer
 
 import edgeslim
 from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
-from edgeslim.cli import deploy, distill, fetch, search, sweep
+from edgeslim.cli import deploy, distill, fetch, nas, search, sweep
 from edgeslim.cli.console import (
     OneLineErrors,
     err_console,
@@ -53,7 +53,7 @@ from edgeslim.runtimes import RUNTIME_NAMES
 from edgeslim.select import LayerSelection
 from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
-from edgeslim.yaml_schema import MAX_IMAGE_SIZE
+from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_RUNS
 
 app = typer.Typer(
     name="edgeslim",
@@ -141,7 +141,7 @@ def eval_cmd(
     seed: SeedOpt = 0,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE)] = 256,
     runtime: Annotated[
         str | None,
         typer.Option(
@@ -256,8 +256,8 @@ def train_cmd(
     data: DataOpt = None,
     limit: LimitOpt = None,
     val_fraction: ValFractionOpt = 0.1,
-    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1)] = 30,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, max=MAX_EPOCHS)] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE)] = 128,
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd (Nesterov) | adamw")] = "sgd",
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 0.1,
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
@@ -345,8 +345,12 @@ def train_cmd(
 BENCH_FLAGS = {
     "bench_task.batch_sizes": "--batch-size",
     "bench_task.runs": "--runs",
+    "bench_task.warmup": "--warmup",
+    "bench_task.image_size": "--image-size",
     "bench_artifact_task.batch_sizes": "--batch-size",
     "bench_artifact_task.runs": "--runs",
+    "bench_artifact_task.warmup": "--warmup",
+    "bench_artifact_task.image_size": "--image-size",
     "benchmark_artifact.runtimes": "--runtime",
     "benchmark_artifact.input_size": "--image-size",
     "open_runner.runtime": "--runtime",
@@ -368,7 +372,10 @@ def bench_cmd(
     checkpoint: CheckpointOpt = None,
     num_classes: NumClassesOpt = None,
     batch_size: Annotated[
-        list[int] | None, typer.Option("--batch-size", "-b", min=1, help="Batch sizes to time (repeatable).")
+        list[int] | None,
+        typer.Option(
+            "--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Batch sizes to time (repeatable)."
+        ),
     ] = None,
     image_size: Annotated[
         int | None,
@@ -379,8 +386,8 @@ def bench_cmd(
             help="Square input size (default: the size the file records or declares, else 32).",
         ),
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1)] = 30,
-    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 5,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=MAX_RUNS)] = 30,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_RUNS)] = 5,
     runtime: Annotated[
         str | None,
         typer.Option(
@@ -641,7 +648,7 @@ def prune_cmd(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Skip layers matching this name or glob.")
     ] = None,
-    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0)] = 0,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, max=MAX_EPOCHS)] = 0,
     budget_minutes: BudgetOpt = None,
     distill: DistillOpt = None,
     teacher: TeacherOpt = None,
@@ -649,7 +656,7 @@ def prune_cmd(
     kd_alpha: KdAlphaOpt = 0.1,
     augment: AugmentOpt = True,
     lr: Annotated[float, typer.Option("--lr", help="Fine-tuning peak learning rate.")] = 0.01,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE)] = 128,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning.")] = True,
     data: DataOpt = None,
     limit: LimitOpt = None,
@@ -824,7 +831,7 @@ def quantize_cmd(
     calibration_batches: Annotated[
         int | None, typer.Option("--calibration-batches", min=1, help="(default: the method's, static: 10)")
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=0, help="QAT epochs.")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, max=MAX_EPOCHS, help="QAT epochs.")] = 0,
     budget_minutes: BudgetOpt = None,
     distill: DistillOpt = None,
     teacher: TeacherOpt = None,
@@ -834,7 +841,7 @@ def quantize_cmd(
     lr: Annotated[
         float, typer.Option("--lr", help="QAT peak learning rate (0.005 diverged on pretrained ResNets).")
     ] = 0.0005,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE)] = 128,
     data: DataOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
@@ -949,7 +956,7 @@ def _exit_on_failed_parity(parity: dict[str, Any] | None, artifact: object) -> N
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules add themselves here."""
-    for module in (deploy, distill, fetch, search, sweep):
+    for module in (deploy, distill, fetch, nas, search, sweep):
         module.register(app)
 
 

@@ -108,6 +108,7 @@ COMMON_FLAGS: dict[str, str] = {
     "ModelSource.num_classes": "--num-classes",
     "DataSource.path": "--data",
     "DataSource.val_fraction": "--val-fraction",
+    "InputSize.image_size": "--image-size",
     "TrainConfig.epochs": "--epochs",
     "TrainConfig.batch_size": "--batch-size",
     "TrainConfig.lr": "--lr",
@@ -161,6 +162,28 @@ def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
         fail(cli_message(exc, flags), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except (MemoryError, RuntimeError) as exc:
+        # sizes within the bounds can still not fit together (a batch of 4,096 at 1,024 px): the
+        # allocator's refusal is one line, exit 1 (a run that failed, not a bad flag); bugs still raise
+        if not _out_of_memory(exc):
+            raise
+        detail = f": {_one_line(exc)}" if str(exc).strip() else ""
+        fail(f"out of memory{detail}; use a smaller --batch-size, --image-size or model", 1)
+
+
+#: How torch's allocators word a refused allocation (CPU, CUDA, MPS).
+_OOM_TEXT = ("can't allocate memory", "out of memory", "not enough memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or any(t in str(exc).lower() for t in _OOM_TEXT)
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (torch's allocator adds a traceback-like tail), shortened."""
+    text = str(exc).strip().splitlines()[0]
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*(err == 0\.\s*)?", "", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def print_json(data: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from edgeslim.cli.options import (
 )
 from edgeslim.errors import ConfigError
 from edgeslim.export.bench import RuntimeComparison
+from edgeslim.yaml_schema import MAX_IMAGE_SIZE, MAX_IMAGES
 
 EXPORT_FORMATS = ("onnx", "openvino", "tensorrt", "torchscript", "pt2", "litert")
 EXPORT_FLAGS = {
@@ -63,13 +64,17 @@ def export_cmd(
     ] = None,
     data: DataOpt = None,
     parity_images: Annotated[
-        int, typer.Option("--parity-images", min=1, help="Test images the artifact is checked on.")
+        int,
+        typer.Option(
+            "--parity-images", min=1, max=MAX_IMAGES, help="Test images the artifact is checked on."
+        ),
     ] = 256,
     image_size: Annotated[
         int | None,
         typer.Option(
             "--image-size",
             min=8,
+            max=MAX_IMAGE_SIZE,
             help="Square input size (parity images are resized to it); default: the size the checkpoint "
             "records, else the data's.",
         ),

@@ -41,6 +41,7 @@ from edgeslim.distillation import KD, DistillConfig
 from edgeslim.errors import ConfigError
 from edgeslim.methods import method_config, method_names, method_spec
 from edgeslim.train import TrainConfig
+from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_EPOCHS
 
 
 def split_layers(values: list[str] | None) -> tuple[str, ...]:
@@ -153,7 +154,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Run a recipe (train/distill -> prune -> quantize -> export -> measure); resumes where it stopped."""
-        with user_errors({"db": "--db", "run.out_dir": "--out-dir"}):
+        with user_errors({"db": "--db", "run.out_dir": "--out-dir", "executor.threads": "--threads"}):
             outcome = recipes.recipe_task(
                 recipe, db=db, out_dir=out_dir, num_threads=threads, progress=not json_out
             )
@@ -238,9 +239,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         epochs: Annotated[
-            int, typer.Option("--epochs", "-e", min=1, help="Training epochs in all (init phase included).")
+            int,
+            typer.Option(
+                "--epochs", "-e", min=1, max=MAX_EPOCHS, help="Training epochs in all (init phase included)."
+            ),
         ] = 30,
-        batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 128,
+        batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE)] = 128,
         lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD Nesterov, cosine).")] = 0.1,
         weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
         bf16: Annotated[

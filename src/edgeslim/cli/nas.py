@@ -17,6 +17,7 @@ from edgeslim.nas.search import NAS_STRATEGIES, NasOptions, search_subnet
 from edgeslim.nas.train import SupernetTraining, train_supernet
 from edgeslim.report.plots import search_plane
 from edgeslim.search import PROFILE_RUNTIMES, Budget
+from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_IMAGES
 
 NAS_FLAGS = {
     "nas.space": "--space",
@@ -82,7 +83,9 @@ def train_cmd(
     budget_minutes: Annotated[
         float, typer.Option("--budget-minutes", help="Wall-clock training budget (sizes the steps).")
     ] = 120.0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 128,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Images per step.")
+    ] = 128,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine over the budget).")] = 0.02,
     random_subnets: Annotated[
         int, typer.Option("--random-subnets", help="Random subnets per step besides largest and smallest.")
@@ -146,7 +149,9 @@ def search_cmd(
     ] = None,
     data: DataOpt = None,
     runtime: Annotated[str, typer.Option("--runtime", help=" | ".join(PROFILE_RUNTIMES))] = "ort",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of one deployed call.")] = 1,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=MAX_BATCH_SIZE, help="Batch size of one deployed call.")
+    ] = 1,
     threads: ThreadsOpt = None,
     strategy: Annotated[str, typer.Option("--strategy", help=" | ".join(NAS_STRATEGIES))] = "evolution",
     max_evals: Annotated[int, typer.Option("--max-evals", help="Subnets scored at most.")] = 200,
@@ -160,7 +165,9 @@ def search_cmd(
         float, typer.Option("--finetune-minutes", help="Distil the winner from the largest net (0: off).")
     ] = 0.0,
     passes: Annotated[int, typer.Option("--passes", help="Timing passes per measured subnet.")] = 3,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use at most N test images.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, max=MAX_IMAGES, help="Use at most N test images.")
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also draw every scored subnet (.svg, .png or .pdf).")
     ] = None,

@@ -9,6 +9,7 @@ import typer
 
 from edgeslim import tasks
 from edgeslim.errors import ConfigError
+from edgeslim.yaml_schema import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, MAX_THREADS
 
 ModelOpt = Annotated[
     str | None,
@@ -32,7 +33,12 @@ CheckpointOpt = Annotated[
 ]
 NumClassesOpt = Annotated[
     int | None,
-    typer.Option("--num-classes", min=1, help="Classes of the model (default: those of the data, else 10)."),
+    typer.Option(
+        "--num-classes",
+        min=1,
+        max=MAX_CLASSES,
+        help="Classes of the model (default: those of the data, else 10).",
+    ),
 ]
 DataOpt = Annotated[
     str | None,
@@ -45,7 +51,8 @@ DataOpt = Annotated[
 ]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
 LimitOpt = Annotated[
-    int | None, typer.Option("--limit", min=1, help="Use at most N images (stratified per class).")
+    int | None,
+    typer.Option("--limit", min=1, max=MAX_IMAGES, help="Use at most N images (stratified per class)."),
 ]
 ValFractionOpt = Annotated[
     float,
@@ -60,7 +67,10 @@ SeedOpt = Annotated[
     int, typer.Option("--seed", help="Seed for splits, subsets, shuffling and initialization.")
 ]
 ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", "-t", min=1, help="CPU threads for PyTorch (default: all cores).")
+    int | None,
+    typer.Option(
+        "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads for PyTorch (default: all cores)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 ImageSizeOpt = Annotated[
@@ -68,6 +78,7 @@ ImageSizeOpt = Annotated[
     typer.Option(
         "--image-size",
         min=8,
+        max=MAX_IMAGE_SIZE,
         help="Resize images to this square size, as batched tensor ops (e.g. 224 for ImageNet-pretrained "
         "models: random-resized crop when training, resize + center crop otherwise). Default: the size "
         "the checkpoint was trained at, else the data's own.",

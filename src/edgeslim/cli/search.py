@@ -34,6 +34,7 @@ from edgeslim.errors import ConfigError
 from edgeslim.search import STRATEGIES, Budget, CompressOptions, NoPlanFits, compress
 from edgeslim.search.calibrate import build_predictor, validate_predictor
 from edgeslim.search.profile import PROFILE_RUNTIMES
+from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_IMAGES
 
 SEARCH_FLAGS = {
     "Budget.max_latency_ms": "--max-latency-ms",
@@ -56,7 +57,9 @@ SEARCH_FLAGS = {
 }
 
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help=f"{' | '.join(PROFILE_RUNTIMES)}")]
-BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Batch size of one deployed call.")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch", min=1, max=MAX_BATCH_SIZE, help="Batch size of one deployed call.")
+]
 
 
 def _parse_round_to(value: str) -> int | str:
@@ -87,7 +90,9 @@ def profile_cmd(
     runtime: RuntimeOpt = "ort",
     batch: BatchOpt = 1,
     threads: ThreadsOpt = None,
-    image_size: Annotated[int, typer.Option("--image-size", min=8, help="Square input size.")] = 32,
+    image_size: Annotated[
+        int, typer.Option("--image-size", min=8, max=MAX_IMAGE_SIZE, help="Square input size.")
+    ] = 32,
     round_to: Annotated[str, typer.Option("--round-to", help="Channel multiple, or auto.")] = "auto",
     validate: Annotated[
         int, typer.Option("--validate", min=0, help="Also measure N random pruned variants against it.")
@@ -200,7 +205,8 @@ def compress_cmd(
         bool, typer.Option("--distill/--no-distill", help="Distill from the dense model when fine-tuning.")
     ] = True,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Use at most N test images (and N x 5 train).")
+        int | None,
+        typer.Option("--limit", min=1, max=MAX_IMAGES, help="Use at most N test images (and N x 5 train)."),
     ] = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,

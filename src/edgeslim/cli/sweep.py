@@ -11,6 +11,7 @@ from edgeslim.cli.console import err_console, fmt_pct, key_value_table, out_cons
 from edgeslim.cli.options import JsonOpt
 from edgeslim.engine.runner import DEFAULT_DB
 from edgeslim.sweep import api as sweep_api
+from edgeslim.yaml_schema import MAX_THREADS, max_workers
 
 DbOpt = Annotated[
     Path,
@@ -24,6 +25,7 @@ SWEEP_FLAGS = {
     "executor": "--executor",
     "executor.address": "--address",
     "workers": "--workers",
+    "executor.threads": "--threads",
 }
 RECOMMEND_FLAGS = {
     "db": "--db",
@@ -60,12 +62,22 @@ def sweep_cmd(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-w", min=1, help="Trials in parallel (default: the file's, else half the CPUs)."
+            "--workers",
+            "-w",
+            min=1,
+            max=max_workers(),
+            help="Trials in parallel (default: the file's, else half the CPUs).",
         ),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", "-t", min=1, help="Torch threads per trial (default: CPUs / workers)."),
+        typer.Option(
+            "--threads",
+            "-t",
+            min=1,
+            max=MAX_THREADS,
+            help="Torch threads per trial (default: CPUs / workers).",
+        ),
     ] = None,
     executor: Annotated[
         str, typer.Option("--executor", help="local | ray | inline (this process)")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeslim.errors import ConfigError
+from edgeslim.yaml_schema import MAX_IMAGE_SIZE
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -144,8 +145,13 @@ class InputSize:
     imagenet_norm: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 8:
-            raise ConfigError(f"image_size must be an integer >= 8, got {self.image_size!r}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_IMAGE_SIZE:
+            # 100,000 px would ask the allocator for terabytes; every front-end checks the same bound
+            raise ConfigError(
+                f"InputSize.image_size must be an integer from 8 to {MAX_IMAGE_SIZE}, got {size!r}",
+                field="InputSize.image_size",
+            )
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ConfigError(f"crop_fraction must be in (0, 1], got {self.crop_fraction!r}")
 

@@ -30,6 +30,7 @@ from edgeslim.engine.plan import Node
 from edgeslim.engine.progress import SweepProgress
 from edgeslim.engine.store import Store, TrialRecord, owner_id
 from edgeslim.errors import ConfigError
+from edgeslim.yaml_schema import MAX_THREADS, max_workers
 
 DEFAULT_DB: Path = Path("runs") / "sweeps.db"
 EXECUTORS = ("inline", "local", "ray")
@@ -78,6 +79,28 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "node"
 
 
+def check_execution(workers: int | None, threads: int | None) -> None:
+    """``workers`` (None: the default) and ``threads`` per worker within bounds, checked before the
+    store or any folder is written: a million workers would spawn processes until the machine
+    stops, a million threads per trial would thrash it."""
+    most = max_workers()
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= most
+    ):
+        raise ConfigError(
+            f"workers must be an integer from 1 to {most} (64, or 4 per CPU on bigger machines), "
+            f"got {workers!r}",
+            field="workers",
+        )
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+    ):
+        raise ConfigError(
+            f"executor.threads (per worker) must be an integer from 1 to {MAX_THREADS}, got {threads!r}",
+            field="executor.threads",
+        )
+
+
 def make_executor(
     kind: str,
     workers: int,
@@ -89,6 +112,7 @@ def make_executor(
 ) -> Executor:
     if kind != "ray" and address is not None:
         raise ConfigError("executor.address is for the ray executor", field="executor.address")
+    check_execution(workers, threads)
     if kind == "inline":
         return InlineExecutor(threads=threads, trial_fn=trial_fn)
     if kind == "local":
@@ -461,6 +485,7 @@ __all__ = [
     "EXECUTORS",
     "Limits",
     "RunSummary",
+    "check_execution",
     "intact",
     "make_executor",
     "register",

@@ -45,7 +45,9 @@ class Subnet:
             if not isinstance(value, list | tuple) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value
             ):
-                raise ConfigError(f"subnet.{key} must be a list of integers, got {value!r}", field="nas.subnet")
+                raise ConfigError(
+                    f"subnet.{key} must be a list of integers, got {value!r}", field="nas.subnet"
+                )
             parts[key] = tuple(value)
         return cls(**parts)
 

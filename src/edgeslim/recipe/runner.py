@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.data import find_or_fetch_data
-from edgeslim.engine.plan import plan_recipe
-from edgeslim.engine.runner import DEFAULT_DB, run_plan, summary_line
-from edgeslim.engine.steps import Recipe
+from edgeslim.engine.plan import Node, plan_recipe
+from edgeslim.engine.runner import DEFAULT_DB, check_execution, run_plan, summary_line
+from edgeslim.engine.steps import DistillStep, Recipe, StartStep
 from edgeslim.engine.store import Store, TrialRecord
 from edgeslim.errors import ConfigError, DataError, EdgeslimError
 from edgeslim.io import atomic_write_text
 from edgeslim.recipe.schema import load_recipe
+from edgeslim.tasks import ModelSource
+from edgeslim.tasks.recovery import Recovery
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,22 +109,46 @@ def _step_error(index: int, name: str, exc: BaseException) -> BaseException:
     return wrapped
 
 
-def _check_start(recipe: Recipe) -> None:
-    """Build the recipe's model with its weights before anything is written.
+def _check_models(recipe: Recipe, nodes: list[Node], before: dict[str, TrialRecord | None]) -> None:
+    """Build every model file a step still to run reads, before anything is written.
 
-    A model name or weights file that does not fit (``resnet20`` with ResNet-56 weights) then fails
-    with exit 2 and leaves no store and no empty ``recipes/NAME`` folder behind, like any other
-    validation error. A start that trains (``train:``) or reads a checkpoint is built by its step.
+    The start's weights or checkpoint, a distill step's teacher and a fine-tune's ``teacher``
+    checkpoint that do not load or do not fit (``resnet20`` with ResNet-56 weights, a state dict
+    given as ``checkpoint``) then fail with exit 2 and leave no store and no empty ``recipes/NAME``
+    folder behind, like any other validation error. Zoo models without a file (random init,
+    trained from scratch, published weights fetched by their step) are built by their step.
     """
-    step = recipe.start
-    if step.checkpoint is not None or step.train is not None or step.weights is None:
-        return
-    source = step.source()
-    classes = step.num_classes or recipe.data.data_source().load().num_classes
-    try:
-        source.build(default_num_classes=classes)
-    except EdgeslimError as exc:
-        raise type(exc)(f"{recipe.source}: model: {exc}", field=exc.field) from None
+    classes: list[int] = []  # the data's classes, read once if a model needs them
+
+    def default_classes() -> int:
+        if not classes:
+            classes.append(recipe.data.data_source().load().num_classes)
+        return classes[0]
+
+    def check(source: ModelSource, where: str) -> None:
+        if source.weights is None and source.checkpoint is None:
+            return
+        try:
+            if source.checkpoint is not None:
+                source.build()
+            else:
+                source.build(default_num_classes=source.num_classes or default_classes())
+        except EdgeslimError as exc:
+            raise type(exc)(f"{recipe.source}: {where}: {exc}", field=exc.field) from None
+
+    for position, node in enumerate(nodes):
+        record = before.get(node.key)
+        if record is not None and record.status == "done":
+            continue
+        step = node.step
+        where = "model" if position == 0 else f"steps[{position - 1}]"
+        if isinstance(step, StartStep):
+            check(step.source(), where)
+        elif isinstance(step, DistillStep):
+            check(step.teacher.source(), f"{where}.teacher")
+        recovery = getattr(step, "recovery", None)
+        if isinstance(recovery, Recovery) and recovery.distill and recovery.teacher is not None:
+            check(ModelSource(checkpoint=Path(recovery.teacher)), f"{where}.train.teacher")
 
 
 def run_recipe(
@@ -150,6 +176,7 @@ def run_recipe(
         )
     say = log or (_log_to_stderr if progress else (lambda _: None))
     threads = num_threads if num_threads is not None else recipe.threads
+    check_execution(None, threads)  # before anything is written, like every other check
     data = recipe.data.path
     if (data is None or not Path(data).exists()) and recipe.data.source:
         # a missing cifar10* folder: CIFAR-10 fetched in its place (offline: one line naming the file)
@@ -173,9 +200,7 @@ def run_recipe(
             if found is not None:
                 store.requeue_stale(found.id)
                 before = {n.key: store.trial(n.key, experiment_id=found.id) for n in nodes}
-    start = before[nodes[0].key]
-    if start is None or start.status != "done":
-        _check_start(recipe)
+    _check_models(recipe, nodes, before)
     for i, node in enumerate(nodes):
         held = before[node.key]
         if held is not None and held.status == "running":

@@ -38,7 +38,7 @@ from typing import Any
 
 from edgeslim import methods as registry
 from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
-from edgeslim.config import Config
+from edgeslim.config import Config, short_repr
 from edgeslim.data import resolve_data_path
 from edgeslim.engine.steps import (
     EXPORT_FORMATS,
@@ -66,7 +66,9 @@ from edgeslim.tasks.recovery import RECOVERY_FIELDS, Recovery, no_teacher_error,
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import (
     MAX_BATCH_SIZE,
+    MAX_CLASSES,
     MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
     MAX_IMAGES,
     MAX_RUNS,
     MAX_THREADS,
@@ -77,7 +79,8 @@ from edgeslim.yaml_schema import (
 )
 
 RECIPE_VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Names of experiments, recipes and model labels: they name folders and store records.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: "a\n" and 10,000 chars refused
 #: The step types a recipe file may list (the start is its ``model``).
 RECIPE_STEPS = tuple(t for t in STEP_TYPES if t != "start")
 
@@ -137,10 +140,12 @@ def parse_recipe(
             ("version",), f"this edgeslim reads recipe version {RECIPE_VERSION}, not {top['version']!r}"
         )
     name = c.string(top["name"], ("name",)) if "name" in top else (default_name or "")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         where: Path_ = ("name",)
         raise c.fail(
-            where, f"{name!r} may use only letters, digits, '.', '_', '-' (it names the store experiment)"
+            where,
+            f"{short_repr(name)} may use only letters, digits, '.', '_', '-', at most 100 characters "
+            "(it names the store experiment)",
         )
     description = str(top.get("description") or "")
     base = base_dir or Path.cwd()
@@ -177,7 +182,7 @@ def resolve_file(raw: str, base: Path) -> Path | None:
 
 
 def _file(c: Checker, value: Any, path: Path_, base: Path, *, fetchable: bool = False) -> Path:
-    raw = c.string(value, path)
+    raw = c.file_path(value, path)
     found = resolve_file(raw, base)
     if found is None and fetchable:  # a published weights file (resnet20-12fca82f.th): fetched, verified
         try:
@@ -200,7 +205,7 @@ def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights
         raise c.fail(
             path, "give either 'name' (a zoo model, optionally with 'weights') or 'checkpoint' (a file)"
         )
-    num_classes = c.opt_integer(m.get("num_classes"), (*path, "num_classes"), minimum=1)
+    num_classes = c.opt_integer(m.get("num_classes"), (*path, "num_classes"), minimum=1, maximum=MAX_CLASSES)
     label = "/".join(str(p) for p in path)
     pretrained = (
         c.boolean(m["pretrained"], (*path, "pretrained")) if m.get("pretrained") is not None else False
@@ -245,7 +250,7 @@ def _data(c: Checker, value: Any, base: Path) -> DataSpec:
     m = c.mapping(value, path, ("path", "train_limit", "test_limit", "seed", "image_size"))
     raw: str | None = None
     if m.get("path") is not None:
-        raw = c.string(m["path"], (*path, "path"))
+        raw = c.file_path(m["path"], (*path, "path"))
     written = raw or ""
     if raw is not None and not Path(raw).expanduser().is_absolute() and not Path(raw).exists():
         beside = base / raw
@@ -263,7 +268,9 @@ def _data(c: Checker, value: Any, base: Path) -> DataSpec:
         ),
         test_limit=c.opt_integer(m.get("test_limit"), (*path, "test_limit"), minimum=1, maximum=MAX_IMAGES),
         seed=c.integer(m.get("seed", 0), (*path, "seed"), minimum=0),
-        image_size=c.opt_integer(m.get("image_size"), (*path, "image_size"), minimum=8, maximum=1024),
+        image_size=c.opt_integer(
+            m.get("image_size"), (*path, "image_size"), minimum=8, maximum=MAX_IMAGE_SIZE
+        ),
     )
 
 

@@ -58,13 +58,13 @@ from typing import Any
 
 from edgeslim import methods as registry
 from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
-from edgeslim.config import Config
+from edgeslim.config import Config, short_repr
 from edgeslim.data import find_or_fetch_data
 from edgeslim.engine.runner import Limits
 from edgeslim.engine.steps import LAYOUTS, DataSpec, MeasureStep
 from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.fetch import SOURCES, fetch_named_weights
-from edgeslim.models import create_model, load_weights
+from edgeslim.models import create_model, load_model_from_checkpoint, load_weights
 from edgeslim.models.pretrained import has_pretrained
 from edgeslim.runtimes import RUNTIME_NAMES, parse_runtime
 from edgeslim.select import LayerSelection, select_layers
@@ -72,7 +72,9 @@ from edgeslim.tasks.recovery import RECOVERY_FIELDS, no_teacher_error, split_yam
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import (
     MAX_BATCH_SIZE,
+    MAX_CLASSES,
     MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
     MAX_IMAGES,
     MAX_MEMORY_MB,
     MAX_RUNS,
@@ -93,7 +95,8 @@ NOUNS = {"prune": "pruning", "quantize": "quantization"}
 #: Grid keys that set the step rather than the method: a prune step's file layout (dense or sparse).
 STEP_KEYS = {"prune": "format"}
 METRICS = ("top1", "params", "macs", "size", "latency", "memory")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Names of experiments, recipes and model labels: they name folders and store records.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: "a\n" and 10,000 chars refused
 
 
 # -- the experiment -----------------------------------------------------------------------------
@@ -214,8 +217,11 @@ def parse_experiment(
         if required not in top:
             raise c.fail((), f"missing required key {required!r}")
     name = c.string(top["name"], ("name",))
-    if not NAME_RE.match(name):
-        raise c.fail(("name",), f"{name!r} may use only letters, digits, '.', '_' and '-'")
+    if not NAME_RE.fullmatch(name):
+        raise c.fail(
+            ("name",),
+            f"{short_repr(name)} may use only letters, digits, '.', '_' and '-', at most 100 characters",
+        )
     description = str(top.get("description") or "")
     base = base_dir or Path.cwd()
 
@@ -243,7 +249,7 @@ def parse_experiment(
     )
     artifacts = top.get("artifacts")
     if artifacts is not None:  # like weights: relative to the experiment file, not the working directory
-        artifacts = str((base / Path(c.string(artifacts, ("artifacts",))).expanduser()).resolve())
+        artifacts = str((base / Path(c.file_path(artifacts, ("artifacts",))).expanduser()).resolve())
     experiment = Experiment(
         name=name,
         models=models,
@@ -275,7 +281,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
     )
     if "path" not in m:
         raise c.fail(path, "missing 'path' (a CIFAR-10 pickle folder or image-folder tree)")
-    raw = c.string(m["path"], (*path, "path"))
+    raw = c.file_path(m["path"], (*path, "path"))
     try:
         resolved = find_or_fetch_data(raw)  # a missing cifar10* folder: CIFAR-10 fetched in its place
     except EdgeslimError as exc:
@@ -285,7 +291,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
             (*path, "path"),
             f"{raw!r} does not exist (relative paths are also looked up under $EDGESLIM_DATA)",
         )
-    image_size = c.opt_integer(m.get("image_size"), (*path, "image_size"), minimum=8, maximum=1024)
+    image_size = c.opt_integer(m.get("image_size"), (*path, "image_size"), minimum=8, maximum=MAX_IMAGE_SIZE)
     val_fraction = c.number(m.get("val_fraction", 0.0), (*path, "val_fraction"), positive=False)
     if not 0.0 <= val_fraction < 1.0:
         raise c.fail((*path, "val_fraction"), f"must be in [0, 1), got {val_fraction}")
@@ -336,8 +342,11 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
             raise c.fail(where, "missing 'name' (a zoo model, see `edgeslim models`)")
         name = c.string(m["name"], (*where, "name"))
         label = c.string(m.get("label", name), (*where, "label" if "label" in m else "name"))
-        if not NAME_RE.match(label.replace(":", "_")):
-            raise c.fail((*where, "label"), f"{label!r} may use only letters, digits, '.', '_', '-'")
+        if not NAME_RE.fullmatch(label.replace(":", "_")):
+            raise c.fail(
+                (*where, "label"),
+                f"{short_repr(label)} may use only letters, digits, '.', '_', '-', at most 100 characters",
+            )
         if label in labels:
             raise c.fail(where, f"two models are labelled {label!r}; give one a different 'label'")
         labels.add(label)
@@ -367,7 +376,7 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
         weights: str | None = None
         weights_source: str | None = None
         if m.get("weights") is not None:
-            weights_source = c.string(m["weights"], (*where, "weights"))
+            weights_source = c.file_path(m["weights"], (*where, "weights"))
             try:
                 found = _resolve_weights(weights_source, base)
             except EdgeslimError as exc:  # offline: the one-line error names the file to place
@@ -391,7 +400,9 @@ def _models(c: _Checker, value: Any, base: Path) -> tuple[ModelEntry, ...]:
                 raise c.fail(
                     (*where, "init"), f"{init!r} is not one of {', '.join(MODEL_INITS)} (untrained weights)"
                 )
-        num_classes = c.opt_integer(m.get("num_classes"), (*where, "num_classes"), minimum=1)
+        num_classes = c.opt_integer(
+            m.get("num_classes"), (*where, "num_classes"), minimum=1, maximum=MAX_CLASSES
+        )
         entries.append(
             ModelEntry(
                 label=label,
@@ -477,9 +488,11 @@ def _grid_values(c: _Checker, value: Any, path: Path_) -> list[Any]:
         step = c.number(m["step"], (*path, "step"))
         if stop < start:
             raise c.fail((*path, "to"), f"'to' ({stop}) is below 'from' ({start})")
-        n = math.floor((stop - start) / step + 1e-9) + 1
-        if n > 10_000:
-            raise c.fail((*path, "step"), f"the range has {n} values; use a larger step")
+        span = (stop - start) / step  # inf for from: -1e308, to: 1e308
+        if not math.isfinite(span) or span >= 10_000:
+            shown = f"{math.floor(span) + 1:,}" if span < 1e9 else "more than 10^9"
+            raise c.fail((*path, "step"), f"the range has {shown} values (at most 10,000); use a larger step")
+        n = math.floor(span + 1e-9) + 1
         return [round(start + i * step, 6) for i in range(n)]
     return [value]
 
@@ -659,3 +672,18 @@ def _check_models(c: _Checker, experiment: Experiment) -> None:
             select_layers(model, experiment.layers)
         except ConfigError as exc:
             raise c.fail(("layers",), f"for model {entry.label!r}: {exc}") from None
+    # a fine-tune's ``teacher`` checkpoint that does not load would fail every trial after the store
+    # and the baselines are written
+    blocks: list[tuple[Path_, dict[str, Any] | None]] = [(("finetune",), experiment.finetune)]
+    blocks += [((*b.path, "finetune"), b.finetune) for b in experiment.methods]
+    checked: set[str] = set()
+    for path, finetune in blocks:
+        teacher = (finetune or {}).get("teacher")
+        if not teacher or str(teacher) in checked or (finetune or {}).get("distill") is False:
+            continue
+        checked.add(str(teacher))
+        try:
+            load_model_from_checkpoint(Path(teacher))
+        except EdgeslimError as exc:
+            where = path if experiment.lines.line((*path, "teacher")) is None else (*path, "teacher")
+            raise c.fail(where, str(exc)) from None

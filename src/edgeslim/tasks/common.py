@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgeslim.config import short_repr
 from edgeslim.data import ImageTensors, InputSize, find_or_fetch_data, load_dataset
 from edgeslim.errors import ConfigError, DataError
 from edgeslim.models import (
@@ -17,8 +18,47 @@ from edgeslim.models import (
     load_weights,
     model_spec,
 )
+from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_CLASSES, MAX_IMAGE_SIZE, MAX_RUNS
 
 Split = Literal["train", "val", "test"]
+
+
+def check_bench_counts(
+    owner: str, batch_sizes: tuple[int, ...], runs: int, warmup: int, image_size: int | None = None
+) -> None:
+    """The sizes and counts of a timing run, each within the bounds every front-end uses
+    (:mod:`edgeslim.yaml_schema`): a batch of 10^12 images or a 100,000 px side would end in an
+    allocator error, 10^9 runs would never end. Errors name ``owner.field`` (``bench_task.runs``)."""
+
+    def bad(value: object, low: int, high: int) -> bool:
+        return isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+
+    def n(x: int) -> str:  # as the YAML checks write bounds: 4096, 100,000
+        return f"{x:,}" if x >= 10_000 else str(x)
+
+    if not batch_sizes or any(bad(b, 1, MAX_BATCH_SIZE) for b in batch_sizes):
+        shown = ", ".join(short_repr(b, 30) for b in batch_sizes[:8]) + (
+            ", ..." if len(batch_sizes) > 8 else ""
+        )
+        raise ConfigError(
+            f"{owner}.batch_sizes must all be integers from 1 to {n(MAX_BATCH_SIZE)}, got [{shown}]",
+            field=f"{owner}.batch_sizes",
+        )
+    if bad(runs, 1, MAX_RUNS):
+        raise ConfigError(
+            f"{owner}.runs must be an integer from 1 to {n(MAX_RUNS)}, got {short_repr(runs, 30)}",
+            field=f"{owner}.runs",
+        )
+    if bad(warmup, 0, MAX_RUNS):
+        raise ConfigError(
+            f"{owner}.warmup must be an integer from 0 to {n(MAX_RUNS)}, got {short_repr(warmup, 30)}",
+            field=f"{owner}.warmup",
+        )
+    if image_size is not None and bad(image_size, 8, MAX_IMAGE_SIZE):
+        raise ConfigError(
+            f"{owner}.image_size must be an integer from 8 to {n(MAX_IMAGE_SIZE)}, got {short_repr(image_size, 30)}",
+            field=f"{owner}.image_size",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +82,12 @@ class ModelSource:
                 "no model given: set ModelSource.name (a zoo name, see `edgeslim models`) or "
                 "ModelSource.checkpoint",
                 field="ModelSource.name",
+            )
+        n = self.num_classes
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CLASSES):
+            raise ConfigError(  # 10^12 classes would ask the allocator for a 256 TB head
+                f"ModelSource.num_classes must be an integer from 1 to {MAX_CLASSES:,}, got {short_repr(n, 30)}",
+                field="ModelSource.num_classes",
             )
 
     @property

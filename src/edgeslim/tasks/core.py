@@ -29,6 +29,7 @@ from edgeslim.models import (
 from edgeslim.tasks.common import (
     DataSource,
     ModelSource,
+    check_bench_counts,
     check_classes,
     fit_input,
     input_meta,
@@ -174,13 +175,8 @@ def bench_task(
     """Latency (median, p90) at each batch size, throughput, peak memory, size, params and MACs.
 
     ``input_size`` (C, H, W) defaults to the size the checkpoint records, else 3x32x32."""
-    if any(b < 1 for b in batch_sizes):
-        raise ConfigError(
-            f"bench_task.batch_sizes must all be at least 1, got {list(batch_sizes)}",
-            field="bench_task.batch_sizes",
-        )
-    if runs < 1:
-        raise ConfigError(f"bench_task.runs must be at least 1, got {runs}", field="bench_task.runs")
+    side = max(input_size[1:]) if input_size is not None else None
+    check_bench_counts("bench_task", batch_sizes, runs, warmup, side)
     model, spec = model_source.build()
     if input_size is None:
         recorded = recorded_input(spec)

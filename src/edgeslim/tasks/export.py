@@ -36,7 +36,7 @@ from edgeslim.export.runners import (
 )
 from edgeslim.models import model_info
 from edgeslim.quantization import fake_quantizers
-from edgeslim.tasks.common import DataSource, ModelSource
+from edgeslim.tasks.common import DataSource, ModelSource, check_bench_counts
 from edgeslim.train import evaluate
 
 __all__ = ["ExportOutcome", "bench_artifact_task", "evaluate_artifact_task", "export_task"]
@@ -277,15 +277,7 @@ def bench_artifact_task(
     runtime loads a file. Parity of converted copies uses ``parity_images`` test images when data
     is given (else random inputs). A TorchScript or .pt2 file is refused unless ``trust_artifact``.
     """
-    if any(b < 1 for b in batch_sizes):
-        raise ConfigError(
-            f"bench_artifact_task.batch_sizes must all be at least 1, got {list(batch_sizes)}",
-            field="bench_artifact_task.batch_sizes",
-        )
-    if runs < 1:
-        raise ConfigError(
-            f"bench_artifact_task.runs must be at least 1, got {runs}", field="bench_artifact_task.runs"
-        )
+    check_bench_counts("bench_artifact_task", batch_sizes, runs, warmup, image_size)
     if (artifact is None) == (model_source is None):
         raise ConfigError(
             "give exactly one of bench_artifact_task.artifact and bench_artifact_task.model_source",

@@ -120,6 +120,8 @@ def split_yaml_finetune(
             "missing 'epochs' (the training budget; 0 for none), e.g. {epochs: 1, lr: 0.01}, "
             "or 'budget_minutes' (the minutes it may take, e.g. {budget_minutes: 5})",
         )
+    if rec_part.get("teacher") is not None:  # a checkpoint file: one the file system can look up
+        c.file_path(rec_part["teacher"], (*path, "teacher"))
     recovery: Recovery | None = c.config(Recovery, dict(rec_part), path) if rec_part else None
     return train_part, recovery
 
