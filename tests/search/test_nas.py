@@ -298,3 +298,23 @@ def test_cli_nas_bad_input_is_one_line_exit_2(args: list[str], message: str, tmp
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "X").exists()
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: NasOptions(strategy="x"), "NasOptions.strategy: expected 'evolution' | 'random'"),  # type: ignore[arg-type]
+        (lambda: NasOptions(max_evals=0), "NasOptions.max_evals must be an integer >= 1"),
+        (lambda: NasOptions(mutation=0.0), "NasOptions.mutation must be in (0, 1]"),
+        (
+            lambda: SupernetTraining(budget_minutes=0),
+            "SupernetTraining.budget_minutes must be a positive number",
+        ),
+        (lambda: SupernetTraining(batch_size=1.5), "SupernetTraining.batch_size: expected int"),  # type: ignore[arg-type]
+        (lambda: SupernetTraining(warmup_steps=1), "SupernetTraining.warmup_steps must be an integer >= 2"),
+    ],
+)
+def test_nas_configs_name_the_bad_field(build: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert str(info.value).startswith(message)

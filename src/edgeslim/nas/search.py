@@ -74,7 +74,7 @@ class NasOptions(Config):
     passes: int = 3
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.strategy not in NAS_STRATEGIES:
             raise ConfigError(
                 f"NasOptions.strategy must be one of {', '.join(NAS_STRATEGIES)}, not {self.strategy!r}",

@@ -53,7 +53,7 @@ class SupernetTraining(Config):
     threads: int | None = None
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("budget_minutes", "lr", "checkpoint_minutes", "temperature"):
             value = getattr(self, name)
             if (
