@@ -319,3 +319,32 @@ def test_a_speedup_budget_is_met_side_by_side_with_the_dense_model(
     assert result.latency_ms == pytest.approx(result.latency_ms_dense / result.speedup, rel=1e-6)
     assert Budget(max_latency_ms=3.0, min_speedup=2.0).target_ms(10.0) == 3.0
     assert Budget(max_latency_ms=8.0, min_speedup=2.0).target_ms(10.0) == 5.0
+
+
+@pytest.mark.parametrize("too_long", [1, 3])
+def test_a_budget_shorter_than_an_epoch_fine_tunes_on_a_share_of_the_images(
+    too_long: int, fake_runtime: None, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one epoch does not fit, the fine-tune halves the images (1/2, 1/4, 1/8) until it does;
+    a share smaller than one batch ends the fallback with a note (it used to crash the warm-up)."""
+    real_prune_task = compress_module.prune_task
+    limits: list[int | None] = []
+
+    def first_tries_do_not_fit(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("recovery") is not None:
+            limits.append(kwargs["data_source"].train_limit)
+            if len(limits) <= too_long:
+                raise ConfigError("one epoch does not fit", field="Recovery.budget_minutes")
+        return real_prune_task(*args, **kwargs)
+
+    monkeypatch.setattr(compress_module, "prune_task", first_tries_do_not_fit)
+    result = _run(tiny_cifar, tmp_path / "out", 0.6 * _dense_ms(), budget_minutes=0.4, finetune=True)
+    images = 320 - 30  # the train split less the held-out val images (val_fraction 0.1)
+    if too_long == 1:  # half the images: 145, one batch of 128
+        assert limits == [None, images // 2]
+        assert f"fine-tuned on {images // 2} of {images} training images (one epoch fits)" in result.notes
+    else:  # 1/8 is 36 images, less than one batch of 128
+        assert limits == [None, images // 2, images // 4, images // 8]
+        assert any(
+            "not fine-tuned: " in n and "fewer training images than one batch" in n for n in result.notes
+        )

@@ -754,10 +754,11 @@ def compress(
                         )
                     break
                 except ConfigError as exc:
-                    if exc.field != "Recovery.budget_minutes":
+                    if exc.field not in ("Recovery.budget_minutes", "TrainConfig.batch_size"):
                         raise
-                    if share == 0.125:
+                    if share == 0.125 or exc.field == "TrainConfig.batch_size":
                         notes.append(f"not fine-tuned: {exc}")
+                        break
         else:
             notes.append("not fine-tuned: no time was left in the budget")
         if outcome is None:

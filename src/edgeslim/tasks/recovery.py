@@ -254,6 +254,12 @@ def plan_budget(
     work.train()
     optimizer = build_optimizer(work, config)
     steps = len(loader)
+    if steps == 0:  # fewer images than one (full) batch: nothing to time, nothing to train
+        raise ConfigError(
+            f"the fine-tune has fewer training images than one batch of {config.batch_size}; give more "
+            "images or a smaller batch size",
+            field="TrainConfig.batch_size",
+        )
     n = max(2, min(warmup_batches, steps + 1))
     step_times: list[float] = []
     teacher_times: list[float] = []
