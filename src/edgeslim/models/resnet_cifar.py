@@ -18,7 +18,16 @@ from edgeslim.errors import ModelError
 from edgeslim.models._common import check_int, check_num_classes, check_width, scale_channels
 from edgeslim.models.zoo import register_model
 
-__all__ = ["BasicBlockA", "PadShortcut", "ResNetCifar"]
+__all__ = ["BasicBlockA", "PadShortcut", "ResNetCifar", "gather_shortcut"]
+
+
+def gather_shortcut(x: Tensor, stride: int, channel_index: Tensor) -> Tensor:
+    """Subsample by ``stride``, then output channel ``c`` = input channel ``channel_index[c]``, where
+    index ``x.shape[1]`` is a zero channel. Pad + index_select (ONNX Pad + Gather) rather than a
+    Python loop: exportable and traceable."""
+    x = x[:, :, ::stride, ::stride]
+    x = F.pad(x, (0, 0, 0, 0, 0, 1), "constant", 0.0)
+    return torch.index_select(x, 1, channel_index)
 
 
 class PadShortcut(nn.Module):
@@ -81,10 +90,7 @@ class PadShortcut(nn.Module):
         self.channel_index = gather.to(self.channel_index.device)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        # pad + index_select (ONNX Pad + Gather) rather than a Python loop: exportable and traceable
-        x = F.pad(x, (0, 0, 0, 0, 0, 1), "constant", 0.0)
-        return torch.index_select(x, 1, self.channel_index)
+        return gather_shortcut(x, self.stride, self.channel_index)
 
     def extra_repr(self) -> str:
         return f"{self.in_planes}, {self.planes}, stride={self.stride}"

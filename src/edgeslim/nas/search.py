@@ -34,10 +34,16 @@ from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.errors import ConfigError
 from edgeslim.models.channels import channel_spec
 from edgeslim.nas.space import ResNetSpace, Subnet
-from edgeslim.nas.supernet import ResNetSupernet, extract_subnet, load_supernet, subnet_layer_widths
+from edgeslim.nas.supernet import (
+    ResNetSupernet,
+    check_new_file,
+    extract_subnet,
+    load_supernet,
+    subnet_layer_widths,
+)
 from edgeslim.nas.train import distill_subnet
 from edgeslim.search import Budget, LatencyPredictor, LatencyTable, ModelLayout
-from edgeslim.search.calibrate import PairedTimer, PairedTiming, export_float
+from edgeslim.search.calibrate import PairedTimer, PairedTiming, export_float, measure_model
 from edgeslim.search.compression import adapt_batchnorm
 from edgeslim.tasks import DataSource
 from edgeslim.train import evaluate
@@ -303,12 +309,7 @@ def _evolve(
 
 
 def _measure(net: ResNetSupernet, subnet: Subnet, timer: PairedTimer, work: Path) -> PairedTiming:
-    path = export_float(extract_subnet(net, subnet), work / "subnet.onnx", timer.input_shape)
-    try:
-        return timer.measure(path)
-    finally:
-        for leftover in work.glob("subnet.onnx*"):
-            leftover.unlink()
+    return measure_model(extract_subnet(net, subnet), timer, work)
 
 
 def _calibrate(
@@ -342,13 +343,6 @@ def _calibrate(
     }
 
 
-def _check_out(out: Path) -> None:
-    if out.exists():
-        raise ConfigError(f"{str(out)!r} exists; choose a new --out (nothing was written)", field="nas.out")
-    if not out.parent.is_dir():
-        raise ConfigError(f"the folder of {str(out)!r} does not exist", field="nas.out")
-
-
 def search_subnet(
     supernet: str | os.PathLike[str],
     data: DataSource,
@@ -365,7 +359,7 @@ def search_subnet(
     """
     options = options or NasOptions()
     out = Path(out)
-    _check_out(out)
+    check_new_file(out)
     if budget.max_accuracy_drop is not None:
         raise ConfigError(
             "Budget.max_accuracy_drop does not apply to a search over a supernet (its subnets have no "

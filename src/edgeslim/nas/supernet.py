@@ -25,7 +25,7 @@ from edgeslim.errors import CheckpointError, ConfigError
 from edgeslim.io import atomic_torch_save
 from edgeslim.models import create_model
 from edgeslim.models.channels import SPEC_FORMAT, SPEC_VERSION, apply_channel_spec
-from edgeslim.models.resnet_cifar import PadShortcut
+from edgeslim.models.resnet_cifar import PadShortcut, gather_shortcut
 from edgeslim.nas.space import STAGES, ResNetSpace, Subnet, get_space
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "SUPERNET_VERSION",
     "ResNetSupernet",
     "SupernetFile",
+    "check_new_file",
     "extract_subnet",
     "load_supernet",
     "save_supernet",
@@ -96,9 +97,7 @@ class _ElasticBlock(nn.Module):
         if key not in self._indices:
             index_map = sub_index_map(shortcut.index_map, key[0], width)
             self._indices[key] = torch.tensor([c if c >= 0 else key[0] for c in index_map], device=x.device)
-        x = x[:, :, :: shortcut.stride, :: shortcut.stride]
-        x = F.pad(x, (0, 0, 0, 0, 0, 1), "constant", 0.0)
-        return torch.index_select(x, 1, self._indices[key])
+        return gather_shortcut(x, shortcut.stride, self._indices[key])
 
     def forget_indices(self) -> None:
         self._indices.clear()
@@ -291,6 +290,14 @@ def extract_subnet(net: ResNetSupernet, subnet: Subnet) -> nn.Module:
 
 
 # -- files ------------------------------------------------------------------------------------------
+
+
+def check_new_file(out: Path) -> None:
+    """``out`` must not exist and its folder must (checked before any work, so nothing is half-written)."""
+    if out.exists():
+        raise ConfigError(f"{str(out)!r} exists; choose a new --out (nothing was written)", field="nas.out")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder of {str(out)!r} does not exist", field="nas.out")
 
 
 class SupernetFile:

@@ -27,14 +27,15 @@ from torch import Tensor, nn
 from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.config import Config
 from edgeslim.data import Augment, BatchLoader, ImageTensors
+from edgeslim.distillation import KDLoss
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model, load_weights
 from edgeslim.nas.space import ResNetSpace, Subnet, get_space
-from edgeslim.nas.supernet import ResNetSupernet, load_supernet, save_supernet, sort_channels
+from edgeslim.nas.supernet import ResNetSupernet, check_new_file, load_supernet, save_supernet, sort_channels
 from edgeslim.tasks import DataSource
-from edgeslim.train import seed_everything
+from edgeslim.train import TrainConfig, build_optimizer, seed_everything
 
-__all__ = ["SupernetTrainResult", "SupernetTraining", "distill_loss", "distill_subnet", "train_supernet"]
+__all__ = ["SupernetTrainResult", "SupernetTraining", "distill_subnet", "train_supernet"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +100,6 @@ class SupernetTrainResult:
         return {**dataclasses.asdict(self), "path": str(self.path)}
 
 
-def distill_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
-    """Soft cross-entropy to the teacher's distribution (x T^2, Hinton et al.)."""
-    target = F.softmax(teacher / temperature, dim=1)
-    return -(target * F.log_softmax(student / temperature, dim=1)).sum(1).mean() * temperature**2
-
-
 def _partial(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
@@ -156,8 +151,9 @@ def _sandwich_step(
     loss = F.cross_entropy(logits, y)
     loss.backward()
     teacher = logits.detach()
+    soft = KDLoss(alpha=0.0, temperature=temperature)
     for sub in subnets:
-        distill_loss(net.run(sub, x), teacher, temperature).backward()
+        soft(net.run(sub, x), teacher, y).backward()
     return float(loss.detach())
 
 
@@ -191,10 +187,7 @@ def train_supernet(
     options = options or SupernetTraining()
     the_space = get_space(space)
     out = Path(out)
-    if out.exists():
-        raise ConfigError(f"{str(out)!r} exists; choose a new --out (nothing was written)", field="nas.out")
-    if not out.parent.is_dir():
-        raise ConfigError(f"the folder of {str(out)!r} does not exist", field="nas.out")
+    check_new_file(out)
     init = None if init_weights is None else str(Path(init_weights).resolve())
     if init is not None and not Path(init).is_file():
         raise ConfigError(f"init weights {str(init_weights)!r} not found", field="nas.init_weights")
@@ -247,13 +240,14 @@ def _train(
         train, options.batch_size, shuffle=True, augment=Augment(), drop_last=True, seed=options.seed
     )
     per_epoch = max(1, len(train) // options.batch_size)
-    decay = [p for p in net.parameters() if p.dim() > 1]
-    no_decay = [p for p in net.parameters() if p.dim() <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": options.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=options.lr,
-        momentum=options.momentum,
-        nesterov=options.momentum > 0,
+    optimizer = build_optimizer(
+        net,
+        TrainConfig(
+            lr=options.lr,
+            momentum=options.momentum,
+            weight_decay=options.weight_decay,
+            decay_norm_and_bias=False,
+        ),
     )
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
@@ -364,13 +358,14 @@ def distill_subnet(
     """
     say = progress or (lambda _m: None)
     loader = BatchLoader(train, batch_size, shuffle=True, augment=Augment(), drop_last=True, seed=seed)
-    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = build_optimizer(student, TrainConfig(lr=lr))
+    soft = KDLoss(alpha=0.0, temperature=temperature)
     teacher.eval()
     student.train()
     budget_s = minutes * 60.0
     began = last_note = time.perf_counter()
     step = 0
-    for x, _ in _batches(loader, 0, 0):
+    for x, y in _batches(loader, 0, 0):
         elapsed = time.perf_counter() - began
         if elapsed >= budget_s:
             break
@@ -379,7 +374,7 @@ def distill_subnet(
         with torch.no_grad():
             target = teacher(x)
         optimizer.zero_grad(set_to_none=True)
-        loss = distill_loss(student(x), target, temperature)
+        loss = soft(student(x), target, y)
         loss.backward()
         optimizer.step()
         step += 1

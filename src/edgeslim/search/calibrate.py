@@ -39,6 +39,7 @@ __all__ = [
     "calibration_samples",
     "dense_timer",
     "export_float",
+    "measure_model",
     "measure_plan",
     "pruned_copy",
     "random_plan",
@@ -140,16 +141,21 @@ def pruned_copy(dense: nn.Module, layout: ModelLayout, plan: Plan) -> nn.Module:
     return model.eval()
 
 
-def measure_plan(
-    dense: nn.Module, layout: ModelLayout, plan: Plan, timer: PairedTimer, work: Path
-) -> PairedTiming:
-    """``dense`` pruned to ``plan``, exported and timed by ``timer`` (the file is removed after)."""
-    path = export_float(pruned_copy(dense, layout, plan), work / "variant.onnx", layout.input_shape)
+def measure_model(model: nn.Module, timer: PairedTimer, work: Path) -> PairedTiming:
+    """``model`` exported and timed by ``timer`` (the file is removed after)."""
+    path = export_float(model, work / "variant.onnx", timer.input_shape)
     try:
         return timer.measure(path)
     finally:
         for leftover in work.glob("variant.onnx*"):
             leftover.unlink()
+
+
+def measure_plan(
+    dense: nn.Module, layout: ModelLayout, plan: Plan, timer: PairedTimer, work: Path
+) -> PairedTiming:
+    """``dense`` pruned to ``plan``, exported and timed by ``timer``."""
+    return measure_model(pruned_copy(dense, layout, plan), timer, work)
 
 
 def dense_timer(
