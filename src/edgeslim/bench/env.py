@@ -51,6 +51,12 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
     return model, [f for f in _ISA_FLAGS if f in flags]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (what every figure is reported next to)."""
+    model, _isa = _cpuinfo()
+    return model or platform.processor() or platform.machine() or "unknown"
+
+
 def int8_dot_product_exact() -> bool:
     """Whether int8 runtimes can multiply-accumulate u8 x s8 without saturating here.
 
@@ -75,13 +81,13 @@ def _version(package: str) -> str | None:
 
 def env_fingerprint() -> dict[str, Any]:
     """Plain-data description of the machine and software; ``hash`` covers all other fields."""
-    model, isa = _cpuinfo()
+    _model, isa = _cpuinfo()
     try:
         capability = str(torch.backends.cpu.get_cpu_capability())
     except (AttributeError, RuntimeError):
         capability = None
     info: dict[str, Any] = {
-        "cpu_model": model or platform.processor() or platform.machine() or "unknown",
+        "cpu_model": cpu_model(),
         "cpu_isa": isa,
         "int8_dot_exact": int8_dot_product_exact(),
         "torch_cpu_capability": capability,

@@ -225,6 +225,38 @@ def fmt_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def fmt_seconds(seconds: float | None) -> str:
+    """``42 s``, ``12.5 min``, ``3.2 h``: the unit a person reads a duration in."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_table(title: str, plan: dict[str, Any]) -> Table:
+    """A dry run's plan (``PlanEstimate.to_dict()``): every node, whether it would run, its estimate."""
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("#", "right"), ("step", "left"), ("kind", "left"), ("state", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("estimate", justify="right")
+    table.add_column("what it does", overflow="fold")
+    for i, node in enumerate(plan["nodes"]):
+        done = node["state"] == "done"
+        took = f"took {fmt_seconds(node['took_s'])}" if node.get("took_s") is not None else "skipped"
+        table.add_row(
+            str(i),
+            escape(node["name"]),
+            node["kind"] + (" (alone)" if node.get("exclusive") else ""),
+            node["state"],
+            took if done else "~" + fmt_seconds(node["seconds"]),
+            escape(node["basis"]),
+        )
+    return table
+
+
 def fmt_pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}%"
 

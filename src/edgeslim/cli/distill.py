@@ -36,6 +36,7 @@ from edgeslim.cli.options import (
     ThreadsOpt,
     parse_device,
 )
+from edgeslim.cli.sweep import show_plan
 from edgeslim.data import Augment
 from edgeslim.distillation import KD, DistillConfig
 from edgeslim.errors import ConfigError
@@ -151,9 +152,21 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         threads: ThreadsOpt = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Validate and print the steps with an estimated time; run and write nothing.",
+            ),
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Run a recipe (train/distill -> prune -> quantize -> export -> measure); resumes where it stopped."""
+        if dry_run:
+            with user_errors({"db": "--db", "executor.threads": "--threads"}):
+                plan = recipes.dry_run_recipe(recipe, db=db, num_threads=threads)
+            show_plan(f"run {recipe} (dry run)", plan.to_dict(), json_out)
+            return
         with user_errors({"db": "--db", "run.out_dir": "--out-dir", "executor.threads": "--threads"}):
             outcome = recipes.recipe_task(
                 recipe, db=db, out_dir=out_dir, num_threads=threads, progress=not json_out

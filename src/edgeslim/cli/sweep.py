@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from edgeslim.cli.console import err_console, fmt_pct, key_value_table, out_console, print_json, user_errors
+from edgeslim.cli.console import (
+    err_console,
+    fmt_pct,
+    fmt_seconds,
+    key_value_table,
+    out_console,
+    plan_table,
+    print_json,
+    user_errors,
+)
 from edgeslim.cli.options import JsonOpt
 from edgeslim.engine.runner import DEFAULT_DB
 from edgeslim.sweep import api as sweep_api
@@ -57,6 +67,27 @@ NOISY_LEGEND = (
 )
 
 
+def show_plan(title: str, plan: dict[str, Any], json_out: bool) -> None:
+    """Print a dry run: the node table on stdout, the totals and the estimate's basis on stderr."""
+    if json_out:
+        print_json(plan)
+        return
+    out_console.print(plan_table(title, plan))
+    rate = plan["throughput"]
+    err_console.print(
+        f"{plan['to_run']} step(s) to run, {plan['done']} done before"
+        + (f" ({plan['trials']} trials)" if plan["trials"] else "")
+        + f"; about {fmt_seconds(plan['wall_s'])} with {plan['workers']} worker(s) x {plan['threads']} "
+        f"thread(s) ({fmt_seconds(plan['work_s'])} of work)"
+    )
+    err_console.print(
+        f"estimated at {rate['train_gmacs_s']:.1f} GMAC/s training, {rate['infer_gmacs_s']:.1f} GMAC/s "
+        f"inference, {rate['step_overhead_s']:.0f} s per step ({escape(rate['source'])}); each step is "
+        "priced with the MACs of the model it starts from, so steps after structured pruning cost less. "
+        "Nothing was run or written."
+    )
+
+
 def sweep_cmd(
     experiment_file: Annotated[Path, typer.Argument(help="Experiment YAML (see docs/sweeps.md).")],
     workers: Annotated[
@@ -90,12 +121,24 @@ def sweep_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Also rerun trials that failed before.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate and print the planned steps with an estimated time; run and write nothing.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run every combination of an experiment file (resumable: finished trials are skipped).
 
     Exit code 1 when some trial failed (the others still ran), 2 for a bad experiment file.
     """
+    if dry_run:
+        with user_errors(SWEEP_FLAGS):
+            plan = sweep_api.dry_run_sweep(experiment_file, db=db, workers=workers, threads=threads)
+        show_plan(f"sweep {experiment_file} (dry run)", plan.to_dict(), json_out)
+        return
     with user_errors(SWEEP_FLAGS):
         summary = sweep_api.sweep_task(
             experiment_file,

@@ -18,7 +18,7 @@ from edgeslim.engine.steps import (
     Step,
     TrainStep,
 )
-from edgeslim.recipe.runner import RecipeOutcome, StepOutcome, recipe_task, run_recipe
+from edgeslim.recipe.runner import RecipeOutcome, StepOutcome, dry_run_recipe, recipe_task, run_recipe
 from edgeslim.recipe.schema import QUANTIZE_LAST, RECIPE_STEPS, load_recipe, parse_recipe
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Step",
     "StepOutcome",
     "TrainStep",
+    "dry_run_recipe",
     "load_recipe",
     "parse_recipe",
     "recipe_task",

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.data import find_or_fetch_data
+from edgeslim.engine.estimate import PlanEstimate, Throughput, estimate_plan, probe_throughput
+from edgeslim.engine.executors.base import threads_per_worker
 from edgeslim.engine.plan import Node, plan_recipe
 from edgeslim.engine.runner import DEFAULT_DB, check_execution, run_plan, summary_line
 from edgeslim.engine.steps import DistillStep, Recipe, StartStep
@@ -151,6 +153,73 @@ def _check_models(recipe: Recipe, nodes: list[Node], before: dict[str, TrialReco
             check(ModelSource(checkpoint=Path(recovery.teacher)), f"{where}.train.teacher")
 
 
+def _with_data(recipe: Recipe, progress: bool) -> Recipe:
+    """The recipe with its dataset found: a missing cifar10* folder is CIFAR-10 fetched in its place
+    (offline: one line naming the file); no dataset at all is a :class:`DataError` on ``data.path``."""
+    data = recipe.data.path
+    if (data is None or not Path(data).exists()) and recipe.data.source:
+        fetched = find_or_fetch_data(recipe.data.source, progress=progress)
+        if fetched.exists():
+            data = str(fetched.resolve())
+            recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, path=data))
+    if data is None or not Path(data).exists():
+        where = f"data.path {recipe.data.source!r}" if recipe.data.source else "$EDGESLIM_DATA"
+        raise DataError(f"{recipe.source}: {where}: no dataset at {str(data)!r}", field="data.path")
+    return recipe
+
+
+def _stored_steps(
+    db_path: Path, recipe: Recipe, nodes: list[Node], *, requeue: bool
+) -> dict[str, TrialRecord | None]:
+    """Each step's record in the store (None: not there). A first run creates nothing before its
+    checks pass; a sweep of the same name is refused before anything is written. ``requeue``: steps
+    left ``running`` by a process that is gone go back to the queue (a real run; a dry run writes
+    nothing)."""
+    before: dict[str, TrialRecord | None] = {n.key: None for n in nodes}
+    if not db_path.is_file():
+        return before
+    with Store.open(db_path) as store:
+        found = store.get_experiment(recipe.name)
+        if found is not None and found.kind != "recipe":
+            raise ConfigError(
+                f"{db_path}: experiment {recipe.name!r} is a {found.kind}, not a recipe; "
+                "give the recipe another 'name'"
+            )
+        if found is not None:
+            if requeue:
+                store.requeue_stale(found.id)
+            before = {n.key: store.trial(n.key, experiment_id=found.id) for n in nodes}
+    return before
+
+
+def dry_run_recipe(
+    recipe_file: Path,
+    *,
+    db: Path | None = None,
+    num_threads: int | None = None,
+    throughput: Throughput | None = None,
+) -> PlanEstimate:
+    """Validate the recipe file (its dataset and every model file it reads included) and price its
+    steps, running nothing and writing nothing: which steps the store already holds (they would be
+    skipped) and about how long the rest would take (``throughput`` default: a short probe)."""
+    recipe = load_recipe(recipe_file)
+    threads = num_threads if num_threads is not None else recipe.threads
+    check_execution(None, threads)
+    recipe = _with_data(recipe, progress=True)
+    nodes = plan_recipe(recipe)
+    db_path = Path(db) if db is not None else DEFAULT_DB
+    held = _stored_steps(db_path, recipe, nodes, requeue=False)
+    _check_models(recipe, nodes, held)
+    n_threads = threads_per_worker(1, threads)
+    return estimate_plan(
+        nodes,
+        throughput=throughput or probe_throughput(n_threads),
+        workers=1,
+        threads=n_threads,
+        stored={k: (r.status, r.timings.get("step_s")) for k, r in held.items() if r is not None},
+    )
+
+
 def run_recipe(
     recipe: Recipe,
     *,
@@ -177,29 +246,9 @@ def run_recipe(
     say = log or (_log_to_stderr if progress else (lambda _: None))
     threads = num_threads if num_threads is not None else recipe.threads
     check_execution(None, threads)  # before anything is written, like every other check
-    data = recipe.data.path
-    if (data is None or not Path(data).exists()) and recipe.data.source:
-        # a missing cifar10* folder: CIFAR-10 fetched in its place (offline: one line naming the file)
-        fetched = find_or_fetch_data(recipe.data.source, progress=progress)
-        if fetched.exists():
-            data = str(fetched.resolve())
-            recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, path=data))
-    if data is None or not Path(data).exists():
-        where = f"data.path {recipe.data.source!r}" if recipe.data.source else "$EDGESLIM_DATA"
-        raise DataError(f"{recipe.source}: {where}: no dataset at {str(data)!r}", field="data.path")
+    recipe = _with_data(recipe, progress)
     nodes = plan_recipe(recipe)
-    before: dict[str, TrialRecord | None] = {n.key: None for n in nodes}
-    if db_path.is_file():  # a first run creates nothing before its checks pass
-        with Store.open(db_path) as store:  # refuse a sweep of the same name before anything is written
-            found = store.get_experiment(recipe.name)
-            if found is not None and found.kind != "recipe":
-                raise ConfigError(
-                    f"{db_path}: experiment {recipe.name!r} is a {found.kind}, not a recipe; "
-                    "give the recipe another 'name'"
-                )
-            if found is not None:
-                store.requeue_stale(found.id)
-                before = {n.key: store.trial(n.key, experiment_id=found.id) for n in nodes}
+    before = _stored_steps(db_path, recipe, nodes, requeue=True)
     _check_models(recipe, nodes, before)
     for i, node in enumerate(nodes):
         held = before[node.key]

@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgeslim.engine.executors.base import Executor
+from edgeslim.engine.estimate import PlanEstimate, Throughput, estimate_plan, probe_throughput, stored_records
+from edgeslim.engine.executors.base import Executor, default_workers, threads_per_worker
 from edgeslim.engine.jobs import TrialFn, run_node
 from edgeslim.engine.records import TrialResult, trial_results
-from edgeslim.engine.runner import DEFAULT_DB, RunSummary, run_plan
+from edgeslim.engine.runner import DEFAULT_DB, RunSummary, check_execution, run_plan
 from edgeslim.engine.store import ExperimentRecord, Store, TrialRecord
 from edgeslim.errors import ConfigError
 from edgeslim.report import Constraints, Recommendation, ReportFiles, recommend, rows, write_report
@@ -96,6 +97,32 @@ def sweep_task(
         address=address,
         retry_failed=retry_failed,
         progress=progress,
+    )
+
+
+def dry_run_sweep(
+    experiment_file: Path,
+    *,
+    db: Path = DEFAULT_DB,
+    workers: int | None = None,
+    threads: int | None = None,
+    throughput: Throughput | None = None,
+) -> PlanEstimate:
+    """Validate the experiment file and price its plan, running nothing and writing nothing: which
+    nodes the store at ``db`` already holds, and about how long the rest would take with ``workers``
+    x ``threads`` (``throughput`` default: a few-second probe of this machine at that thread count).
+    Counting the images reads the dataset (it must be there, as for a real run)."""
+    experiment = load_experiment(experiment_file)
+    check_execution(workers, threads)
+    n_workers = workers or experiment.workers or default_workers()
+    n_threads = threads_per_worker(n_workers, threads or experiment.threads)
+    nodes = expand(experiment)
+    return estimate_plan(
+        nodes,
+        throughput=throughput or probe_throughput(n_threads),
+        workers=n_workers,
+        threads=n_threads,
+        stored=stored_records(Path(db), experiment.name, (n.key for n in nodes)),
     )
 
 
@@ -182,6 +209,7 @@ def recommend_task(
 __all__ = [
     "SweepSummary",
     "artifacts_root",
+    "dry_run_sweep",
     "experiment_name",
     "recommend_task",
     "report_task",
