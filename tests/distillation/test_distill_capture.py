@@ -1,4 +1,5 @@
-"""Feature capture by layer name: strict names, pre-ReLU resolution, shared modules, automatic pairs."""
+"""Feature capture by layer name: strict names, pre-ReLU resolution, shared modules, automatic pairs
+(the default last-ReLU rule and the DenseNet rule, looked up by model family)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from edgeslim.distillation import FeatureCapture, auto_layer_pairs, capture_point
+from edgeslim.distillation import (
+    LAST_RELU,
+    PAIRING_RULES,
+    FeatureCapture,
+    PairingRule,
+    auto_layer_pairs,
+    capture_point,
+    pairing_rule,
+)
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
+from edgeslim.models.densenet import DenseNet
 
 
 def _resnet(name: str = "resnet20_tiny") -> nn.Module:
@@ -117,3 +127,56 @@ def test_automatic_pairs_need_relus_at_a_common_resolution() -> None:
     no_relu = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))
     with pytest.raises(ConfigError, match="name the pairs explicitly"):
         auto_layer_pairs(no_relu, _resnet(), torch.zeros(2, 3, 32, 32))
+
+
+DENSE_CIFAR = [(f"dense{i}.0.bn1", f"dense{i}.0.bn1") for i in range(1, 5)]
+
+
+def test_densenets_pair_the_first_batchnorm_of_each_dense_block() -> None:
+    torch.manual_seed(0)
+    student = create_model("densenet121_tiny")
+    teacher = create_model("densenet201", width=0.125)  # the study's teacher, thin
+    assert pairing_rule(student) is PAIRING_RULES["densenet"]
+    assert auto_layer_pairs(student, teacher, torch.zeros(2, 3, 32, 32)) == DENSE_CIFAR
+    # the torchvision (ImageNet) layout: its own names, the same place in each block
+    tv_student, tv_teacher = create_model("densenet121.tv_in1k"), create_model("densenet201.tv_in1k")
+    name = "features.denseblock{}.denselayer1.norm1"
+    assert auto_layer_pairs(tv_student, tv_teacher, torch.zeros(1, 3, 64, 64)) == [
+        (name.format(i), name.format(i)) for i in range(1, 5)
+    ]
+
+
+def test_the_dense_block_entry_is_the_pre_activation_ab_transfers() -> None:
+    """AB's pre-ReLU capture of ``dense2.0.bn1`` is the BatchNorm's output, which is exactly the
+    input of the layer's first ReLU (the response whose sign AB transfers)."""
+    model = create_model("densenet121_tiny").eval()
+    point = capture_point(model, "dense2.0.bn1", "pre_relu")
+    assert (point.hooked, point.kind) == ("dense2.0.bn1", "output")
+    with FeatureCapture(model, ["dense2.0.bn1", "dense2.0.relu1"], mode="pre_relu") as cap:
+        model(torch.randn(2, 3, 32, 32))
+        assert cap["dense2.0.bn1"].shape == (2, 8, 16, 16)  # trans1 halves 8 + 2 * 4 channels
+        assert torch.equal(cap["dense2.0.bn1"], cap["dense2.0.relu1"])
+        assert float(cap["dense2.0.bn1"].detach().min()) < 0.0
+
+
+def test_the_dense_rule_needs_two_densenets_built_by_name() -> None:
+    densenet = create_model("densenet121_tiny")
+    # a ResNet partner: both models use the default rule (the last ReLU at each resolution)
+    pairs = auto_layer_pairs(_resnet(), densenet, torch.zeros(2, 3, 32, 32))
+    assert pairs == [
+        ("layer1.2.relu2", "trans1.relu"),
+        ("layer2.2.relu2", "trans2.relu"),
+        ("layer3.2.relu2", "trans3.relu"),
+    ]
+    # built without create_model: no family recorded, so the default rule
+    assert pairing_rule(DenseNet((2, 2, 2, 2), width=0.125)) is LAST_RELU
+
+
+def test_a_family_rule_is_one_table_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    stem = PairingRule("the stem", lambda model, inputs: {(32, 32): "conv1"})
+    monkeypatch.setitem(PAIRING_RULES, "resnet_cifar", stem)
+    assert auto_layer_pairs(_resnet(), _resnet("resnet32"), torch.zeros(2, 3, 32, 32)) == [("conv1", "conv1")]
+    nothing = PairingRule("the stem", lambda model, inputs: {})
+    monkeypatch.setitem(PAIRING_RULES, "resnet_cifar", nothing)
+    with pytest.raises(ConfigError, match=r"rule: the stem; no such layer .* name the pairs explicitly"):
+        auto_layer_pairs(_resnet(), _resnet("resnet32"), torch.zeros(2, 3, 32, 32))

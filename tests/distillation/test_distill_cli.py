@@ -311,3 +311,29 @@ def test_distill_task_writes_nothing_when_it_fails(tiny_cifar: Path, tmp_path: P
             TrainConfig(epochs=1),
             out=out,
         )
+
+
+def test_ab_between_densenets_pairs_the_dense_blocks_by_itself(tiny_cifar: Path, tmp_path: Path) -> None:
+    """The study's setting, tiny: AB from a wider DenseNet checkpoint into a thinner one without
+    naming layers; the teacher's family comes back from its checkpoint."""
+    torch.manual_seed(0)
+    teacher_file = tmp_path / "teacher.pt"
+    teacher = create_model("densenet121_tiny", width=0.25)
+    save_checkpoint(teacher_file, teacher, model_name="densenet121_tiny", model_kwargs={"width": 0.25})
+    outcome = tasks.distill_task(
+        tasks.ModelSource(name="densenet121_tiny"),
+        tasks.ModelSource(checkpoint=teacher_file),
+        AB(init_epochs=1),
+        tasks.DataSource(path=str(tiny_cifar.parent), val_fraction=0.0, limit=32),
+        TrainConfig(epochs=2, batch_size=16, bf16=False, channels_last=False),
+        out=tmp_path / "student.pt",
+        progress=False,
+    )
+    result = outcome.result
+    assert result.layer_pairs == tuple((f"dense{i}.0.bn1", f"dense{i}.0.bn1") for i in range(1, 5))
+    # one 1x1 conv + BN per block, from the student's block-input width (8: growth 4) to the
+    # teacher's (16: growth 8)
+    assert result.connector_params == 4 * (8 * 16 + 2 * 16)
+    assert [h["phase"] for h in result.history] == ["init", "main"]
+    assert 0.0 <= result.history[0]["boundary_agreement"] <= 100.0 and result.history[0]["ab_loss"] > 0.0
+    assert (tmp_path / "student.pt").is_file()

@@ -1,4 +1,5 @@
-"""The cubic schedule's exact values, and gradual pruning through the real training loop."""
+"""The cubic schedule's exact values, gradual pruning through the real training loop, and the ramp
+given in epochs of the fine-tune (the exact steps and sparsities it gives, one-line errors)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgeslim import tasks
 from edgeslim.errors import ConfigError
 from edgeslim.pruning.configs import GradualPruning
 from edgeslim.pruning.schedule import (
@@ -20,6 +22,7 @@ from edgeslim.pruning.schedule import (
     gradual_config_for_training,
     is_update_step,
     mask_update_step,
+    schedule_in_steps,
     scheduled_sparsity,
 )
 from edgeslim.pruning.unstructured import sparsity_report
@@ -270,3 +273,160 @@ def test_state_dict_round_trip_and_warning_for_short_runs(tmp_path: Path) -> Non
     assert all(torch.equal(restored.masks[n], callback.masks[n]) for n in NUMEL)
     with pytest.raises(ConfigError, match="GradualPruning"):
         GradualPruningCallback({"final_sparsity": 0.5}, ALL)  # type: ignore[arg-type]
+
+
+# -- the ramp in epochs of the fine-tune ------------------------------------------------------------
+# the keys GradualPruning.to_dict had before the ramp could be given in epochs (store keys hash them)
+OLD_KEYS = {
+    "type",
+    "version",
+    "final_sparsity",
+    "initial_sparsity",
+    "start_step",
+    "num_steps",
+    "frequency",
+    "scope",
+}
+
+
+def test_a_ramp_in_epochs_becomes_exact_steps() -> None:
+    # the study: 30 epochs of 391 steps, the ramp over the first 80% (24 epochs)
+    c = schedule_in_steps(GradualPruning(0.9, ramp_epochs=24), steps_per_epoch=391, epochs=30)
+    assert (c.start_step, c.num_steps, c.frequency) == (0, 24 * 391, 391)  # one update per epoch
+    assert (c.start_epoch, c.ramp_epochs, c.frequency_epochs) == (None, None, None)
+    c = schedule_in_steps(GradualPruning(0.9, start_epoch=2, ramp_epochs=20, frequency_epochs=0.5), 391, 30)
+    assert (c.start_step, c.num_steps, c.frequency) == (782, 22 * 391 - 782, 196)  # round(195.5)
+    c = schedule_in_steps(GradualPruning(0.9, start_epoch=2), 391, 30)  # the ramp: 3/4 of what follows
+    assert (c.start_step, c.num_steps, c.frequency) == (782, round(0.75 * (30 - 2) * 391), 391)
+    c = schedule_in_steps(GradualPruning(0.9, frequency_epochs=0.001), 391, 30)
+    assert c.frequency == 1  # at least one step apart
+    # nothing given: today's sizing, unchanged
+    c = schedule_in_steps(GradualPruning(0.9), 100, 4)
+    assert (c.start_step, c.num_steps, c.frequency) == (0, 300, 30)
+    assert tasks.prune.gradual_schedule(GradualPruning(0.9), 100, 4) == c
+
+
+def test_a_configured_ramp_gives_exact_sparsity_at_each_step_and_epoch() -> None:
+    """4 steps per epoch, 5 epochs: starting at epoch 0.5 for 3 epochs, updating every epoch, is
+    exactly the steps schedule GRADUAL (steps 2 to 14, an update every 4)."""
+    given = GradualPruning(final_sparsity=0.75, start_epoch=0.5, ramp_epochs=3, frequency_epochs=1)
+    callback = GradualPruningCallback(given, ALL)
+
+    class Zeros(Callback):
+        def __init__(self) -> None:
+            self.by_step: dict[int, dict[str, int]] = {}
+
+        def on_after_step(self, state: TrainState) -> None:
+            self.by_step[state.step] = {
+                r["name"]: r["zeros"] for r in sparsity_report(state.model, ALL).layers
+            }
+
+    probe = Zeros()
+    result = train(small_cnn(), Loader(), TRAIN, callbacks=[callback, probe], progress=False)
+    assert callback.config == GRADUAL and callback.given == given
+    for step, zeros in probe.by_step.items():
+        assert zeros == {n: round(scheduled_sparsity(step, GRADUAL) * k) for n, k in NUMEL.items()}, step
+    # at the end of epochs 1..5 (steps 4, 8, ...): the cubic value of the last update (steps 2, 6, 10, 14)
+    s = 0.75
+    assert [h["target_sparsity"] for h in result.history] == pytest.approx(
+        [0.0, s * (1 - (2 / 3) ** 3), s * (1 - (1 / 3) ** 3), s, s], abs=1e-15
+    )
+    assert callback.state_dict()["config"] == given.to_dict()  # a resume compares what was configured
+
+
+def test_the_first_80_percent_of_training() -> None:
+    """The study's ramp: over the first 4 of 5 epochs, the final sparsity exactly from epoch 4 on."""
+    callback = GradualPruningCallback(GradualPruning(0.5, ramp_epochs=4), ALL)
+    result = train(small_cnn(), Loader(), TRAIN, callbacks=[callback], progress=False)
+    assert (callback.config.start_step, callback.config.num_steps, callback.config.frequency) == (0, 16, 1)
+    assert [h["target_sparsity"] for h in result.history] == pytest.approx(
+        [0.5 * (1 - 0.75**3), 0.5 * (1 - 0.5**3), 0.5 * (1 - 0.25**3), 0.5, 0.5], abs=1e-15
+    )
+
+
+def test_epoch_fields_keep_the_stored_keys_of_runs_that_do_not_set_them() -> None:
+    assert set(GradualPruning(0.8).to_dict()) == OLD_KEYS
+    assert set(GradualPruning(0.8, start_step=5, num_steps=50, frequency=5).to_dict()) == OLD_KEYS
+    config = GradualPruning(0.8, start_epoch=1, ramp_epochs=24, frequency_epochs=0.5)
+    data = config.to_dict()
+    assert set(data) == OLD_KEYS | {"start_epoch", "ramp_epochs", "frequency_epochs"}
+    assert (data["start_epoch"], data["ramp_epochs"]) == (1.0, 24.0)  # an int and YAML's float: one key
+    assert GradualPruning.from_dict(data) == config and GradualPruning.from_yaml(config.to_yaml()) == config
+    assert GradualPruning.from_dict({"final_sparsity": 0.8}).ramp_epochs is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "needle"),
+    [
+        ({"start_epoch": -1.0}, "start_epoch", "must be a number of epochs >= 0, got -1.0"),
+        ({"ramp_epochs": 0.0}, "ramp_epochs", "must be a positive number of epochs, got 0.0"),
+        ({"ramp_epochs": float("nan")}, "ramp_epochs", "must be a positive number of epochs, got nan"),
+        ({"frequency_epochs": float("inf")}, "frequency_epochs", "must be a positive number of epochs"),
+        ({"ramp_epochs": 2.0, "frequency_epochs": 3.0}, "frequency_epochs", "at most ramp_epochs (2"),
+        ({"ramp_epochs": 2.0, "num_steps": 500}, "ramp_epochs", "in epochs (start_epoch, ramp_epochs"),
+        ({"start_epoch": 1.0, "frequency": 10}, "start_epoch", "not both (frequency is set too)"),
+    ],
+)
+def test_bad_ramps_are_refused_naming_the_field(kwargs: dict[str, float], field: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        GradualPruning(0.8, **kwargs)  # type: ignore[arg-type]
+    assert exc.value.field == f"GradualPruning.{field}"
+    assert str(exc.value).startswith(f"GradualPruning.{field}") and needle in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_ramp_the_fine_tune_cannot_hold_is_refused() -> None:
+    for config, field, needle in (
+        (GradualPruning(0.8, ramp_epochs=24), "ramp_epochs", "the ramp ends at epoch 24, after the 20-epoch"),
+        (GradualPruning(0.8, start_epoch=5, ramp_epochs=16), "ramp_epochs", "ends at epoch 21"),
+        (
+            GradualPruning(0.8, start_epoch=20),
+            "start_epoch",
+            "before the end of the 20-epoch fine-tune, got 20",
+        ),
+        (GradualPruning(0.8, frequency_epochs=16), "frequency_epochs", "at most the ramp's 15 epoch(s)"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            config.check_fits(20)
+        assert exc.value.field == f"GradualPruning.{field}" and needle in str(exc.value), str(exc.value)
+        with pytest.raises(ConfigError):
+            schedule_in_steps(config, 10, 20)
+    GradualPruning(0.8, start_epoch=0.1, ramp_epochs=19.9).check_fits(20)  # ends exactly at the end
+    GradualPruning(0.8, start_step=10**6).check_fits(1)  # a ramp in steps only warns (as before)
+    with pytest.raises(ConfigError, match=r"ramp_epochs \(0.01\) is shorter than one optimizer step") as exc:
+        schedule_in_steps(GradualPruning(0.8, ramp_epochs=0.01), 10, 20)
+    assert exc.value.field == "GradualPruning.ramp_epochs"
+
+
+def test_prune_task_prunes_on_the_configured_ramp(tiny_cifar: Path, tmp_path: Path) -> None:
+    """Nothing pruned during epoch 1, the final sparsity from the middle of epoch 2; the report gives
+    the schedule that ran, in steps of the real loader."""
+    outcome = tasks.prune_task(
+        tasks.ModelSource(name="resnet20_tiny"),
+        GradualPruning(0.6, start_epoch=1, ramp_epochs=0.5, frequency_epochs=0.25),
+        out=tmp_path / "g.pt",
+        data_source=tasks.DataSource(path=str(tiny_cifar), split="test", val_fraction=0.0),
+        finetune=TrainConfig(epochs=2, batch_size=32, lr=0.05, bf16=False, channels_last=False),
+        recovery=tasks.Recovery(distill=False),
+        latency_batch_sizes=(1,),
+        latency_runs=2,
+        measure_before=False,
+        progress=False,
+    )
+    d = outcome.to_dict()
+    assert d["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    # the schedule that ran, in steps (320 images / 32 = 10 steps per epoch)
+    assert {k: d["config"][k] for k in ("start_step", "num_steps", "frequency")} == {
+        "start_step": 10,
+        "num_steps": 5,
+        "frequency": 2,  # round(2.5) rounds to even
+    }
+    with pytest.raises(ConfigError, match="the ramp ends at epoch 3, after the 2-epoch fine-tune") as exc:
+        tasks.prune_task(
+            tasks.ModelSource(name="resnet20_tiny"),
+            GradualPruning(0.6, start_epoch=1, ramp_epochs=2),
+            out=tmp_path / "x.pt",
+            data_source=tasks.DataSource(path=str(tiny_cifar), split="test"),
+            finetune=TrainConfig(epochs=2),
+        )
+    assert exc.value.field == "GradualPruning.ramp_epochs" and not (tmp_path / "x.pt").exists()

@@ -264,6 +264,123 @@ def test_gradual_schedule_keeps_values_the_user_set() -> None:
     assert (partial.start_step, partial.num_steps, partial.frequency) == (0, 120, 12)
 
 
+# -- gradual pruning's ramp in epochs through every front-end ------------------------------------
+RAMP = GradualPruning(0.9, start_epoch=1.0, ramp_epochs=24.0, frequency_epochs=0.5)
+
+
+def test_cli_ramp_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    configs: list[object] = []
+
+    class Outcome:
+        def to_dict(self) -> dict[str, int]:
+            return {}
+
+    def fake(model_source: object, config: object, **kw: object) -> Outcome:
+        configs.append(config)
+        return Outcome()
+
+    monkeypatch.setattr(tasks, "prune_task", fake)
+    argv = [
+        "prune",
+        "--model",
+        "resnet20_tiny",
+        "--out",
+        str(tmp_path / "p.pt"),
+        "--json",
+        "--method",
+        "gradual",
+    ]
+    ramp = ["--start-epoch", "1", "--ramp-epochs", "24", "--frequency-epochs", "0.5"]
+    result = runner.invoke(app, [*argv, "--ratio", "0.9", *ramp, "--finetune-epochs", "30"])
+    assert result.exit_code == 0, result.output
+    assert configs == [RAMP]
+    assert runner.invoke(app, [*argv, "--finetune-epochs", "3"]).exit_code == 0
+    assert configs[-1] == GradualPruning(0.5)  # no ramp flags: today's config (and store key)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            ["--ramp-epochs", "24", "--finetune-epochs", "20"],
+            "--ramp-epochs (GradualPruning.ramp_epochs): the ramp ends at epoch 24, after the 20-epoch "
+            "fine-tune ends",
+        ),
+        (
+            ["--start-epoch", "20", "--finetune-epochs", "20"],
+            "--start-epoch (GradualPruning.start_epoch) must be before the end of the 20-epoch fine-tune",
+        ),
+        (
+            ["--ramp-epochs", "2", "--frequency-epochs", "3", "--finetune-epochs", "20"],
+            "--frequency-epochs (GradualPruning.frequency_epochs) must be at most ramp_epochs",
+        ),
+        (["--ramp-epochs", "0", "--finetune-epochs", "20"], "must be a positive number of epochs, got 0.0"),
+        (["--start-epoch", "nan", "--finetune-epochs", "20"], "must be a number of epochs >= 0, got nan"),
+        (
+            ["--method", "l1", "--ramp-epochs", "2"],
+            "--ramp-epochs sets the gradual-pruning ramp; method 'l1'",
+        ),
+        (["--method", "magnitude", "--frequency-epochs", "1"], "--frequency-epochs sets the gradual-pruning"),
+    ],
+)
+def test_cli_bad_ramps_are_one_line_exit_2_before_anything_runs(
+    extra: list[str], needle: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "p.pt"
+    argv = ["prune", "--model", "resnet20_tiny", "--method", "gradual", "--data", str(tmp_path / "none")]
+    result = runner.invoke(app, [*argv, "--out", str(out), *extra])
+    assert result.exit_code == 2 and needle in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_recipe_and_sweep_take_the_ramp_and_give_the_same_step(tiny_cifar: Path) -> None:
+    ramp = "start_epoch: 1, ramp_epochs: 24, frequency_epochs: 0.5"
+    recipe = parse_recipe(
+        f"name: r\nmodel: {{name: resnet20_tiny}}\ndata: {{path: {tiny_cifar.parent}}}\nsteps:\n"
+        f"  - {{type: prune, method: gradual, ratio: 0.9, {ramp}, train: {{epochs: 30}}}}\n"
+    )
+    step = recipe.steps[0]
+    assert isinstance(step, PruneStep) and step.config == RAMP
+    assert step_from_dict(step.to_dict()) == step
+    sweep = SWEEP.replace("{method: l1, ratio: 0.5}", f"{{method: gradual, ratio: 0.9, {ramp}}}")
+    exp = parse_experiment(sweep.replace("FINETUNE", "{epochs: 30}").replace("DATA", str(tiny_cifar.parent)))
+    sweep_step = next(r.steps[0] for r, _ in recipes(exp) if r.steps and isinstance(r.steps[0], PruneStep))
+    assert sweep_step.config == RAMP and sweep_step.params() == step.params()
+    grid = SWEEP.replace("{method: l1, ratio: 0.5}", "{method: gradual, ratio: 0.9, ramp_epochs: [8, 16]}")
+    exp = parse_experiment(grid.replace("FINETUNE", "{epochs: 20}").replace("DATA", str(tiny_cifar.parent)))
+    configs = [r.steps[0].config for r, _ in recipes(exp) if r.steps and isinstance(r.steps[0], PruneStep)]
+    assert configs == [GradualPruning(0.9, ramp_epochs=8.0), GradualPruning(0.9, ramp_epochs=16.0)]
+
+
+def test_recipe_and_sweep_refuse_a_ramp_past_the_fine_tune_at_its_line(tiny_cifar: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_recipe(
+            f"name: r\nmodel: {{name: resnet20_tiny}}\ndata: {{path: {tiny_cifar.parent}}}\nsteps:\n"
+            "  - type: prune\n    method: gradual\n    ratio: 0.9\n    ramp_epochs: 24\n"
+            "    train: {epochs: 20}\n",
+            source="r.yaml",
+        )
+    assert str(exc.value) == (
+        "r.yaml:8: steps[0].ramp_epochs: GradualPruning.ramp_epochs: the ramp ends at epoch 24, after the "
+        "20-epoch fine-tune ends; shorten ramp_epochs (or start_epoch) or fine-tune longer"
+    )
+    grid = SWEEP.replace(
+        "{method: l1, ratio: 0.5}", "{method: gradual, ratio: 0.9, frequency_epochs: [1, 20]}"
+    )
+    with pytest.raises(ConfigError, match=r"methods\[0\]\.prune\.frequency_epochs: .*at most the ramp's 15"):
+        parse_experiment(grid.replace("FINETUNE", "{epochs: 20}").replace("DATA", str(tiny_cifar.parent)))
+    with pytest.raises(ConfigError, match=r"methods\[0\]\.prune\.start_epoch: .*not both"):
+        bad = SWEEP.replace(
+            "{method: l1, ratio: 0.5}", "{method: gradual, ratio: 0.9, start_epoch: 1, num_steps: 9}"
+        )
+        parse_experiment(bad.replace("FINETUNE", "{epochs: 20}").replace("DATA", str(tiny_cifar.parent)))
+    # with a time budget the epochs are only known once it is sized: the ramp is checked then
+    budget = SWEEP.replace("{method: l1, ratio: 0.5}", "{method: gradual, ratio: 0.9, ramp_epochs: 24}")
+    parse_experiment(
+        budget.replace("FINETUNE", "{budget_minutes: 1}").replace("DATA", str(tiny_cifar.parent))
+    )
+
+
 def test_pick_multiple_prefers_a_multiple_only_when_it_is_faster() -> None:
     flat = {w: w * w * 0.001 for w in range(49, 65)}
     assert pick_multiple(flat)[0] == 1

@@ -228,7 +228,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--layers",
                 help="Layer pairs STUDENT=TEACHER (or one NAME in both) for ab/hint; repeat or comma-separate. "
-                "Default: matched automatically.",
+                "Default: matched automatically (the last ReLU of each stage; DenseNets: the first BN "
+                "of each dense block).",
             ),
         ] = None,
         init_epochs: Annotated[

@@ -13,7 +13,6 @@ from edgeslim.distillation.capture import (
     CaptureMode,
     CapturePoint,
     FeatureCapture,
-    auto_layer_pairs,
     capture_point,
     rectifier_calls,
 )
@@ -39,11 +38,20 @@ from edgeslim.distillation.distill import (
     resolve_layer_pairs,
 )
 from edgeslim.distillation.losses import ABLoss, Connector, HintLoss, KDLoss, boundary_agreement
+from edgeslim.distillation.pairing import (
+    LAST_RELU,
+    PAIRING_RULES,
+    PairingRule,
+    auto_layer_pairs,
+    pairing_rule,
+)
 
 __all__ = [
     "AB",
     "KD",
+    "LAST_RELU",
     "METHODS",
+    "PAIRING_RULES",
     "ABLoss",
     "CaptureMode",
     "CapturePoint",
@@ -57,6 +65,7 @@ __all__ = [
     "HintLoss",
     "KDCallback",
     "KDLoss",
+    "PairingRule",
     "StudentWithConnectors",
     "TeacherForward",
     "TeacherLogitCache",
@@ -66,6 +75,7 @@ __all__ = [
     "capture_point",
     "distill",
     "method_name",
+    "pairing_rule",
     "parse_layer_pairs",
     "rectifier_calls",
     "resolve_layer_pairs",

@@ -248,6 +248,13 @@ def rectifier_calls(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, t
                 calls[name] = calls.get(name, 0) + 1
 
             handles.append(module.register_forward_pre_hook(hook))
+    run_hooked_once(model, inputs, handles)
+    return [(n, shapes[n], calls[n]) for n in order]
+
+
+def run_hooked_once(model: nn.Module, inputs: torch.Tensor, handles: list[Any]) -> None:
+    """One eval-mode, no-grad pass of ``model`` so its hooks record, then the hooks removed and the
+    train/eval mode restored (also when the pass fails)."""
     was_training = model.training
     try:
         model.eval()
@@ -257,31 +264,3 @@ def rectifier_calls(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, t
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    return [(n, shapes[n], calls[n]) for n in order]
-
-
-def auto_layer_pairs(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor) -> list[tuple[str, str]]:
-    """Match the last ReLU at each spatial resolution of the student with the teacher's.
-
-    This is where AB places its connectors: the end of each stage (just before the resolution
-    drops) and the last feature map before pooling. For the CIFAR ResNets it gives
-    ``layer{1,2,3}.{last}.relu2``. ReLUs used more than once per pass are skipped; resolutions only
-    one model has are skipped. Pairs come in the student's order (shallow to deep).
-    """
-
-    def last_per_resolution(model: nn.Module) -> dict[tuple[int, ...], str]:
-        chosen: dict[tuple[int, ...], str] = {}
-        for name, shape, calls in rectifier_calls(model, inputs):
-            if calls == 1 and len(shape) == 4:
-                chosen[shape[2:]] = name  # later calls overwrite: the last one wins
-        return chosen
-
-    s_map = last_per_resolution(student)
-    t_map = last_per_resolution(teacher)
-    pairs = [(s_map[size], t_map[size]) for size in s_map if size in t_map]
-    if not pairs:
-        raise ConfigError(
-            "could not match student and teacher layers automatically (no ReLU modules at a common "
-            "spatial size); name the pairs explicitly, e.g. layers=('layer3.2.relu2=layer3.8.relu2',)"
-        )
-    return pairs

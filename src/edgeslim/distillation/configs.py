@@ -3,7 +3,8 @@
 The training hyper-parameters (epochs, LR, batch size, bf16, ...) live in
 :class:`edgeslim.train.TrainConfig`; these configs only describe what the teacher teaches.
 ``layers`` entries are ``"student_layer=teacher_layer"`` or one ``"name"`` present in both models;
-empty means automatic matching (:func:`edgeslim.distillation.auto_layer_pairs`).
+empty means automatic matching (:func:`edgeslim.distillation.auto_layer_pairs`, by a rule per
+architecture family: DenseNets pair the first BatchNorm of each dense block).
 """
 
 from __future__ import annotations

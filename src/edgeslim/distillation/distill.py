@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeslim.distillation.capture import CaptureMode, FeatureCapture, auto_layer_pairs
+from edgeslim.distillation.capture import CaptureMode, FeatureCapture
 from edgeslim.distillation.configs import AB, KD, DistillConfig, Hint, method_name, parse_layer_pairs
 from edgeslim.distillation.losses import ABLoss, Connector, HintLoss, KDLoss, boundary_agreement
+from edgeslim.distillation.pairing import auto_layer_pairs
 from edgeslim.errors import ConfigError, DataError
 from edgeslim.train import Callback, TrainConfig, TrainResult, TrainState, train
 from edgeslim.train.evaluate import to_channels_last, unpack_batch

@@ -28,6 +28,7 @@ from edgeslim.pruning.saving import LAYOUTS
 from edgeslim.runtimes import parse_runtime
 from edgeslim.select import LayerSelection
 from edgeslim.tasks.common import DataSource, ModelSource
+from edgeslim.tasks.prune import check_gradual_ramp
 from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
 
@@ -296,6 +297,7 @@ class PruneStep(Step):
         if self.layout not in LAYOUTS:
             raise ConfigError(f"prune.layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         _recovery(self, self.train, self.recovery)
+        check_gradual_ramp(self.config, self.train, self.recovery)  # a ramp in epochs fits the fine-tune
 
     @property
     def unstructured(self) -> bool:

@@ -21,7 +21,12 @@ from edgeslim.pruning.api import (
 )
 from edgeslim.pruning.configs import FilterPruning, GradualPruning, MagnitudePruning, PruningConfig
 from edgeslim.pruning.saving import SavedModel, SparseLayout, save_pruned
-from edgeslim.pruning.schedule import GradualPruningCallback, cubic_sparsity, gradual_config_for_training
+from edgeslim.pruning.schedule import (
+    GradualPruningCallback,
+    cubic_sparsity,
+    gradual_config_for_training,
+    schedule_in_steps,
+)
 from edgeslim.pruning.unstructured import MaskCallback, PruningMasks, magnitude_prune, sparsity_report
 
 __all__ = [
@@ -50,5 +55,6 @@ __all__ = [
     "ratio_for_mac_reduction",
     "save_pruned",
     "save_sparse",
+    "schedule_in_steps",
     "sparsity_report",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from edgeslim.config import Config
 from edgeslim.errors import ConfigError
@@ -48,6 +49,16 @@ class GradualPruning(Config):
 
     with t0 = ``start_step``, n * dt = ``num_steps`` (the ramp length in optimizer steps) and
     dt = ``frequency`` (steps between mask updates). Applied during training by a callback.
+
+    The ramp can be given in epochs of the fine-tune instead (floats; what a study reports, and the
+    same whatever the batch size): ``start_epoch`` (where the ramp starts), ``ramp_epochs`` (how long
+    it is: "the first 80% of 30 epochs" is ``ramp_epochs=24``) and ``frequency_epochs`` (epochs
+    between mask updates, e.g. 0.5). They are converted to steps when the training run is known
+    (:func:`edgeslim.pruning.schedule.schedule_in_steps`); the ramp must end by the end of the run
+    (:meth:`check_fits`). Give the ramp in steps or in epochs, not a mix. An epoch field left unset
+    is sized from the run like an unset step field (start 0, ramp over 3/4 of the rest, about 10
+    updates, at most one per epoch), and is left out of :meth:`to_dict`, so stored keys of runs
+    that did not set it stay valid.
     """
 
     final_sparsity: float
@@ -56,6 +67,9 @@ class GradualPruning(Config):
     num_steps: int = 1000
     frequency: int = 100
     scope: Scope = "layer"
+    start_epoch: float | None = None
+    ramp_epochs: float | None = None
+    frequency_epochs: float | None = None
 
     def validate(self) -> None:
         _fraction("GradualPruning", "final_sparsity", self.final_sparsity)
@@ -65,6 +79,15 @@ class GradualPruning(Config):
                 f"GradualPruning.initial_sparsity ({self.initial_sparsity}) exceeds final_sparsity "
                 f"({self.final_sparsity})"
             )
+        in_steps = [n for n in ("start_step", "num_steps", "frequency") if getattr(self, n) != _DEFAULTS[n]]
+        in_epochs = [n for n in EPOCH_FIELDS if getattr(self, n) is not None]
+        if in_steps and in_epochs:
+            raise ConfigError(
+                f"GradualPruning.{in_epochs[0]}: give the ramp in epochs (start_epoch, ramp_epochs, "
+                f"frequency_epochs) or in steps (start_step, num_steps, frequency), not both "
+                f"({in_steps[0]} is set too)",
+                field=f"GradualPruning.{in_epochs[0]}",
+            )
         if self.start_step < 0:
             raise ConfigError(f"GradualPruning.start_step must be >= 0, got {self.start_step}")
         if self.frequency < 1:
@@ -73,6 +96,73 @@ class GradualPruning(Config):
             raise ConfigError(
                 f"GradualPruning.num_steps ({self.num_steps}) must be at least frequency ({self.frequency})"
             )
+        for name in EPOCH_FIELDS:
+            value = getattr(self, name)
+            zero_ok = name == "start_epoch"
+            if value is not None and not (
+                math.isfinite(value) and (value > 0.0 or (zero_ok and value == 0.0))
+            ):
+                bound = "a number of epochs >= 0" if zero_ok else "a positive number of epochs"
+                raise ConfigError(
+                    f"GradualPruning.{name} must be {bound}, got {value}", field=f"GradualPruning.{name}"
+                )
+        if (
+            self.ramp_epochs is not None
+            and self.frequency_epochs is not None
+            and self.frequency_epochs > self.ramp_epochs
+        ):
+            raise ConfigError(
+                f"GradualPruning.frequency_epochs must be at most ramp_epochs ({self.ramp_epochs:g}; the "
+                f"masks are updated on the ramp), got {self.frequency_epochs:g}",
+                field="GradualPruning.frequency_epochs",
+            )
+
+    @property
+    def in_epochs(self) -> bool:
+        """Whether the ramp is given in epochs (converted to steps once the run is known)."""
+        return any(getattr(self, n) is not None for n in EPOCH_FIELDS)
+
+    def check_fits(self, epochs: int) -> None:
+        """Refuse a ramp given in epochs that a fine-tune of ``epochs`` epochs cannot hold: the ramp
+        must start before the run ends and reach the final sparsity by its end, with mask updates no
+        further apart than the ramp is long (an unset ramp is 3/4 of the epochs after its start)."""
+        if not self.in_epochs:
+            return
+        start = self.start_epoch if self.start_epoch is not None else 0.0
+        if start >= epochs:
+            raise ConfigError(
+                f"GradualPruning.start_epoch must be before the end of the {epochs}-epoch fine-tune, "
+                f"got {start:g}",
+                field="GradualPruning.start_epoch",
+            )
+        ramp = self.ramp_epochs if self.ramp_epochs is not None else 0.75 * (epochs - start)
+        if self.ramp_epochs is not None and start + ramp > epochs + 1e-9:  # 0.1 + 2.9 fits 3 epochs
+            raise ConfigError(
+                f"GradualPruning.ramp_epochs: the ramp ends at epoch {start + ramp:g}, after the "
+                f"{epochs}-epoch fine-tune ends; shorten ramp_epochs (or start_epoch) or fine-tune longer",
+                field="GradualPruning.ramp_epochs",
+            )
+        if self.frequency_epochs is not None and self.frequency_epochs > ramp:
+            raise ConfigError(
+                f"GradualPruning.frequency_epochs must be at most the ramp's {ramp:g} epoch(s) (3/4 of "
+                f"the {epochs}-epoch fine-tune after its start; the masks are updated on the ramp), "
+                f"got {self.frequency_epochs:g}",
+                field="GradualPruning.frequency_epochs",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for name in EPOCH_FIELDS:  # absent unless set: keys of stored runs stay valid
+            if data[name] is None:
+                del data[name]
+            else:
+                data[name] = float(data[name])  # 24 and 24.0 (YAML's coercion) give one key
+        return data
+
+
+#: GradualPruning's ramp fields in epochs of the fine-tune (None: not given).
+EPOCH_FIELDS = ("start_epoch", "ramp_epochs", "frequency_epochs")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GradualPruning)}
 
 
 @register_method("prune", "random", fixed={"criterion": "random"}, trains=True)

@@ -15,19 +15,23 @@ The masks are only recomputed at the *update steps* ``t0, t0 + dt, t0 + 2 dt, ..
 the last update (:func:`scheduled_sparsity`). Each update prunes by magnitude to ``s_t`` while
 keeping every earlier pruned weight pruned, so masks only grow.
 
-Choosing the steps from epochs: use :func:`gradual_config_for_training`, e.g. 30 epochs of 391
-steps, pruning from epoch 0 and reaching the final sparsity after 3/4 of the run (so the last
-quarter fine-tunes at the final sparsity while the LR decays): ``start_step = 0``, ``num_steps =
-round(22.5 * 391)``, one mask update per epoch.
+Choosing the steps from epochs: give the ramp in epochs on the config (``start_epoch``,
+``ramp_epochs``, ``frequency_epochs``) and :func:`schedule_in_steps` converts it once the run is
+known (the callback does so when training begins; ``edgeslim prune`` and the YAML front-ends
+before), or use :func:`gradual_config_for_training`. E.g. 30 epochs of 391 steps, pruning from
+epoch 0 and reaching the final sparsity after 3/4 of the run (so the last quarter fine-tunes at the
+final sparsity while the LR decays): ``start_step = 0``, ``num_steps = round(22.5 * 391)``, one mask
+update per epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
 from edgeslim.errors import ConfigError
-from edgeslim.pruning.configs import GradualPruning, MagnitudePruning, Scope
+from edgeslim.pruning.configs import EPOCH_FIELDS, GradualPruning, MagnitudePruning, Scope
 from edgeslim.pruning.unstructured import Layers, PruningMasks, magnitude_prune, resolve_layers
 from edgeslim.select import LayerSelection
 from edgeslim.train.callbacks import Callback, TrainState
@@ -118,6 +122,50 @@ def gradual_config_for_training(
     )
 
 
+#: GradualPruning's defaults: a step field equal to its default counts as not given.
+_STEP_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GradualPruning)}
+
+
+def schedule_in_steps(config: GradualPruning, steps_per_epoch: int, epochs: int) -> GradualPruning:
+    """The schedule in optimizer steps for a run of ``epochs`` x ``steps_per_epoch`` steps.
+
+    A step field the user set (differs from its default) is kept as given. An epoch field is
+    converted to the nearest step (the ramp from ``round(start_epoch * spe)`` to ``round((start_epoch
+    + ramp_epochs) * spe)``; updates ``round(frequency_epochs * spe)`` steps apart, at least 1 and at
+    most the ramp), after :meth:`GradualPruning.check_fits`. Left unset: start at step 0, ramp over
+    the first 3/4 of the steps after the start (the last quarter recovers at the final sparsity while
+    the LR decays), one update per epoch, or more often so that the ramp has at least 10 of them.
+    """
+    config.check_fits(epochs)
+    total = max(1, steps_per_epoch * epochs)
+
+    def given(name: str) -> bool:
+        return bool(getattr(config, name) != _STEP_DEFAULTS[name])
+
+    first = config.start_epoch if config.start_epoch is not None else 0.0
+    if config.start_epoch is not None:
+        start = round(config.start_epoch * steps_per_epoch)
+    else:
+        start = config.start_step if given("start_step") else 0
+    if config.ramp_epochs is not None:
+        num = round((first + config.ramp_epochs) * steps_per_epoch) - start
+        if num < 1:
+            raise ConfigError(
+                f"GradualPruning.ramp_epochs ({config.ramp_epochs:g}) is shorter than one optimizer step "
+                f"of this run ({steps_per_epoch} per epoch); lengthen the ramp",
+                field="GradualPruning.ramp_epochs",
+            )
+    else:
+        num = config.num_steps if given("num_steps") else max(1, round(0.75 * max(1, total - start)))
+    if config.frequency_epochs is not None:
+        frequency = min(num, max(1, round(config.frequency_epochs * steps_per_epoch)))
+    elif given("frequency"):
+        frequency = config.frequency
+    else:
+        frequency = min(num, max(1, min(steps_per_epoch, num // 10)))
+    return config.replace(start_step=start, num_steps=num, frequency=frequency, **dict.fromkeys(EPOCH_FIELDS))
+
+
 class GradualPruningCallback(Callback):
     """Prunes during training on the cubic schedule and keeps the pruned weights at zero.
 
@@ -125,7 +173,9 @@ class GradualPruningCallback(Callback):
     magnitude; after every optimizer step they are re-applied, and before it the gradients of pruned
     weights are zeroed. The epoch metrics get ``sparsity`` (the pruned share of the selected
     weights) and ``target_sparsity``. The masks and the last update step are in ``state_dict``, so a
-    resumed run continues the same schedule with the same masks.
+    resumed run continues the same schedule with the same masks. A ramp given in epochs is converted
+    to steps when training begins (:func:`schedule_in_steps` with the run's steps per epoch and
+    epochs); ``config`` is then the schedule in steps, ``given`` the config as passed.
     """
 
     def __init__(self, config: GradualPruning, layers: Layers = None) -> None:
@@ -133,7 +183,8 @@ class GradualPruningCallback(Callback):
             raise ConfigError(
                 f"GradualPruningCallback: config must be a GradualPruning, got {type(config).__name__}"
             )
-        self.config = config
+        self.given = config  # as configured (the ramp may be in epochs)
+        self.config = config  # in optimizer steps from on_train_begin on
         # names are resolved against the training model in on_train_begin (modules may be rebuilt)
         self._layers: Layers
         if layers is None or isinstance(layers, LayerSelection | str):
@@ -174,6 +225,8 @@ class GradualPruningCallback(Callback):
         return list(resolve_layers(state.model, self._layers))
 
     def on_train_begin(self, state: TrainState) -> None:
+        if self.given.in_epochs:
+            self.config = schedule_in_steps(self.given, state.steps_per_epoch, state.config.epochs)
         self._names = self._resolve(state)
         end = self.config.start_step + self.config.num_steps
         if state.total_steps < end:
@@ -203,7 +256,7 @@ class GradualPruningCallback(Callback):
         return {
             "masks": self.masks.state_dict() if self.masks is not None else {},
             "last_update": -1 if self.last_update is None else self.last_update,
-            "config": self.config.to_dict(),
+            "config": self.given.to_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -214,7 +267,7 @@ class GradualPruningCallback(Callback):
         last = int(state.get("last_update", -1))
         self.last_update = None if last < 0 else last
         saved = state.get("config")
-        if isinstance(saved, dict) and saved != self.config.to_dict():
+        if isinstance(saved, dict) and saved != self.given.to_dict():
             warnings.warn(
                 "resuming gradual pruning with a changed schedule: the saved masks are kept and the new "
                 "schedule applies from the next update step",
@@ -228,5 +281,6 @@ __all__ = [
     "gradual_config_for_training",
     "is_update_step",
     "mask_update_step",
+    "schedule_in_steps",
     "scheduled_sparsity",
 ]

@@ -62,6 +62,7 @@ from edgeslim.models import model_info
 from edgeslim.models.pretrained import has_pretrained
 from edgeslim.runtimes import parse_runtime
 from edgeslim.select import LayerSelection
+from edgeslim.tasks.prune import check_gradual_ramp
 from edgeslim.tasks.recovery import RECOVERY_FIELDS, Recovery, no_teacher_error, split_yaml_finetune
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import (
@@ -409,6 +410,11 @@ def _prune_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: st
     config = _method(c, m, path, "prune", own)
     spec = registry.method_of(config)
     train, recovery = _finetune(c, m.get("train"), (*path, "train"), required=spec.needs_training)
+    try:  # a gradual ramp in epochs must end by the end of the step's fine-tune
+        check_gradual_ramp(config, train, recovery)
+    except ConfigError as exc:
+        key = (exc.field or "").rpartition(".")[2]
+        raise c.fail((*path, key) if key in m else path, str(exc)) from None
     layout = c.choice(m.get("format", "dense"), (*path, "format"), LAYOUTS)
     select = _layers(c, m.get("layers"), (*path, "layers"))
     return _build(

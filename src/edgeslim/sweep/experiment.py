@@ -68,6 +68,7 @@ from edgeslim.models import create_model, load_model_from_checkpoint, load_weigh
 from edgeslim.models.pretrained import has_pretrained
 from edgeslim.runtimes import RUNTIME_NAMES, parse_runtime
 from edgeslim.select import LayerSelection, select_layers
+from edgeslim.tasks.prune import check_gradual_ramp
 from edgeslim.tasks.recovery import RECOVERY_FIELDS, no_teacher_error, split_yaml_finetune
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import (
@@ -585,6 +586,13 @@ def method_config(block: MethodBlock, combo: dict[str, Any], checker: _Checker |
         raise fail(str(exc), registry.param_in_error(block.family, method, params, str(exc))) from None
     if spec.needs_training and block.finetune is None:
         raise fail(f"{spec.id} trains while it compresses: set finetune.epochs >= 1")
+    finetune = block.finetune or {}
+    if finetune and finetune.get("budget_minutes") is None:  # a budget sizes the epochs later
+        try:  # a gradual ramp in epochs must end by the end of the fine-tune
+            check_gradual_ramp(config, TrainConfig(epochs=int(finetune["epochs"])), None)
+        except ConfigError as exc:
+            key = (exc.field or "").rpartition(".")[2]
+            raise fail(str(exc), key if key in params else None) from None
     return config
 
 

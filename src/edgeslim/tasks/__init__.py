@@ -8,7 +8,7 @@ from edgeslim.tasks.common import DataSource, ModelSource, Split
 from edgeslim.tasks.core import bench_task, evaluate_task, list_models_task, train_task
 from edgeslim.tasks.distill import DistillOutcome, distill_task
 from edgeslim.tasks.export import ExportOutcome, bench_artifact_task, evaluate_artifact_task, export_task
-from edgeslim.tasks.prune import PruneOutcome, prune_task
+from edgeslim.tasks.prune import PruneOutcome, check_gradual_ramp, prune_task
 from edgeslim.tasks.quantize import QuantizeOutcome, quantize_task
 from edgeslim.tasks.recovery import BudgetPlan, Recovery, RecoveryRun, plan_budget
 from edgeslim.tasks.round_to import RoundToChoice, choose_round_to
@@ -27,6 +27,7 @@ __all__ = [
     "Split",
     "bench_artifact_task",
     "bench_task",
+    "check_gradual_ramp",
     "choose_round_to",
     "distill_task",
     "evaluate_artifact_task",

@@ -13,6 +13,7 @@ from edgeslim.bench import (
     measure_latency,
     threads,
 )
+from edgeslim.config import Config
 from edgeslim.data import BatchLoader
 from edgeslim.errors import ConfigError
 from edgeslim.pruning import (
@@ -23,6 +24,7 @@ from edgeslim.pruning import (
     SparseLayout,
     prune,
     save_pruned,
+    schedule_in_steps,
 )
 from edgeslim.select import LayerSelection
 from edgeslim.tasks.common import DataSource, ModelSource, check_classes, fit_input, input_meta
@@ -37,29 +39,26 @@ from edgeslim.tasks.recovery import (
 from edgeslim.tasks.round_to import choose_round_to
 from edgeslim.train import TrainConfig, evaluate
 
-#: GradualPruning's schedule fields; a value left at its default is sized from the fine-tune.
-_GRADUAL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GradualPruning)}
-
 
 def gradual_schedule(config: GradualPruning, steps_per_epoch: int, epochs: int) -> GradualPruning:
     """The schedule gradual pruning runs with inside a fine-tune of ``epochs`` x ``steps_per_epoch``.
 
-    A schedule field the user set (differs from its default) is kept as given. Left at its default:
+    A schedule field the user set is kept as given (steps) or converted (epochs); left unset:
     ``start_step`` 0 (prune from the first step), ``num_steps`` the first 3/4 of the steps after
-    ``start_step`` (the last quarter recovers at the final sparsity while the LR decays),
-    ``frequency`` one epoch, or less so that the ramp has at least 10 mask updates.
+    the start (the last quarter recovers at the final sparsity while the LR decays), ``frequency``
+    one epoch, or less so that the ramp has at least 10 mask updates
+    (:func:`edgeslim.pruning.schedule.schedule_in_steps`).
     """
-    total = max(1, steps_per_epoch * epochs)
+    return schedule_in_steps(config, steps_per_epoch, epochs)
 
-    def given(name: str) -> bool:
-        return bool(getattr(config, name) != _GRADUAL_DEFAULTS[name])
 
-    start = config.start_step if given("start_step") else 0
-    num = config.num_steps if given("num_steps") else max(1, round(0.75 * max(1, total - start)))
-    frequency = config.frequency if given("frequency") else max(1, min(steps_per_epoch, num // 10))
-    if not given("frequency"):
-        frequency = min(frequency, num)
-    return config.replace(start_step=start, num_steps=num, frequency=frequency)
+def check_gradual_ramp(config: Config, finetune: TrainConfig | None, recovery: Recovery | None) -> None:
+    """Refuse, before anything runs, a gradual-pruning ramp in epochs that the fine-tune cannot hold
+    (:meth:`GradualPruning.check_fits`). With a time budget the epochs are only known once the budget
+    is sized; the ramp is checked then."""
+    budgeted = recovery is not None and recovery.budget_minutes is not None
+    if isinstance(config, GradualPruning) and finetune is not None and not budgeted:
+        config.check_fits(finetune.epochs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +167,7 @@ def prune_task(
             "fine-tuning (prune_task.finetune) needs training data: set prune_task.data_source",
             field="prune_task.data_source",
         )
+    check_gradual_ramp(config, finetune, recovery)
     with threads(num_threads):
         test_data = data_source.load("test") if data_source is not None else None
         train_data = data_source.load("train") if (data_source is not None and finetune is not None) else None
