@@ -44,12 +44,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
-def write_section(name: str, body: str) -> Path:
-    """Replace (or append) the section between this benchmark's markers in docs/benchmarks.md."""
+def write_section(name: str, body: str, doc: Path = DOC) -> Path:
+    """Replace (or append) the section between this benchmark's markers in ``doc`` (docs/benchmarks.md)."""
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     text = (
-        DOC.read_text()
-        if DOC.exists()
+        doc.read_text()
+        if doc.exists()
         else "# Benchmarks\n\nEvery table here is written by a script in `benchmarks/`; rerun it to refresh.\n"
     )
     block = f"{begin}\n{body.strip()}\n{end}"
@@ -57,5 +57,5 @@ def write_section(name: str, body: str) -> Path:
     text = (
         pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     )
-    atomic_write_text(DOC, text)
-    return DOC
+    atomic_write_text(doc, text)
+    return doc

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from edgeslim import tasks
 from edgeslim.cli.app import app
+from edgeslim.models import create_model
 from edgeslim.quantization import QAT, DynamicQuant, StaticQuant
 from edgeslim.train import TrainConfig
 
@@ -56,6 +58,30 @@ def test_four_bit_file_is_smaller_and_says_executed_at_8(tiny_cifar: Path, tmp_p
     )
     assert four.size_bytes < eight.size_bytes
     assert any("executes them as int8" in n for n in four.notes)
+
+
+def test_dynamic_torch_engine_packs_the_same_file_as_simulated(tiny_cifar: Path, tmp_path: Path) -> None:
+    """engine="torch" through the task (a sweep's ``engine: torch``) once crashed packing torch.ao's
+    state dict; the packed file holds the simulated codes either way and deploys on torch's int8."""
+    data = tasks.DataSource(path=str(tiny_cifar), split="test", val_fraction=0.0)
+    torch.manual_seed(0)
+    torch.save(create_model("small_cnn_tiny").state_dict(), tmp_path / "w.pt")
+    model = tasks.ModelSource(name="small_cnn_tiny", weights=tmp_path / "w.pt")
+    outcomes = [
+        tasks.quantize_task(
+            model,
+            DynamicQuant(bits=8, engine=engine),
+            out=tmp_path / f"{engine}.pt",
+            data_source=data,
+            progress=False,
+        ).to_dict()
+        for engine in ("simulated", "torch")
+    ]
+    simulated, real = outcomes
+    assert real["size_bytes"] == simulated["size_bytes"] < simulated["size_bytes_fp32"]
+    assert real["runtime"] == simulated["runtime"] == "torch"
+    assert real["top1_deployed"] == simulated["top1_deployed"]
+    assert real["top1_simulated"] == simulated["top1_simulated"]
 
 
 def test_qat_needs_epochs(tiny_cifar: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import typer
 
 import edgeslim
 from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
-from edgeslim.cli import deploy, distill, fetch, nas, search, sweep
+from edgeslim.cli import deploy, distill, fetch, nas, search, study, sweep
 from edgeslim.cli.console import (
     OneLineErrors,
     err_console,
@@ -505,7 +505,12 @@ PRUNE_OPTIONS = {
     "iterative_steps": "--iterative-steps",
     "min_channels": "--min-channels",
     "layer_ratios": "--layer-ratio",
+    "start_epoch": "--start-epoch",
+    "ramp_epochs": "--ramp-epochs",
+    "frequency_epochs": "--frequency-epochs",
 }
+#: ``prune``'s options that only gradual pruning takes (the ramp, in epochs of the fine-tune).
+RAMP_OPTIONS = ("start_epoch", "ramp_epochs", "frequency_epochs")
 #: Recovery fine-tune options shared by ``prune`` and ``quantize`` (QAT): config field -> flag.
 RECOVERY_FLAGS = {
     "Recovery.distill": "--distill",
@@ -639,6 +644,28 @@ def prune_cmd(
             "matches GLOB (repeatable; the last match wins), e.g. 'layer1.*.conv1=0.4'.",
         ),
     ] = None,
+    start_epoch: Annotated[
+        float | None,
+        typer.Option(
+            "--start-epoch",
+            help="Gradual: the fine-tune epoch where the sparsity ramp starts (default 0; may be fractional).",
+        ),
+    ] = None,
+    ramp_epochs: Annotated[
+        float | None,
+        typer.Option(
+            "--ramp-epochs",
+            help="Gradual: the ramp's length in epochs; it must end by the end of the fine-tune "
+            "(default: 3/4 of the epochs after --start-epoch).",
+        ),
+    ] = None,
+    frequency_epochs: Annotated[
+        float | None,
+        typer.Option(
+            "--frequency-epochs",
+            help="Gradual: epochs between mask updates, e.g. 0.5 (default: 1, or less for 10 updates).",
+        ),
+    ] = None,
     layer_types: Annotated[
         list[str] | None, typer.Option("--layer-type", help="Layer types to prune (default conv, linear).")
     ] = None,
@@ -685,12 +712,21 @@ def prune_cmd(
             "iterative_steps": iterative_steps,
             "min_channels": min_channels,
             "layer_ratios": tuple(layer_ratios) if layer_ratios else None,
+            "start_epoch": start_epoch,
+            "ramp_epochs": ramp_epochs,
+            "frequency_epochs": frequency_epochs,
         }
         if layer_ratios and "layer_ratios" not in method_spec("prune", method).fields():
             raise ConfigError(
                 f"--layer-ratio sets per-layer filter-pruning ratios; method {method!r} has none "
                 "(use l1, l2, fpgm or random)"
             )
+        for name in RAMP_OPTIONS:
+            if params[name] is not None and name not in method_spec("prune", method).fields():
+                raise ConfigError(
+                    f"{PRUNE_OPTIONS[name]} sets the gradual-pruning ramp; method {method!r} has none "
+                    "(use --method gradual)"
+                )
         config = cast(PruningConfig, cli_method_config("prune", method, params))
         finetune_epochs, recovery = cli_recovery(
             finetune_epochs,
@@ -956,7 +992,7 @@ def _exit_on_failed_parity(parity: dict[str, Any] | None, artifact: object) -> N
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules add themselves here."""
-    for module in (deploy, distill, fetch, nas, search, sweep):
+    for module in (deploy, distill, fetch, nas, search, study, sweep):
         module.register(app)
 
 

@@ -160,6 +160,16 @@ def _load(experiment: str, db: Path) -> tuple[ExperimentRecord, list[TrialResult
     return found, trial_results(records)
 
 
+def load_results(experiment: str, *, db: Path = DEFAULT_DB) -> tuple[ExperimentRecord, list[TrialResult]]:
+    """An experiment's record and its typed trial results (a missing store or name: ConfigError)."""
+    return _load(experiment, db)
+
+
+def trial_rows(experiment: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
+    """Every trial of an experiment as the flat row reports read (``TrialResult.row()``)."""
+    return [r.row() for r in _load(experiment, db)[1]]
+
+
 def results_task(experiment: str, *, db: Path = DEFAULT_DB) -> dict[str, Any]:
     """Every trial of an experiment (a measured chain, typed) and every raw record, as plain data."""
     exp, records = _records(experiment, db)
@@ -211,9 +221,11 @@ __all__ = [
     "artifacts_root",
     "dry_run_sweep",
     "experiment_name",
+    "load_results",
     "recommend_task",
     "report_task",
     "results_task",
     "run_sweep",
     "sweep_task",
+    "trial_rows",
 ]

@@ -210,6 +210,10 @@ def quantize_task(
         train_data = fit_input(data_source.load("train"), spec)
         calibration = BatchLoader(train_data, calibration_batch_size, shuffle=True, seed=data_source.seed)
         example = torch.randn(2, *input_size)
+        if isinstance(config, DynamicQuant):
+            # the packed file holds the simulated form (integer codes + scales); torch's int8 kernels
+            # are what it deploys on either way (``_deploy_dynamic``), so engine="torch" is honoured there
+            config = dataclasses.replace(config, engine="simulated")
         result = quantize(model, config, calibration=calibration, example_inputs=example)
         run: RecoveryRun | None = None
         if isinstance(config, QAT) and qat_training is not None:

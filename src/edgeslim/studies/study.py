@@ -1,0 +1,312 @@
+"""Reproductions of published studies: a folder per study, run through the normal engine.
+
+A study folder holds ``study.yaml`` (what the study claimed, how each claim is checked, which
+experiment or recipe files make up each scale) and those files. ``ci`` is the tiny scale the test
+suite runs; ``full`` is the reported scale (CPU-feasible: what was scaled down is in its ``note``).
+:func:`run_study` runs a scale's files (sweeps through :func:`~edgeslim.sweep.api.sweep_task`,
+recipes through :func:`~edgeslim.recipe.recipe_task`, all into one store), and :func:`judge_study`
+checks every claim on the stored measurements and writes the claims table and the HTML report.
+
+.. code-block:: yaml
+
+    name: dynamic-int8-small-cnn
+    title: Dynamic int8 on a small CNN's linear layers
+    source: a course project (CIFAR-10)
+    scales:
+      ci: {files: [ci.yaml], note: 1 epoch on 1,000 images}
+      full: {files: [full.yaml], note: 15 epochs on all 50,000 images}
+    claims:
+      - id: accuracy
+        claim: accuracy 0.748 -> 0.747
+        check: {type: drop_at_most, trial: cnn/dynamic bits=8 engine=torch, points: 0.5}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeslim.engine.estimate import PlanEstimate
+from edgeslim.engine.runner import DEFAULT_DB, RunSummary
+from edgeslim.errors import ConfigError
+from edgeslim.io import atomic_write_text
+from edgeslim.recipe import RecipeOutcome, dry_run_recipe, recipe_task
+from edgeslim.report import write_report
+from edgeslim.studies.claims import Check, Verdict, parse_check
+from edgeslim.sweep import api as sweep_api
+from edgeslim.yaml_schema import Checker, parse_yaml
+
+STUDY_FILE = "study.yaml"
+SCALES = ("ci", "full")
+#: Where ``edgeslim study`` looks for study folders by default (the checkout's ``studies/``).
+DEFAULT_ROOT = Path("studies")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One claim of the study: its words, the study's figure, and the check that tests it."""
+
+    id: str
+    claim: str
+    paper: str
+    check: Check
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """A scale's files (experiments or recipes, in run order) and what it scaled down."""
+
+    name: str
+    files: tuple[Path, ...]
+    note: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    source: str
+    folder: Path
+    scales: dict[str, Scale]
+    claims: tuple[Claim, ...]
+
+    def scale(self, name: str) -> Scale:
+        if name not in self.scales:
+            raise ConfigError(
+                f"scale {name!r} is not one of study {self.name!r}'s scales: {', '.join(self.scales)}",
+                field="scale",
+            )
+        return self.scales[name]
+
+
+def _kind(path: Path) -> str:
+    """``sweep`` (an experiment file: ``models``) or ``recipe`` (``model`` + ``steps``)."""
+    data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    if isinstance(data, dict) and "models" in data:
+        return "sweep"
+    if isinstance(data, dict) and "steps" in data:
+        return "recipe"
+    raise ConfigError(f"{path}: neither an experiment file (models: ...) nor a recipe (steps: ...)")
+
+
+def load_study(folder: str | Path) -> Study:
+    """Read and validate ``folder/study.yaml``; errors name the file, line and field."""
+    root = Path(folder)
+    path = root / STUDY_FILE
+    if not path.is_file():
+        raise ConfigError(f"{root}: no {STUDY_FILE} here; give a study folder (see `edgeslim study list`)")
+    data, lines = parse_yaml(path.read_text(encoding="utf-8"), str(path), document="study file")
+    c = Checker(lines)
+    top = c.mapping(data, (), ("name", "title", "source", "scales", "claims"))
+    for required in ("name", "title", "scales", "claims"):
+        if required not in top:
+            raise c.fail((required,), "required")
+    scales: dict[str, Scale] = {}
+    for name, spec in c.mapping(top["scales"], ("scales",), SCALES).items():
+        entry = c.mapping(spec, ("scales", name), ("files", "note"))
+        files = c.string_list(entry.get("files"), ("scales", name, "files"))
+        if not files:
+            raise c.fail(("scales", name, "files"), "list at least one experiment or recipe file")
+        for i, file in enumerate(files):
+            if not (root / file).is_file():
+                raise c.fail(("scales", name, "files", i), f"{root / file} does not exist")
+        scales[name] = Scale(
+            name,
+            tuple(root / f for f in files),
+            c.string(entry["note"], ("scales", name, "note")) if "note" in entry else "",
+        )
+    claims = []
+    if not isinstance(top["claims"], list) or not top["claims"]:
+        raise c.fail(("claims",), "list the study's claims")
+    for i, item in enumerate(top["claims"]):
+        entry = c.mapping(item, ("claims", i), ("id", "claim", "paper", "check"))
+        for required in ("id", "claim", "check"):
+            if required not in entry:
+                raise c.fail(("claims", i, required), "required")
+        try:
+            check = parse_check(entry["check"])
+        except ConfigError as exc:
+            field = (exc.field or "type").rsplit(".", 1)[-1]  # "DropAtMost.points" -> "points"
+            raise c.fail(("claims", i, "check", field), str(exc)) from None
+        claims.append(
+            Claim(
+                c.string(entry["id"], ("claims", i, "id")),
+                c.string(entry["claim"], ("claims", i, "claim")),
+                c.string(entry["paper"], ("claims", i, "paper")) if "paper" in entry else "",
+                check,
+            )
+        )
+    return Study(
+        name=c.string(top["name"], ("name",)),
+        title=c.string(top["title"], ("title",)),
+        source=c.string(top["source"], ("source",)) if "source" in top else "",
+        folder=root,
+        scales=scales,
+        claims=tuple(claims),
+    )
+
+
+def find_studies(root: str | Path = DEFAULT_ROOT) -> list[Study]:
+    """Every study folder directly under ``root``, by name."""
+    base = Path(root)
+    if not base.is_dir():
+        raise ConfigError(
+            f"no studies folder at {str(base)!r}; pass the folder that holds them", field="root"
+        )
+    return sorted((load_study(p.parent) for p in base.glob(f"*/{STUDY_FILE}")), key=lambda s: s.name)
+
+
+def run_study(
+    study: Study,
+    scale: str,
+    *,
+    db: Path = DEFAULT_DB,
+    workers: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> list[RunSummary | RecipeOutcome]:
+    """Run every file of ``scale`` in order into the store at ``db`` (resumable like any sweep or
+    recipe: finished steps are skipped)."""
+    files = study.scale(scale).files
+    kinds = [_kind(f) for f in files]  # every file checked before the first runs
+    done: list[RunSummary | RecipeOutcome] = []
+    for file, kind in zip(files, kinds, strict=True):
+        if kind == "sweep":
+            done.append(
+                sweep_api.sweep_task(file, db=db, workers=workers, threads=threads, progress=progress)
+            )
+        else:
+            done.append(recipe_task(file, db=db, num_threads=threads, progress=progress))
+    return done
+
+
+def dry_run_study(
+    study: Study, scale: str, *, db: Path = DEFAULT_DB, workers: int | None = None, threads: int | None = None
+) -> list[PlanEstimate]:
+    """Each file's dry run (validated, planned, priced; nothing run or written)."""
+    plans = []
+    for file in study.scale(scale).files:
+        if _kind(file) == "sweep":
+            plans.append(sweep_api.dry_run_sweep(file, db=db, workers=workers, threads=threads))
+        else:
+            plans.append(dry_run_recipe(file, db=db, num_threads=threads))
+    return plans
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.claim.id,
+            "claim": self.claim.claim,
+            "paper": self.claim.paper,
+            "check": self.claim.check.to_dict(),
+            **self.verdict.to_dict(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyReport:
+    study: str
+    scale: str
+    note: str
+    claims: tuple[ClaimResult, ...]
+    files: tuple[Path, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        """``reproduced`` (every measured claim held), ``partly``, ``not reproduced`` or ``not measured``."""
+        measured = [c.verdict.status for c in self.claims if c.verdict.status != "not measured"]
+        if not measured:
+            return "not measured"
+        held = sum(s == "reproduced" for s in measured)
+        return "reproduced" if held == len(measured) else ("partly" if held else "not reproduced")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "scale": self.scale,
+            "note": self.note,
+            "verdict": self.verdict,
+            "claims": [c.to_dict() for c in self.claims],
+            "files": [str(f) for f in self.files],
+        }
+
+    def markdown(self) -> str:
+        """The claims table docs/studies.md embeds."""
+        out = [
+            "| claim | study | edgeslim (measured) | verdict |",
+            "|---|---|---|---|",
+        ]
+        for c in self.claims:
+            cells = (c.claim.claim, c.claim.paper or "-", c.verdict.measured, f"**{c.verdict.status}**")
+            out.append("| " + " | ".join(s.replace("|", "\\|") for s in cells) + " |")
+        return "\n".join(out) + "\n"
+
+
+def _experiment_names(study: Study, scale: str) -> list[str]:
+    names = []
+    for file in study.scale(scale).files:
+        data, _ = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        names.append(str(data["name"]))
+    return names
+
+
+def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
+    """The measured rows of every sweep of ``scale`` (recipes have no baseline rows to compare)."""
+    rows: list[dict[str, Any]] = []
+    for file, name in zip(study.scale(scale).files, _experiment_names(study, scale), strict=True):
+        if _kind(file) == "sweep":
+            rows.extend(sweep_api.trial_rows(name, db=db))
+    return rows
+
+
+def judge(claims: Sequence[Claim], rows: Sequence[dict[str, Any]]) -> tuple[ClaimResult, ...]:
+    return tuple(ClaimResult(c, c.check.evaluate(rows)) for c in claims)
+
+
+def judge_study(study: Study, scale: str, *, db: Path = DEFAULT_DB, out: Path | None = None) -> StudyReport:
+    """Check every claim on the stored results of ``scale``; with ``out``, write there
+    ``claims.md``, ``claims.json`` and each sweep's HTML report (with a PNG per plot)."""
+    rows = study_rows(study, scale, db=db)
+    report = StudyReport(study.name, scale, study.scale(scale).note, judge(study.claims, rows))
+    if out is None:
+        return report
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for file, name in zip(study.scale(scale).files, _experiment_names(study, scale), strict=True):
+        if _kind(file) != "sweep":
+            continue
+        exp, results = sweep_api.load_results(name, db=db)
+        files = write_report(exp.to_dict(), results, out / f"{name}.html")
+        written.extend([files.html, *files.pngs.values()])
+    title = f"# {study.title} ({scale} scale): {report.verdict}\n\n"
+    atomic_write_text(
+        out / "claims.md", title + (report.note + "\n\n" if report.note else "") + report.markdown()
+    )
+    atomic_write_text(out / "claims.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    return dataclasses.replace(report, files=(out / "claims.md", out / "claims.json", *written))
+
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "SCALES",
+    "Claim",
+    "ClaimResult",
+    "Scale",
+    "Study",
+    "StudyReport",
+    "dry_run_study",
+    "find_studies",
+    "judge",
+    "judge_study",
+    "load_study",
+    "run_study",
+    "study_rows",
+]

@@ -1,0 +1,236 @@
+"""Studies: claims checked exactly on given rows, study files validated, and every study of the
+checkout run at CI scale through ``edgeslim study run`` (slow: real data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeslim.cli.app import app
+from edgeslim.errors import ConfigError
+from edgeslim.studies import Claim, StudyReport, find_studies, judge, load_study, parse_check
+from edgeslim.studies.claims import Verdict
+from edgeslim.sweep.experiment import load_experiment
+
+ROOT = Path(__file__).parents[2] / "studies"
+runner = CliRunner()
+
+
+def _row(name: str, model: str = "m", **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "model": model, "status": "done", "rate": None, "error": None}
+    row.update(values)
+    return row
+
+
+ROWS = [
+    _row("m/baseline", top1=80.0, size_bytes=9_000_000, latency_ms=2.0),
+    _row(
+        "m/q8",
+        top1=79.7,
+        baseline_top1=80.0,
+        size_bytes=2_400_000,
+        baseline_size_bytes=9_000_000,
+        latency_ms=1.9,
+        baseline_latency_ms=2.0,
+    ),
+    _row("m/q2", top1=31.0, baseline_top1=80.0),
+    _row("m/bad", status="failed", error="TrainingError: nan"),
+]
+
+
+def _verdict(check: dict[str, Any], rows: list[dict[str, Any]] = ROWS) -> Verdict:
+    return parse_check(check).evaluate(rows)
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "measured"),
+    [
+        (
+            {"type": "drop_at_most", "trial": "m/q8", "points": 0.5},
+            "reproduced",
+            "80.00% -> 79.70% (-0.30 points",
+        ),
+        ({"type": "drop_at_most", "trial": "m/q8", "points": 0.2}, "not reproduced", "-0.30 points"),
+        ({"type": "drop_at_least", "trial": "m/q2", "points": 40}, "reproduced", "-49.00 points"),
+        ({"type": "drop_at_least", "trial": "m/q8", "points": 10}, "not reproduced", "-0.30 points"),
+        (
+            {"type": "ratio_at_most", "trial": "m/q8", "metric": "size_bytes", "ratio": 0.3},
+            "reproduced",
+            "9,000 kB -> 2,400 kB (x0.267",
+        ),
+        (
+            {"type": "ratio_at_most", "trial": "m/q8", "metric": "latency_ms", "ratio": 0.9},
+            "not reproduced",
+            "(x0.950",
+        ),
+        ({"type": "better", "trial": "m/q8", "than": "m/q2"}, "reproduced", "top1 79.70% vs 31.00%"),
+        (
+            {"type": "better", "trial": "m/q8", "than": "m/baseline", "metric": "latency_ms"},
+            "reproduced",
+            "latency_ms 1.900 ms vs 2.000 ms",
+        ),
+        (
+            {"type": "better", "trial": "m/q8", "than": "m/baseline", "metric": "latency_ms", "margin": 0.5},
+            "not reproduced",
+            "1.900 ms",
+        ),
+        (
+            {"type": "drop_at_most", "trial": "m/bad", "points": 1},
+            "not measured",
+            "failed: TrainingError: nan",
+        ),
+        ({"type": "drop_at_most", "trial": "m/none", "points": 1}, "not measured", "no trial 'm/none'"),
+        ({"type": "not_measurable", "reason": "needs a GPU"}, "not measured", "needs a GPU"),
+    ],
+)
+def test_checks_give_exact_verdicts(check: dict[str, Any], status: str, measured: str) -> None:
+    verdict = _verdict(check)
+    assert verdict.status == status
+    assert measured in verdict.measured
+
+
+def _rated(model: str, tops: list[float], reductions: list[float]) -> list[dict[str, Any]]:
+    rates = [0.2, 0.4, 0.6, 0.8][: len(tops)]
+    return [
+        _row(f"{model}/l1 ratio={r}", model, rate=r, top1=t, top1_drop=90.0 - t, param_reduction_ratio=p)
+        for r, t, p in zip(rates, tops, reductions, strict=True)
+    ]
+
+
+RATED = (
+    _rated("resnet", [89.0, 88.0, 86.0, 80.0], [0.2, 0.4, 0.6, 0.8])
+    + _rated("vgg", [88.0, 85.0, 40.0, 12.0], [0.35, 0.62, 0.84, 0.96])
+    + _rated("mobile", [80.0, 83.0, 70.0, 50.0], [0.1, 0.15, 0.17, 0.18])
+)
+
+
+def test_trial_patterns_match_one_trial_or_say_why() -> None:
+    rows = [
+        _row("d/gradual ratio=0.9 ramp=4", top1=79.0, baseline_top1=80.0),
+        _row("d/gradual ratio=0.95 ramp=4"),
+    ]
+    assert (
+        _verdict({"type": "drop_at_most", "trial": "d/gradual ratio=0.9 *", "points": 1}, rows).status
+        == "reproduced"
+    )
+    many = _verdict({"type": "drop_at_most", "trial": "d/gradual *", "points": 1}, rows)
+    assert many.status == "not measured" and "matches 2 trials" in many.measured
+
+
+def test_rate_checks_fit_lines_and_rank_drops() -> None:
+    falls = _verdict({"type": "falls_with_rate", "tolerance": 1.0}, RATED)
+    assert (
+        falls.status == "not reproduced"
+        and "2 of 3 models" in falls.measured
+        and "mobile (rises 3.0" in falls.measured
+    )
+    assert _verdict({"type": "falls_with_rate", "models": ["resnet", "vgg"]}, RATED).status == "reproduced"
+    least = _verdict({"type": "least_drop", "model": "resnet", "rate": 0.8}, RATED)
+    assert least.status == "reproduced" and least.measured.startswith(
+        "drop at rate 0.8 (points): resnet +10.0"
+    )
+    assert _verdict({"type": "least_drop", "model": "vgg", "rate": 0.8}, RATED).status == "not reproduced"
+    linear = _verdict({"type": "linear_in_rate", "models": ["resnet"]}, RATED)
+    assert linear.status == "reproduced" and "resnet R2 1.000" in linear.measured
+    flat = _verdict({"type": "linear_in_rate", "models": ["mobile"], "expect": False}, RATED)
+    assert flat.status == "reproduced"
+    missing = _verdict({"type": "falls_with_rate", "models": ["alexnet"]}, RATED)
+    assert missing.status == "not measured" and "alexnet" in missing.measured
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        ({"type": "drop_at_most", "trial": "x", "points": -1}, "DropAtMost.points"),
+        ({"type": "better", "trial": "x", "than": "y", "metric": "speed"}, "Better.metric"),
+        ({"type": "ratio_at_most", "trial": "x", "metric": "top1", "ratio": 1}, "RatioAtMost.metric"),
+        ({"type": "linear_in_rate", "models": []}, "LinearInRate.models"),
+        ({"type": "guess"}, "type"),
+    ],
+)
+def test_bad_checks_name_the_field(check: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_check(check)
+    assert err.value.field == field or field in str(err.value)
+
+
+def test_study_verdict_summarises_its_claims() -> None:
+    claims = [
+        Claim(str(i), "c", "p", parse_check({"type": "not_measurable", "reason": "r"})) for i in range(3)
+    ]
+    results = judge(claims, [])
+    assert StudyReport("s", "ci", "", results).verdict == "not measured"
+    mixed = [
+        *results[:1],
+        *judge(
+            [Claim("a", "c", "p", parse_check({"type": "drop_at_most", "trial": "m/q8", "points": 1}))], ROWS
+        ),
+        *judge(
+            [Claim("b", "c", "p", parse_check({"type": "drop_at_least", "trial": "m/q8", "points": 5}))], ROWS
+        ),
+    ]
+    report = StudyReport("s", "ci", "", tuple(mixed))
+    assert report.verdict == "partly"
+    assert report.markdown().splitlines()[2] == "| c | p | r | **not measured** |"
+
+
+def test_every_study_in_the_checkout_validates(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
+    studies = find_studies(ROOT)
+    assert {s.name for s in studies} == {
+        "qat-vgg16",
+        "dynamic-int8-small-cnn",
+        "densenet-chain",
+        "pruning-seven-models",
+    }
+    for study in studies:
+        assert set(study.scales) == {"ci", "full"}
+        for scale in study.scales.values():
+            for file in scale.files:
+                load_experiment(file, check_models=False)  # every file is a valid experiment
+
+
+def test_study_file_errors_name_the_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "ci.yaml").write_text("name: x\n")
+    (tmp_path / "study.yaml").write_text(
+        "name: s\ntitle: t\nscales:\n  ci: {files: [ci.yaml]}\nclaims:\n"
+        "  - {id: a, claim: c, check: {type: drop_at_most, trial: t, points: -2}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"study.yaml:6: claims\[0\].check.points"):
+        load_study(tmp_path)
+    (tmp_path / "study.yaml").write_text(
+        "name: s\ntitle: t\nscales:\n  huge: {files: [ci.yaml]}\nclaims: []\n"
+    )
+    result = runner.invoke(app, ["study", "run", str(tmp_path)])
+    assert result.exit_code == 2 and "scales.huge" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["study", "run", str(ROOT / "qat-vgg16"), "--scale", "huge"])
+    assert result.exit_code == 2 and "'huge' is not one of" in result.stderr and "ci, full" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", sorted(p.parent.name for p in ROOT.glob("*/study.yaml")))
+def test_study_runs_at_ci_scale_and_reports_every_claim(
+    study: str, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
+    db = tmp_path / "s.db"
+    result = runner.invoke(
+        app, ["study", "run", str(ROOT / study), "--scale", "ci", "--db", str(db), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    claims = load_study(ROOT / study).claims
+    assert [c["id"] for c in report["claims"]] == [c.id for c in claims]
+    # every claim this machine can test was measured (a verdict, not a missing trial)
+    measurable = [c for c in report["claims"] if c["check"]["type"] != "NotMeasurable"]
+    assert measurable and all(c["status"] != "not measured" for c in measurable), report
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["study", "report", str(ROOT / study), "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "claims.md").read_text().count("\n| ") == len(claims) + 1
+    assert json.loads((out / "claims.json").read_text())["verdict"] == report["verdict"]
+    assert list(out.glob("*.html")) and list(out.glob("*.png"))
