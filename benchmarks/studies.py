@@ -5,9 +5,9 @@
     python benchmarks/studies.py --scale full --report-only     # re-judge what runs/studies.db holds
 
 Each study runs through `edgeslim.studies.run_study` (resumable: rerun to go on), then every claim
-is checked on the store (`judge_study`), which writes docs/studies/<study>-<scale>/ (claims.md,
-claims.json, each sweep's HTML report and PNG plots); the claims table, with the CPU and the time
-taken, replaces that study's section of docs/studies.md.
+is checked on the store (`judge_study`), which writes docs/studies/<study>-full/ (runs/studies/ for
+the CI scale: claims.md, claims.json, each sweep's HTML report and PNG plots); the claims table,
+with the CPU and the time taken, replaces that study's section of docs/studies.md.
 """
 
 from __future__ import annotations
@@ -43,20 +43,25 @@ def main() -> None:
         if not args.report_only:
             run_study(study, args.scale, db=args.db, workers=args.workers, threads=args.threads)
         minutes = (time.perf_counter() - started) / 60.0
-        out = REPO / "docs" / "studies" / f"{study.name}-{args.scale}"
+        # the reported scale's HTML report and plots are published; the CI scale's stay in runs/
+        base = REPO / ("docs" if args.scale == "full" else "runs") / "studies"
+        out = base / f"{study.name}-{args.scale}"
         report = judge_study(study, args.scale, db=args.db, out=out)
         rows = [
             (c.claim.claim, c.claim.paper or "-", c.verdict.measured, f"**{c.verdict.status}**")
             for c in report.claims
         ]
         pngs = sorted(p for p in out.glob("*.png"))
-        pictures = "\n".join(f"![{p.stem}](studies/{out.name}/{p.name})" for p in pngs)
+        pictures = "\n".join(
+            f"![{p.stem}](studies/{out.name}/{p.name})" for p in pngs if args.scale == "full"
+        )
         timing = "" if args.report_only else f", {minutes:.0f} min this run"
         body = (
             f"### {study.title}: {args.scale} scale - **{report.verdict}**\n\n"
             f"{report.note}\n\nCPU: {cpu_model()}{timing}. Files: "
             + ", ".join(f"`studies/{study.folder.name}/{f.name}`" for f in study.scale(args.scale).files)
-            + f"; report: [docs/studies/{out.name}/](studies/{out.name}/).\n\n"
+            + (f"; report: [docs/studies/{out.name}/](studies/{out.name}/)" if args.scale == "full" else "")
+            + ".\n\n"
             + markdown_table(("claim", "study", "edgeslim (measured)", "verdict"), rows)
             + ("\n\n" + pictures if pictures else "")
         )

@@ -34,6 +34,7 @@ SWEEP_FLAGS = {
     "db": "--db",
     "executor": "--executor",
     "executor.address": "--address",
+    "executor.ship_files": "--ship-files",
     "workers": "--workers",
     "executor.threads": "--threads",
 }
@@ -117,6 +118,15 @@ def sweep_cmd(
         str | None,
         typer.Option("--address", help="Ray cluster address (default: start a local Ray instance)."),
     ] = None,
+    ship_files: Annotated[
+        bool | None,
+        typer.Option(
+            "--ship-files/--no-ship-files",
+            help="Ray: send each trial's data, weights and input artifact through Ray's object store "
+            "and bring its files back, for nodes without a shared file system (default: the file's "
+            "execution.ship_files, else on exactly with --address).",
+        ),
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Also rerun trials that failed before.")
@@ -147,6 +157,7 @@ def sweep_cmd(
             workers=workers,
             threads=threads,
             address=address,
+            ship_files=ship_files,
             retry_failed=retry_failed,
             progress=not json_out,
         )

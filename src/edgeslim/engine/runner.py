@@ -109,9 +109,12 @@ def make_executor(
     address: str | None = None,
     threads: int | None = None,
     trial_fn: TrialFn = run_node,
+    ship_files: bool | None = None,
 ) -> Executor:
     if kind != "ray" and address is not None:
         raise ConfigError("executor.address is for the ray executor", field="executor.address")
+    if kind != "ray" and ship_files is not None:
+        raise ConfigError("executor.ship_files is for the ray executor", field="executor.ship_files")
     check_execution(workers, threads)
     if kind == "inline":
         return InlineExecutor(threads=threads, trial_fn=trial_fn)
@@ -120,7 +123,9 @@ def make_executor(
     if kind == "ray":  # ray is an optional extra: imported only when asked for
         from edgeslim.engine.executors.ray import RayExecutor
 
-        return RayExecutor(workers, address=address, threads=threads, trial_fn=trial_fn)
+        return RayExecutor(
+            workers, address=address, threads=threads, trial_fn=trial_fn, ship_files=ship_files
+        )
     raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, not {kind!r}", field="executor")
 
 
@@ -212,6 +217,7 @@ def run_plan(
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
+    ship_files: bool | None = None,
     limits: Limits = Limits(),
     retry_failed: bool = False,
     progress: bool = True,
@@ -223,7 +229,9 @@ def run_plan(
 
     ``executor`` is "inline" (this process, one node at a time), "local" (worker processes), "ray"
     or an :class:`Executor`; ``workers`` defaults to half the usable CPUs; ``threads`` (per worker)
-    to the usable CPUs divided by the workers. ``workdir(record)`` is where a node writes (default:
+    to the usable CPUs divided by the workers. ``ship_files`` (Ray only; default: on with
+    ``address``) sends each node's inputs with it and brings its files back, for cluster nodes
+    without the driver's files. ``workdir(record)`` is where a node writes (default:
     one folder per node under ``artifacts``). ``trial_fn`` replaces the job itself (benchmarks of
     the orchestration use a trivial one).
     """
@@ -231,7 +239,15 @@ def run_plan(
     db_path = Path(db)
     n_workers = workers or default_workers()
     runner = (
-        make_executor(executor, n_workers, db=db_path, address=address, threads=threads, trial_fn=trial_fn)
+        make_executor(
+            executor,
+            n_workers,
+            db=db_path,
+            address=address,
+            threads=threads,
+            trial_fn=trial_fn,
+            ship_files=ship_files,
+        )
         if isinstance(executor, str)
         else executor
     )

@@ -42,6 +42,7 @@ def run_sweep(
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
+    ship_files: bool | None = None,
     retry_failed: bool = False,
     progress: bool = True,
     trial_fn: TrialFn = run_node,
@@ -51,6 +52,8 @@ def run_sweep(
 
     ``workers`` defaults to the experiment's ``execution.workers``, else half the usable CPUs;
     ``threads`` (per worker) to ``execution.threads``, else the usable CPUs divided by the workers.
+    ``ship_files`` (Ray) defaults to ``execution.ship_files``, else on exactly when ``address`` is
+    given: trial inputs travel through Ray's object store, for clusters without a shared file system.
     """
     db_path = Path(db)
     nodes = expand(experiment)
@@ -66,6 +69,7 @@ def run_sweep(
         workers=workers or experiment.workers,
         threads=threads or experiment.threads,
         address=address,
+        ship_files=experiment.ship_files if ship_files is None and executor == "ray" else ship_files,
         limits=experiment.limits,
         retry_failed=retry_failed,
         progress=progress,
@@ -83,6 +87,7 @@ def sweep_task(
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
+    ship_files: bool | None = None,
     retry_failed: bool = False,
     progress: bool = True,
 ) -> SweepSummary:
@@ -95,6 +100,7 @@ def sweep_task(
         workers=workers,
         threads=threads,
         address=address,
+        ship_files=ship_files,
         retry_failed=retry_failed,
         progress=progress,
     )

@@ -20,6 +20,7 @@
     measure: {runtimes: [ort, openvino, torch], batch_sizes: [1, 32], latency_runs: 20, passes: 3}
     limits: {trial_timeout_s: 1800, trial_memory_mb: 8000}
     execution: {workers: 2, threads: 1}   # default: half the CPUs, threads = CPUs / workers
+                                          # ship_files: true|false (Ray; default: on with --address)
     artifacts: runs/sweeps/quickstart    # where trial models go, relative to this file (default: beside the store)
 
 Every model needs exactly one of ``weights`` (pretrained), ``train`` (from scratch) or
@@ -160,6 +161,8 @@ class Experiment:
     source: str
     raw: dict[str, Any]
     lines: LineMap = dataclasses.field(compare=False, repr=False)
+    #: Ray: trial inputs travel through the object store (None: only with a cluster ``--address``).
+    ship_files: bool | None = None
 
     def where(self, path: Path_) -> str:
         return self.lines.where(path)
@@ -241,13 +244,16 @@ def parse_experiment(
             limits_map.get("trial_memory_mb"), ("limits", "trial_memory_mb"), maximum=MAX_MEMORY_MB
         ),
     )
-    execution = c.mapping(top.get("execution"), ("execution",), ("workers", "threads"))
+    execution = c.mapping(top.get("execution"), ("execution",), ("workers", "threads", "ship_files"))
     workers = c.opt_integer(
         execution.get("workers"), ("execution", "workers"), minimum=1, maximum=max_workers()
     )
     threads = c.opt_integer(
         execution.get("threads"), ("execution", "threads"), minimum=1, maximum=MAX_THREADS
     )
+    ship_files = execution.get("ship_files")
+    if ship_files is not None:
+        ship_files = c.boolean(ship_files, ("execution", "ship_files"))
     artifacts = top.get("artifacts")
     if artifacts is not None:  # like weights: relative to the experiment file, not the working directory
         artifacts = str((base / Path(c.file_path(artifacts, ("artifacts",))).expanduser()).resolve())
@@ -267,6 +273,7 @@ def parse_experiment(
         source=source,
         raw=top,
         lines=lines,
+        ship_files=ship_files,
     )
     if check_models:
         _check_models(c, experiment)

@@ -2,9 +2,16 @@
 
 Tasks run the same :func:`edgeslim.engine.jobs.execute` as local workers and return its
 :class:`Outcome`; the driver writes it into the store (remote nodes cannot reach the driver's
-SQLite file), so the same experiment gives the same records on either executor. Trials read the
-data, weights and baseline artifacts by path: on a multi-node cluster those paths must be on a
-shared file system. Each task reserves ``threads`` CPUs and runs with that many torch threads.
+SQLite file), so the same experiment gives the same records on either executor. Each task reserves
+``threads`` CPUs (and any custom ``resources``) and runs with that many torch threads.
+
+With ``ship_files`` (the default on a cluster, ``address`` given) the trial's inputs travel with it
+through Ray's object store and what it writes comes back to the driver's artifact folder
+(:mod:`edgeslim.engine.executors.shipping`), so the nodes need no shared file system. Without it,
+trials read data, weights and artifacts by the driver's paths and write where the driver would.
+
+A task whose worker process or node dies is run again by Ray on any node that fits, up to
+``retries`` times (a node lost mid-sweep loses no trial); after that the trial is recorded failed.
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import time
 from typing import Any
 
 from edgeslim.engine.executors.base import KILL_GRACE_S, Finished, threads_per_worker
+from edgeslim.engine.executors.shipping import Packer, Parcel, land, run_shipped
 from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute, run_node
 from edgeslim.errors import ConfigError
+
+#: How often Ray runs a task again whose worker process or node died.
+RAY_RETRIES = 2
 
 
 def _import_ray() -> Any:
@@ -32,8 +43,24 @@ def _run(job: TrialJob, trial_fn: TrialFn) -> Outcome:
     return execute(job, trial_fn)
 
 
+def _fetch(ref: Any) -> bytes:
+    import ray
+
+    return bytes(ray.get(ref))
+
+
+def _run_shipped(job: TrialJob, parcel: Parcel, trial_fn: TrialFn) -> tuple[Outcome, bytes | None]:
+    return run_shipped(job, parcel, trial_fn, _fetch)
+
+
 class RayExecutor:
-    """Up to ``workers`` concurrent Ray tasks of ``threads`` CPUs each."""
+    """Up to ``workers`` concurrent Ray tasks of ``threads`` CPUs each.
+
+    ``ship_files`` (default: on with ``address``, off on a local instance) sends each trial's inputs
+    through the object store and brings its files back, for nodes without the driver's files.
+    ``resources``: custom Ray resources each task reserves (e.g. ``{"gpu_box": 1}`` to keep trials
+    on the nodes that offer it).
+    """
 
     name = "ray"
 
@@ -45,16 +72,25 @@ class RayExecutor:
         threads: int | None = None,
         trial_fn: TrialFn = run_node,
         kill_grace_s: float = KILL_GRACE_S,
+        ship_files: bool | None = None,
+        resources: dict[str, float] | None = None,
+        retries: int = RAY_RETRIES,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}", field="workers")
+        if retries < 0:
+            raise ConfigError(f"RayExecutor.retries must be >= 0, got {retries}", field="RayExecutor.retries")
         self.slots = workers
         self.threads = threads_per_worker(workers, threads) if address is None else (threads or 1)
         self.address = address
         self.trial_fn = trial_fn
         self.kill_grace_s = kill_grace_s
+        self.ship_files = address is not None if ship_files is None else ship_files
+        self.resources = dict(resources or {})
+        self.retries = retries
         self._ray: Any = None
         self._remote: Any = None
+        self._packer: Packer | None = None
         self._owns_runtime = False
         self._pending: dict[Any, tuple[TrialJob, float]] = {}
 
@@ -73,13 +109,21 @@ class RayExecutor:
                 where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray instance"
                 raise ConfigError(f"cannot start or reach {where}: {exc}") from None
             self._owns_runtime = True
-        self._remote = ray.remote(_run).options(num_cpus=self.threads, max_retries=0)
+        options: dict[str, Any] = {"num_cpus": self.threads, "max_retries": self.retries}
+        if self.resources:
+            options["resources"] = self.resources
+        task = _run_shipped if self.ship_files else _run
+        self._remote = ray.remote(task).options(**options)
+        self._packer = Packer(ray.put) if self.ship_files else None
 
     def busy(self) -> int:
         return len(self._pending)
 
     def submit(self, job: TrialJob) -> None:
-        ref = self._remote.remote(job, self.trial_fn)
+        if self._packer is not None:
+            ref = self._remote.remote(job, self._packer.parcel(job), self.trial_fn)
+        else:
+            ref = self._remote.remote(job, self.trial_fn)
         self._pending[ref] = (job, time.monotonic())
 
     def wait(self, timeout_s: float) -> list[Finished]:
@@ -92,10 +136,12 @@ class RayExecutor:
         for ref in ready:
             job, _started = self._pending.pop(ref)
             try:
-                outcome = ray.get(ref)
-            except Exception as exc:  # the task's worker crashed or was cancelled
+                result = ray.get(ref)
+            except Exception as exc:  # the task's worker or node died (past its retries), or cancelled
                 text = str(exc).strip().splitlines()
                 outcome = Outcome.failed(f"ray: {type(exc).__name__}: {text[0] if text else ''}")
+            else:
+                outcome = land(result[0], result[1], job.workdir) if self.ship_files else result
             finished.append(Finished(job.trial_id, outcome.status, outcome.error, outcome))
         now = time.monotonic()
         for ref, (job, started) in list(self._pending.items()):
@@ -115,6 +161,7 @@ class RayExecutor:
         for ref in list(self._pending):
             self._ray.cancel(ref, force=True)
         self._pending.clear()
+        self._packer = None
         if self._owns_runtime:
             self._ray.shutdown()
         self._ray = None
