@@ -26,7 +26,7 @@ TINY_MODELS = list_models(tiny=True)
 #   mobilenet_v2, efficientnet_b0: torchvision's models with a 10-class head (2.24M / 4.02M)
 #   alexnet: bearpaw/pytorch-classification CIFAR AlexNet (2.47M)
 #   airbench: airbench94 widths 64/256/256 (~1.97M); vgg11/16 = the _bn counts minus BN affine params
-#   densenet201, small_cnn, the tiny variants: pinned from this implementation
+#   densenet201, the _narrow DenseNets, small_cnn, the tiny variants: pinned from this implementation
 EXPECTED_PARAMS = {
     "resnet20": 269_722,
     "resnet32": 464_154,
@@ -42,6 +42,8 @@ EXPECTED_PARAMS = {
     "mobilenet_v2": 2_236_682,
     "densenet121": 6_956_298,
     "densenet201": 18_104_330,
+    "densenet121_narrow": 119_146,
+    "densenet201_narrow": 310_218,
     "googlenet": 6_166_250,
     "efficientnet_b0": 4_020_358,
     "alexnet": 2_472_266,

@@ -244,6 +244,27 @@ def test_filter_pruned_student_goes_through_distill_static_int8_and_export(
     assert measure.metrics["num_images"] == 100
 
 
+def test_a_distill_step_trains_its_teacher_first_once(
+    write_recipe: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``teacher: {name, train}``: the step trains the teacher from scratch (kept beside its artifact),
+    distils from it, and a second run reuses both (the study's chain needs no teacher file)."""
+    teacher = "{name: resnet20_tiny, train: {epochs: 1, batch_size: 32, lr: 0.05}}"
+    path = write_recipe(
+        f"  - {{type: distill, teacher: {teacher}, method: kd, train: {TRAIN}}}\n" + MEASURE_TORCH
+    )
+    trained = counting(monkeypatch, "train_task")
+    first = run_recipe(load_recipe(path), db=tmp_path / "s.db", out_dir=tmp_path / "run", progress=False)
+    distill = first.steps[0]
+    assert len(trained) == 1 and distill.metrics["teacher_epochs"] == 1
+    teacher_file = Path(distill.artifact).with_suffix(".teacher.pt")
+    model, _ = load_model_from_checkpoint(teacher_file)
+    assert distill.metrics["params_teacher"] == sum(p.numel() for p in model.parameters())
+    assert distill.metrics["top1_teacher"] is not None
+    again = run_recipe(load_recipe(path), db=tmp_path / "s.db", out_dir=tmp_path / "run", progress=False)
+    assert [s.status for s in again.steps] == ["cached", "cached"] and len(trained) == 1
+
+
 def test_an_interrupted_train_step_goes_on_from_its_last_epoch(
     write_recipe: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,6 +108,17 @@ def test_filter_pruning_then_static_quantization_keeps_no_sparsity() -> None:
             "nothing to teach",
         ),
         (
+            "  - {type: distill, teacher: {name: resnet20, pretrained: true, train: {epochs: 1}}, "
+            "train: {epochs: 1}}\n",
+            "steps[0].teacher.train",
+            "not both",
+        ),
+        (
+            "  - {type: distill, teacher: {name: resnet20_tiny, train: {epochs: 0}}, train: {epochs: 1}}\n",
+            "steps[0].teacher.train.epochs",
+            "from 1",
+        ),
+        (
             "  - {type: distill, teacher: {name: resnet20_tiny, weights: nope.th}, train: {epochs: 1}}\n",
             "steps[0].teacher.weights",
             "no file 'nope.th'",

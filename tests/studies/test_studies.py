@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
 from edgeslim.errors import ConfigError
+from edgeslim.recipe import load_recipe
 from edgeslim.studies import Claim, StudyReport, find_studies, judge, load_study, parse_check
 from edgeslim.studies.claims import Verdict
 from edgeslim.sweep.experiment import load_experiment
@@ -190,8 +191,11 @@ def test_every_study_in_the_checkout_validates(shared_data: Path, monkeypatch: p
     for study in studies:
         assert set(study.scales) == {"ci", "full"}
         for scale in study.scales.values():
-            for file in scale.files:
-                load_experiment(file, check_models=False)  # every file is a valid experiment
+            for file in scale.files:  # every file is a valid experiment or recipe
+                if "steps:" in file.read_text():
+                    load_recipe(file)
+                else:
+                    load_experiment(file, check_models=False)
 
 
 def test_study_file_errors_name_the_line_and_field(tmp_path: Path) -> None:

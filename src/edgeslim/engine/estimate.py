@@ -199,6 +199,9 @@ def _train_cost(step: TrainStep, work: Work) -> Cost:
 @COSTS.register(DistillStep)
 def _distill_cost(step: DistillStep, work: Work) -> Cost:
     cost = _training(step.train, work, teacher_macs=work.teacher_macs)
+    if step.teacher.train is not None:  # the teacher is trained from scratch first
+        teacher = _training(step.teacher.train, dataclasses.replace(work, macs=work.teacher_macs))
+        cost = Cost(cost.seconds + teacher.seconds, f"teacher {teacher.basis}; then {cost.basis}")
     # student before and after, teacher once, on the evaluation images
     evals = _evaluation(work, 2) + _evaluation(work, macs=work.teacher_macs)
     return Cost(cost.seconds + evals, cost.basis + " + 3 evaluations")

@@ -175,12 +175,41 @@ def _train(step: TrainStep, ctx: StepContext) -> StepResult:
     return StepResult(out, "checkpoint", (out,), metrics)
 
 
+def _teacher(step: DistillStep, ctx: StepContext) -> tuple[ModelSource, dict[str, Any]]:
+    """The distill step's teacher: as given, or trained from scratch first when it names a ``train``
+    budget (into ``<step>.teacher.pt`` beside the step's artifact, resumed if interrupted, reused
+    when the step runs again). The step's key covers the teacher's settings, so a changed teacher
+    gets a new step folder."""
+    teacher = step.teacher
+    if teacher.train is None:
+        return teacher.source(), {}
+    out = Path(f"{ctx.out}.teacher.pt")
+    if not out.is_file() or ctx.resume:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = tasks.train_task(
+            teacher.source(),
+            ctx.data,
+            teacher.train,
+            out=out,
+            resume=out.is_file(),
+            validate=False,
+            num_threads=ctx.threads,
+            progress=ctx.progress,
+        )
+        return ModelSource(checkpoint=out), {
+            "teacher_epochs": result.epochs_completed,
+            "teacher_train_seconds": result.seconds,
+        }
+    return ModelSource(checkpoint=out), {}
+
+
 @HANDLERS.register(DistillStep)
 def _distill(step: DistillStep, ctx: StepContext) -> StepResult:
     out = ctx.out.with_suffix(".pt")
+    teacher, teacher_metrics = _teacher(step, ctx)
     outcome = tasks.distill_task(
         ctx.input.source(),
-        step.teacher.source(),
+        teacher,
         step.config,  # type: ignore[arg-type]  # a distill/* method config (checked by the step)
         ctx.data,
         step.train,
@@ -204,9 +233,12 @@ def _distill(step: DistillStep, ctx: StepContext) -> StepResult:
         "epochs": d["epochs"],
         "num_images": d["num_test_images"],
         "train_seconds": d["seconds"],
+        **teacher_metrics,
         "details": d,
     }
-    return StepResult(out, "checkpoint", (out,), metrics)
+    teacher_file = Path(f"{ctx.out}.teacher.pt")
+    files = (out, teacher_file) if teacher_file.is_file() else (out,)
+    return StepResult(out, "checkpoint", files, metrics)
 
 
 @HANDLERS.register(PruneStep)

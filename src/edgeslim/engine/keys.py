@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edgeslim.data import is_url, url_fingerprint
 from edgeslim.engine.steps import DataSpec, Step
 
 KEY_VERSION = 2
@@ -85,7 +86,10 @@ def data_identity(data: DataSpec) -> dict[str, Any]:
     out = data.to_dict()
     out.pop("source", None)
     path = out.pop("path")
-    out["fingerprint"] = path_fingerprint(path) if path and Path(path).exists() else None
+    if is_url(path):  # the files' listing (names, sizes, ETags), not the address
+        out["fingerprint"] = url_fingerprint(path)
+    else:
+        out["fingerprint"] = path_fingerprint(path) if path and Path(path).exists() else None
     return out
 
 

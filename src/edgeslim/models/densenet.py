@@ -113,6 +113,24 @@ def densenet201(num_classes: int = 10, width: float = 1.0) -> DenseNet:
 
 
 @register_model(
+    "densenet121_narrow",
+    family="densenet",
+    description="DenseNet-BC-121 depth (6,12,24,16) at 1/8 width (growth 4): the study's student on a CPU budget",
+)
+def densenet121_narrow(num_classes: int = 10, width: float = 0.125) -> DenseNet:
+    return DenseNet((6, 12, 24, 16), num_classes, width)
+
+
+@register_model(
+    "densenet201_narrow",
+    family="densenet",
+    description="DenseNet-BC-201 depth (6,12,48,32) at 1/8 width (growth 4): the study's teacher on a CPU budget",
+)
+def densenet201_narrow(num_classes: int = 10, width: float = 0.125) -> DenseNet:
+    return DenseNet((6, 12, 48, 32), num_classes, width)
+
+
+@register_model(
     "densenet121_tiny",
     family="densenet",
     description="test variant: DenseNet-BC blocks (2,2,2,2), growth 4 (width 0.125)",

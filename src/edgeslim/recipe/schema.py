@@ -201,7 +201,8 @@ def _file(c: Checker, value: Any, path: Path_, base: Path, *, fetchable: bool = 
 def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights: bool = False) -> StartStep:
     if isinstance(value, str):
         value = {"name": value}
-    m = c.mapping(value, path, ("name", "weights", "checkpoint", "num_classes", "pretrained"))
+    keys = ("name", "weights", "checkpoint", "num_classes", "pretrained")
+    m = c.mapping(value, path, (*keys, "train") if needs_weights else keys)
     if ("name" in m) == ("checkpoint" in m):
         raise c.fail(
             path, "give either 'name' (a zoo model, optionally with 'weights') or 'checkpoint' (a file)"
@@ -232,14 +233,27 @@ def _model_ref(c: Checker, value: Any, path: Path_, base: Path, *, needs_weights
         raise c.fail(
             (*path, "pretrained"), f"{name!r} has no published weights to fetch; models with them: {known}"
         )
-    if needs_weights and m.get("weights") is None and not pretrained:
-        raise c.fail(path, "the teacher needs trained 'weights' (an untrained teacher has nothing to teach)")
+    train = None
+    if "train" in m:  # a teacher trained from scratch by the distill step (once; kept beside it)
+        if m.get("weights") is not None or pretrained:
+            raise c.fail(
+                (*path, "train"), "give the teacher 'weights' (or 'pretrained') or 'train', not both"
+            )
+        train = _required_train(c, m["train"], (*path, "train"))
+    if needs_weights and m.get("weights") is None and not pretrained and train is None:
+        raise c.fail(
+            path,
+            "the teacher needs trained 'weights', 'pretrained: true' or a 'train' budget to be trained "
+            "first (an untrained teacher has nothing to teach)",
+        )
     weights = (
         _file(c, m["weights"], (*path, "weights"), base, fetchable=True)
         if m.get("weights") is not None
         else None
     )
-    return StartStep(name=label, model=name, weights=weights, num_classes=num_classes, pretrained=pretrained)
+    return StartStep(
+        name=label, model=name, weights=weights, num_classes=num_classes, pretrained=pretrained, train=train
+    )
 
 
 def _data(c: Checker, value: Any, base: Path) -> DataSpec:
@@ -377,7 +391,10 @@ def _distill_step(c: Checker, m: dict[str, Any], path: Path_, base: Path, name: 
     own = (*COMMON, "teacher", "train", "augment")
     config = _method(c, {"method": "kd", **m}, path, "distill", (*own, "method"))
     if "teacher" not in m:
-        raise c.fail(path, "missing 'teacher' ({name: ZOO_NAME, weights: FILE} or {checkpoint: FILE})")
+        raise c.fail(
+            path,
+            "missing 'teacher' ({name: ZOO_NAME, weights: FILE}, {name: ZOO_NAME, train: {...}} or {checkpoint: FILE})",
+        )
     teacher = _model_ref(c, m["teacher"], (*path, "teacher"), base, needs_weights=True)
     train = _required_train(c, m.get("train"), (*path, "train"))
     augment = c.boolean(m.get("augment", True), (*path, "augment"))

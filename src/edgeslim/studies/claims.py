@@ -138,28 +138,36 @@ def _holds(ok: bool) -> Status:
     return "reproduced" if ok else "not reproduced"
 
 
-def _drop(trial: str, rows: Sequence[Row]) -> tuple[float, float, str]:
+def _base(row: Row, metric: str, rows: Sequence[Row], reference: str | None) -> float:
+    """The value ``row`` is compared with: its own baseline's, or the ``reference`` trial's (a chain
+    recipe against the model it started from in another file, e.g. the teacher)."""
+    return _baseline(row, metric) if reference is None else _value(_row(rows, reference), metric)
+
+
+def _drop(trial: str, rows: Sequence[Row], reference: str | None = None) -> tuple[float, float, str]:
     """(baseline top-1, trial top-1, "a% -> b% (+d points") of one trial."""
     row = _row(rows, trial)
-    base, top1 = _baseline(row, "top1"), _value(row, "top1")
+    base, top1 = _base(row, "top1", rows, reference), _value(row, "top1")
     return base, top1, f"{base:.2f}% -> {top1:.2f}% ({top1 - base:+.2f} points"
 
 
 @check_type
 @dataclasses.dataclass(frozen=True)
 class DropAtMost(Check):
-    """The trial's top-1 is at most ``points`` below its model's baseline (accuracy kept)."""
+    """The trial's top-1 is at most ``points`` below its model's baseline, or below the
+    ``reference`` trial's (accuracy kept)."""
 
     NAME: ClassVar[str] = "drop_at_most"
     trial: str
     points: float
+    reference: str | None = None  # compare with this trial instead of the trial's baseline
 
     def validate(self) -> None:
         _positive(self, "points", zero=True)
 
     @guarded
     def evaluate(self, rows: Sequence[Row]) -> Verdict:
-        base, top1, text = _drop(self.trial, rows)
+        base, top1, text = _drop(self.trial, rows, self.reference)
         return Verdict(_holds(base - top1 <= self.points), f"{text}; claim holds within {self.points:g})")
 
 
@@ -210,12 +218,14 @@ class Better(Check):
 @check_type
 @dataclasses.dataclass(frozen=True)
 class RatioAtMost(Check):
-    """The trial's ``metric`` is at most ``ratio`` x its baseline's (smaller file, faster)."""
+    """The trial's ``metric`` is at most ``ratio`` x its baseline's, or the ``reference`` trial's
+    (smaller file, faster)."""
 
     NAME: ClassVar[str] = "ratio_at_most"
     trial: str
     metric: str
     ratio: float
+    reference: str | None = None  # compare with this trial instead of the trial's baseline
 
     def validate(self) -> None:
         if self.metric not in ("size_bytes", "latency_ms"):
@@ -228,7 +238,7 @@ class RatioAtMost(Check):
     @guarded
     def evaluate(self, rows: Sequence[Row]) -> Verdict:
         row = _row(rows, self.trial)
-        base, value = _baseline(row, self.metric), _value(row, self.metric)
+        base, value = _base(row, self.metric, rows, self.reference), _value(row, self.metric)
         ratio = value / base
         return Verdict(
             _holds(ratio <= self.ratio),

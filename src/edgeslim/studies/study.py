@@ -259,11 +259,11 @@ def _experiment_names(study: Study, scale: str) -> list[str]:
 
 
 def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
-    """The measured rows of every sweep of ``scale`` (recipes have no baseline rows to compare)."""
+    """The measured rows of every file of ``scale``: a sweep's trials, a recipe's measure steps (named
+    by the step's ``name``; a claim compares them with ``reference``)."""
     rows: list[dict[str, Any]] = []
-    for file, name in zip(study.scale(scale).files, _experiment_names(study, scale), strict=True):
-        if _kind(file) == "sweep":
-            rows.extend(sweep_api.trial_rows(name, db=db))
+    for name in _experiment_names(study, scale):
+        rows.extend(sweep_api.trial_rows(name, db=db))
     return rows
 
 

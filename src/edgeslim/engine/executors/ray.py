@@ -93,6 +93,7 @@ class RayExecutor:
         self._packer: Packer | None = None
         self._owns_runtime = False
         self._pending: dict[Any, tuple[TrialJob, float]] = {}
+        self._parcels: dict[Any, Parcel] = {}  # what each shipped task in flight reads
 
     def start(self) -> None:
         ray = self._ray = _import_ray()
@@ -121,7 +122,9 @@ class RayExecutor:
 
     def submit(self, job: TrialJob) -> None:
         if self._packer is not None:
-            ref = self._remote.remote(job, self._packer.parcel(job), self.trial_fn)
+            parcel = self._packer.parcel(job)
+            ref = self._remote.remote(job, parcel, self.trial_fn)
+            self._parcels[ref] = parcel
         else:
             ref = self._remote.remote(job, self.trial_fn)
         self._pending[ref] = (job, time.monotonic())
@@ -135,6 +138,7 @@ class RayExecutor:
         finished: list[Finished] = []
         for ref in ready:
             job, _started = self._pending.pop(ref)
+            self._release(ref)
             try:
                 result = ray.get(ref)
             except Exception as exc:  # the task's worker or node died (past its retries), or cancelled
@@ -148,6 +152,7 @@ class RayExecutor:
             if job.timeout_s is not None and now - started > job.timeout_s + self.kill_grace_s:
                 ray.cancel(ref, force=True)
                 del self._pending[ref]
+                self._release(ref)
                 error = (
                     f"ran past the time limit of {job.timeout_s:g} s (limits.trial_timeout_s) and did not "
                     f"stop; its Ray task was cancelled after {now - started:.0f} s"
@@ -155,12 +160,18 @@ class RayExecutor:
                 finished.append(Finished(job.trial_id, "failed", error, Outcome.failed(error)))
         return finished
 
+    def _release(self, ref: Any) -> None:
+        parcel = self._parcels.pop(ref, None)
+        if parcel is not None and self._packer is not None:
+            self._packer.release(parcel)
+
     def shutdown(self) -> None:
         if self._ray is None:
             return
         for ref in list(self._pending):
             self._ray.cancel(ref, force=True)
         self._pending.clear()
+        self._parcels.clear()
         self._packer = None
         if self._owns_runtime:
             self._ray.shutdown()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeslim.data import resolve_data_path
+from edgeslim.data import is_url, resolve_data_path
 from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute
 from edgeslim.engine.keys import path_fingerprint
 from edgeslim.engine.steps import step_from_dict
@@ -106,7 +106,7 @@ def job_data(job: TrialJob) -> Path | None:
     """The dataset a job reads, where it is on this machine (None: not here; the worker finds or
     fetches it itself, as without shipping)."""
     path = job.config.get("data", {}).get("path")
-    if not path:
+    if not path or is_url(path):  # a URL: each node reads it into its own cache
         return None
     with contextlib.suppress(Exception):
         found = resolve_data_path(path)
@@ -116,12 +116,17 @@ def job_data(job: TrialJob) -> Path | None:
 
 
 class Packer:
-    """Driver side: builds each job's :class:`Parcel`, putting every distinct content once."""
+    """Driver side: builds each job's :class:`Parcel`, putting every distinct content once.
+
+    A file's blob is dropped (:meth:`release`) once no job in flight reads it, so the object store
+    does not fill up with every checkpoint of a long sweep; the dataset's stays for the sweep.
+    """
 
     def __init__(self, put: Callable[[bytes], Any]) -> None:
         self.put = put
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256
         self._refs: dict[str, Any] = {}  # sha256 -> handle
+        self._readers: dict[str, int] = {}  # sha256 of a file -> jobs in flight that read it
         self._trees: dict[tuple[str, str], ShippedFile] = {}  # (path, fingerprint) -> tar blob
         self.sent_bytes = 0
 
@@ -141,7 +146,18 @@ class Packer:
         if stat_key not in self._hashes:
             self._hashes[stat_key] = _sha256_file(path)
         sha = self._hashes[stat_key]
+        self._readers[sha] = self._readers.get(sha, 0) + 1
         return ShippedFile(str(path), sha, self._put(sha, path.read_bytes))
+
+    def release(self, parcel: Parcel) -> None:
+        """The job of ``parcel`` ended: drop the blobs of files no other job in flight reads."""
+        for shipped in parcel.files:
+            left = self._readers.get(shipped.sha256, 0) - 1
+            if left <= 0:
+                self._readers.pop(shipped.sha256, None)
+                self._refs.pop(shipped.sha256, None)
+            else:
+                self._readers[shipped.sha256] = left
 
     def tree(self, path: Path) -> ShippedFile:
         """The folder (or file) at ``path`` as one tar blob, packed once per content."""
