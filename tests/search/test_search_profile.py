@@ -124,6 +124,9 @@ def test_calibration_fits_a_line_and_falls_back_to_a_ratio(tmp_path: Path) -> No
     assert (predictor.a, predictor.b) == pytest.approx((2.0, 0.5))
     predictor.calibrate([(2.0, 3.0)])
     assert (predictor.a, predictor.b) == pytest.approx((1.5, 0.0))
+    # a negative intercept (small models predicted at ~0 ms) becomes the line through the origin
+    predictor.calibrate([(1.0, 1.0), (2.0, 3.0), (3.0, 5.0)])
+    assert (predictor.a, predictor.b) == pytest.approx((22.0 / 14.0, 0.0))
     with pytest.raises(ConfigError):
         predictor.calibrate([])
 

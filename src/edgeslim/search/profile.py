@@ -324,6 +324,13 @@ def stage_key(shape: LayerShape) -> str:
 Sample = tuple[dict[str, float], float]  # (table latency per stage key, measured ms)
 
 
+def _ridge(x: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: float) -> np.ndarray:
+    """Least squares of ``x @ w ~ y`` pulled towards ``prior`` with a strength scaled to ``x``."""
+    gram = x.T @ x
+    strength = ridge * float(np.trace(gram)) / len(prior)
+    return np.asarray(np.linalg.solve(gram + strength * np.eye(len(prior)), x.T @ y + strength * prior))
+
+
 @dataclasses.dataclass
 class LatencyPredictor:
     """End-to-end latency from per-layer widths (ms).
@@ -398,6 +405,8 @@ class LatencyPredictor:
             self.a, self.b = float(ys.mean() / xs.mean()), 0.0
             return
         a, b = np.polyfit(xs, ys, 1)
+        if b < 0:  # a call costs at least nothing: a negative intercept predicts small models at ~0 ms
+            a, b = float((xs * ys).sum() / (xs * xs).sum()), 0.0  # the line through the origin
         if a <= 0 or not (math.isfinite(a) and math.isfinite(b)):  # nonsense fit: keep the ratio
             self.a, self.b = float(ys.mean() / xs.mean()), 0.0
         else:
@@ -411,10 +420,9 @@ class LatencyPredictor:
             return
         x = np.array([[f.get(k, 0.0) for k in keys] + [1.0] for f, _ in samples])
         y = np.array([ms for _, ms in samples])
-        prior = np.array([self.a] * len(keys) + [self.b])
-        gram = x.T @ x
-        strength = ridge * float(np.trace(gram)) / len(prior)
-        solution = np.linalg.solve(gram + strength * np.eye(len(prior)), x.T @ y + strength * prior)
+        solution = _ridge(x, y, np.array([self.a] * len(keys) + [self.b]), ridge)
+        if solution[-1] < 0:  # no negative fixed cost (see calibrate): refit without the intercept
+            solution = np.append(_ridge(x[:, :-1], y, np.array([self.a] * len(keys)), ridge), 0.0)
         if not np.all(np.isfinite(solution)) or np.any(solution[:-1] <= 0):
             return  # a stage with a negative cost is an overfit: keep the line
         self.weights = {k: float(w) for k, w in zip(keys, solution[:-1], strict=True)}
