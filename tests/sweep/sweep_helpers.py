@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 
 from edgeslim.engine.executors.base import Finished
-from edgeslim.engine.jobs import TrialJob, TrialOutput, execute
+from edgeslim.engine.jobs import TrialJob, TrialOutput, execute, run_node
 
 #: What sweep tests measure by default: everything but memory, whose fresh-process probe costs a
 #: second or two per runtime (tests that check memory ask for it).
 FAST_METRICS = ["top1", "params", "macs", "size", "latency"]
 
 
-def experiment_yaml(data: Path, **overrides: object) -> str:
+def experiment_yaml(data: Path | str, **overrides: object) -> str:
     """A tiny experiment: resnet20_tiny (random weights), L1 at two rates, no fine-tuning, torch
     latency at batch 1.
 
@@ -86,3 +86,22 @@ class InlineExecutor:
 
     def shutdown(self) -> None:
         pass
+
+
+def stalls_on_doomed_node(job: TrialJob) -> TrialOutput:
+    """The real trial, except on the node started with ``EDGESLIM_TEST_NODE=doomed``, where it hangs
+    (until the test kills that node). Leaves ``<trial id>-<node>`` in ``$EDGESLIM_TEST_MARKS``."""
+    node = os.environ.get("EDGESLIM_TEST_NODE", "driver")
+    (Path(os.environ["EDGESLIM_TEST_MARKS"]) / f"{job.trial_id}-{node}").touch()
+    if node == "doomed":
+        time.sleep(600)
+    return run_node(job)
+
+
+def upload(folder: Path, url: str) -> None:
+    """Every file under ``folder`` to the fsspec folder ``url`` (e.g. ``s3://bucket/prefix``)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        fs.pipe(f"{root}/{path.relative_to(folder).as_posix()}", path.read_bytes())

@@ -47,7 +47,7 @@ def test_sweep_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(sweep_api, "sweep_task", fake)
     args = ["sweep", "exp.yaml", "--workers", "3", "--threads", "2", "--executor", "ray", "--address", "h:1"]
-    result = runner.invoke(app, [*args, "--db", "s.db", "--retry-failed", "--json"])
+    result = runner.invoke(app, [*args, "--db", "s.db", "--retry-failed", "--no-ship-files", "--json"])
     assert result.exit_code == 0, result.output
     assert calls == [
         (
@@ -58,6 +58,7 @@ def test_sweep_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
                 "workers": 3,
                 "threads": 2,
                 "address": "h:1",
+                "ship_files": False,
                 "retry_failed": True,
                 "progress": False,
             },
@@ -72,6 +73,7 @@ def test_sweep_passes_exact_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         "workers": None,
         "threads": None,
         "address": None,
+        "ship_files": None,
         "retry_failed": False,
         "progress": True,
     }

@@ -4,6 +4,7 @@ records are those of a run without shipping."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,8 +16,18 @@ import torch
 from sweep_helpers import experiment_yaml
 
 from edgeslim.engine.executors.base import Finished
-from edgeslim.engine.executors.shipping import CACHE_ENV, Packer, land, pack_tree, run_shipped, unpack_tree
+from edgeslim.engine.executors.shipping import (
+    CACHE_ENV,
+    Packer,
+    land,
+    materialize,
+    pack_tree,
+    run_shipped,
+    unpack_tree,
+)
 from edgeslim.engine.jobs import TrialJob, TrialOutput, run_node
+from edgeslim.engine.runner import make_executor
+from edgeslim.engine.steps import StartStep
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
@@ -109,15 +120,18 @@ def test_pack_tree_round_trips_and_hashes_content_not_place(tmp_path: Path) -> N
     (tree / "sub").mkdir(parents=True)
     (tree / "x.bin").write_bytes(b"x" * 10)
     (tree / "sub" / "y.txt").write_text("y")
+    (tree / "link.bin").symlink_to(tree / "x.bin")  # sent as the file it points to
     blob, sha = pack_tree(tree)
     copy = tmp_path / "b" / "data"
     unpack_tree(blob, copy.parent)
     assert (copy / "x.bin").read_bytes() == b"x" * 10 and (copy / "sub" / "y.txt").read_text() == "y"
+    assert not (copy / "link.bin").is_symlink() and (copy / "link.bin").read_bytes() == b"x" * 10
     assert pack_tree(copy)[1] == sha  # same names and bytes elsewhere: same hash
     (copy / "sub" / "y.txt").write_text("z")
     assert pack_tree(copy)[1] != sha
 
 
+@pytest.mark.slow
 def test_shipped_trials_read_local_copies_and_give_the_same_records(
     tmp_path: Path, tiny_cifar: Path, tmp_path_factory: pytest.TempPathFactory, ship_cache: Path
 ) -> None:
@@ -126,9 +140,13 @@ def test_shipped_trials_read_local_copies_and_give_the_same_records(
     torch.manual_seed(0)
     torch.save(create_model("resnet20_tiny", num_classes=10).state_dict(), weights)
     exp_file = tmp_path / "exp.yaml"
-    exp_file.write_text(experiment_yaml(tiny_cifar, models=[{"name": "resnet20_tiny", "weights": str(weights)}]))
+    exp_file.write_text(
+        experiment_yaml(tiny_cifar, models=[{"name": "resnet20_tiny", "weights": str(weights)}])
+    )
     experiment = load_experiment(exp_file)
-    plain = run_sweep(experiment, db=tmp_path / "plain" / "s.db", executor="inline", threads=1, progress=False)
+    plain = run_sweep(
+        experiment, db=tmp_path / "plain" / "s.db", executor="inline", threads=1, progress=False
+    )
     shipping = ShippingExecutor(tmp_path_factory.getbasetemp())
     shipped = run_sweep(experiment, db=tmp_path / "shipped" / "s.db", executor=shipping, progress=False)
     assert (plain.done, plain.failed, shipped.done, shipped.failed) == (6, 0, 6, 0)
@@ -136,8 +154,12 @@ def test_shipped_trials_read_local_copies_and_give_the_same_records(
     assert records(tmp_path / "shipped" / "s.db", tmp_path / "shipped" / "tiny") == expected
     assert shipping.weights_read == weights.read_bytes()
     # the dataset was sent once and unpacked once into the node cache, then read from there
-    assert [p.name for p in ship_cache.iterdir()] == [Path(shipping.seen[0].config["data"]["path"]).parent.name]
-    assert {j.config["data"]["path"] for j in shipping.seen} == {str(next(ship_cache.iterdir()) / tiny_cifar.name)}
+    assert [p.name for p in ship_cache.iterdir()] == [
+        Path(shipping.seen[0].config["data"]["path"]).parent.name
+    ]
+    assert {j.config["data"]["path"] for j in shipping.seen} == {
+        str(next(ship_cache.iterdir()) / tiny_cifar.name)
+    }
     sizes = sorted(len(b) for b in shipping.blobs.values())
     assert len(shipping.blobs) == 1 + 1 + 3  # the data, the weights, the start and 2 pruned models
     assert sizes[-1] > tiny_cifar.joinpath("data_batch_1").stat().st_size
@@ -150,6 +172,64 @@ def test_ship_files_is_a_ray_option(tmp_path: Path, tiny_cifar: Path) -> None:
         load_experiment(exp_file)
     exp_file.write_text(experiment_yaml(tiny_cifar, execution={"workers": 1, "ship_files": True}))
     assert load_experiment(exp_file).ship_files is True
-    with pytest.raises(ConfigError, match="executor.ship_files is for the ray executor") as info:
+    with pytest.raises(ConfigError, match=r"executor\.ship_files is for the ray executor") as info:
         run_sweep(load_experiment(exp_file), db=tmp_path / "s.db", executor="local", ship_files=True)
     assert info.value.field == "executor.ship_files"
+
+
+def test_a_files_blob_is_put_once_while_jobs_read_it_and_dropped_after(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    step = StartStep(model="resnet20_tiny", weights=weights).to_dict()
+    job = TrialJob(
+        1, "k", "n", "start", {"step": step, "data": {}, "labels": {}}, None, str(tmp_path / "out")
+    )
+    puts: list[bytes] = []
+    packer = Packer(lambda blob: puts.append(blob) or len(puts))
+    first, second = packer.parcel(job), packer.parcel(job)
+    assert puts == [b"weights"] and first.files == second.files and first.data is None
+    packer.release(first)
+    assert packer.parcel(job).files == first.files and len(puts) == 1  # still read by the second
+    packer.release(second)
+    packer.release(first)
+    packer.parcel(job)
+    assert len(puts) == 2  # dropped once nothing read it, sent again when needed
+
+
+def test_a_resumed_trial_gets_the_files_its_interrupted_attempt_left(tmp_path: Path) -> None:
+    workdir = tmp_path / "runs" / "node-abc"
+    workdir.mkdir(parents=True)
+    (workdir / "00-train-abc.pt").write_bytes(b"epoch 3")
+    step = StartStep(model="resnet20_tiny", init="random").to_dict()
+    config = {"step": step, "data": {}, "labels": {}}
+    blobs: dict[int, bytes] = {}
+    packer = Packer(lambda blob: blobs.setdefault(len(blobs), blob) and len(blobs) - 1)
+    job = TrialJob(1, "k", "n", "start", config, None, str(workdir), resume=True)
+    parcel = packer.parcel(job)
+    assert parcel.previous is not None
+    assert packer.parcel(dataclasses.replace(job, resume=False)).previous is None
+    local, moves = materialize(job, parcel, tmp_path / "scratch", blobs.__getitem__)
+    assert (Path(local.workdir) / "00-train-abc.pt").read_bytes() == b"epoch 3"
+    assert (local.workdir, job.workdir) in moves
+
+
+def test_ship_files_is_on_by_default_for_a_cluster_only(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="ray is not installed (pip install -c constraints.txt ray)")
+    from edgeslim.engine.executors.ray import RayExecutor
+
+    def ships(**kw: Any) -> bool:
+        executor = make_executor("ray", 1, db=tmp_path / "s.db", **kw)
+        assert isinstance(executor, RayExecutor)
+        return executor.ship_files
+
+    assert ships(address="head:6379") and not ships()
+    assert ships(ship_files=True) and not ships(address="head:6379", ship_files=False)
+
+
+def test_data_too_large_to_ship_is_refused_naming_the_field(tiny_cifar: Path, tmp_path: Path) -> None:
+    step = StartStep(model="resnet20_tiny", init="random").to_dict()
+    config = {"step": step, "data": {"path": str(tiny_cifar)}, "labels": {}}
+    job = TrialJob(1, "k", "n", "start", config, None, str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"too much to send with every sweep.*URL") as info:
+        Packer(lambda blob: None, max_data_bytes=1000).parcel(job)
+    assert info.value.field == "data.path"

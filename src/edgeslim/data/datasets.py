@@ -13,6 +13,7 @@ import torch
 
 from edgeslim.data import cifar, folder, splits
 from edgeslim.data.download import download_cifar10
+from edgeslim.data.remote import fetch_url, is_url
 from edgeslim.data.tensors import ImageTensors
 from edgeslim.errors import ConfigError, DataError
 from edgeslim.fetch import DATASET_STANDINS, fetch_standin
@@ -46,7 +47,10 @@ def find_or_fetch_data(path: str | os.PathLike[str] | None, *, progress: bool = 
     """:func:`resolve_data_path`, and when nothing is there and the folder's name is a dataset
     edgeslim can fetch (``cifar10``, or the ``cifar10-exact-subset``/``cifar10-jpeg`` copies that
     full CIFAR-10 stands in for), CIFAR-10 downloaded (verified, cached) in its place. Offline,
-    that is a one-line :class:`~edgeslim.errors.DownloadError` naming the file to place by hand."""
+    that is a one-line :class:`~edgeslim.errors.DownloadError` naming the file to place by hand.
+    A URL (``s3://``, ``http(s)://``, ...) is downloaded once per machine (:mod:`edgeslim.data.remote`)."""
+    if is_url(path):
+        return fetch_url(str(path))
     root = resolve_data_path(path)
     if root.exists() or path is None or Path(path).name not in DATASET_STANDINS:
         return root

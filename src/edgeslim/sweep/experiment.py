@@ -60,7 +60,7 @@ from typing import Any
 from edgeslim import methods as registry
 from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.config import Config, short_repr
-from edgeslim.data import find_or_fetch_data
+from edgeslim.data import find_or_fetch_data, is_url, url_fingerprint
 from edgeslim.engine.runner import Limits
 from edgeslim.engine.steps import LAYOUTS, DataSpec, MeasureStep
 from edgeslim.errors import ConfigError, EdgeslimError
@@ -291,10 +291,14 @@ def _data(c: _Checker, value: Any) -> DataSpec:
         raise c.fail(path, "missing 'path' (a CIFAR-10 pickle folder or image-folder tree)")
     raw = c.file_path(m["path"], (*path, "path"))
     try:
-        resolved = find_or_fetch_data(raw)  # a missing cifar10* folder: CIFAR-10 fetched in its place
+        if is_url(raw):  # read by each node into its own cache; here only listed (it must be there)
+            url_fingerprint(raw)
+            resolved = None
+        else:
+            resolved = find_or_fetch_data(raw)  # a missing cifar10* folder: CIFAR-10 fetched in its place
     except EdgeslimError as exc:
         raise c.fail((*path, "path"), str(exc)) from None
-    if not resolved.exists():
+    if resolved is not None and not resolved.exists():
         raise c.fail(
             (*path, "path"),
             f"{raw!r} does not exist (relative paths are also looked up under $EDGESLIM_DATA)",
@@ -309,7 +313,7 @@ def _data(c: _Checker, value: Any) -> DataSpec:
     if eval_split == "val" and val_fraction == 0.0:
         raise c.fail((*path, "eval_split"), "evaluating on 'val' needs data.val_fraction > 0")
     return DataSpec(
-        path=str(resolved.resolve()),
+        path=raw if resolved is None else str(resolved.resolve()),
         source=raw,
         train_limit=c.opt_integer(
             m.get("train_limit"), (*path, "train_limit"), minimum=1, maximum=MAX_IMAGES

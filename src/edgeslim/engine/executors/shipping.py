@@ -32,9 +32,14 @@ from edgeslim.data import is_url, resolve_data_path
 from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute
 from edgeslim.engine.keys import path_fingerprint
 from edgeslim.engine.steps import step_from_dict
+from edgeslim.errors import ConfigError
 
 #: Where a node keeps unpacked datasets (``$EDGESLIM_SHIP_CACHE``, default under the temp folder).
 CACHE_ENV = "EDGESLIM_SHIP_CACHE"
+
+#: The largest dataset sent through the object store (it is packed in the driver's memory first);
+#: larger data is read from a URL by each node (``data.path: s3://...``) or placed on every node.
+MAX_SHIPPED_DATA_BYTES = 4 * 1024**3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +60,6 @@ class Parcel:
     data: ShippedFile | None = None
     previous: Any = None
 
-    @property
-    def empty(self) -> bool:
-        return not self.files and self.data is None and self.previous is None
-
 
 def _sha256_file(path: Path) -> str:
     sha = hashlib.sha256()
@@ -78,10 +79,10 @@ def pack_tree(path: Path) -> tuple[bytes, str]:
         for member in members:
             name = path.name if member == path else f"{path.name}/{member.relative_to(path).as_posix()}"
             sha.update(name.encode("utf-8") + b"\0" + _sha256_file(member).encode("ascii"))
-            info = tar.gettarinfo(str(member), arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with open(member, "rb") as fh:
+            with open(member, "rb") as fh:  # a link is sent as the file it points to
+                info = tar.gettarinfo(arcname=name, fileobj=fh)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
                 tar.addfile(info, fh)
     return buffer.getvalue(), sha.hexdigest()
 
@@ -122,8 +123,9 @@ class Packer:
     does not fill up with every checkpoint of a long sweep; the dataset's stays for the sweep.
     """
 
-    def __init__(self, put: Callable[[bytes], Any]) -> None:
+    def __init__(self, put: Callable[[bytes], Any], *, max_data_bytes: int = MAX_SHIPPED_DATA_BYTES) -> None:
         self.put = put
+        self.max_data_bytes = max_data_bytes
         self._hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256
         self._refs: dict[str, Any] = {}  # sha256 -> handle
         self._readers: dict[str, int] = {}  # sha256 of a file -> jobs in flight that read it
@@ -163,6 +165,15 @@ class Packer:
         """The folder (or file) at ``path`` as one tar blob, packed once per content."""
         ident = (str(path), path_fingerprint(path))
         if ident not in self._trees:
+            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+            size = sum(f.stat().st_size for f in files)
+            if size > self.max_data_bytes:
+                raise ConfigError(
+                    f"data.path {str(path)!r} holds {size / 1e9:.1f} GB, too much to send with every sweep "
+                    f"(at most {self.max_data_bytes / 1e9:.1f} GB): give data.path as a URL (s3://...) that each "
+                    "node reads into its own cache, or place the data on every node and use --no-ship-files",
+                    field="data.path",
+                )
             blob, sha = pack_tree(path)
             self._trees[ident] = ShippedFile(str(path), sha, self._put(sha, lambda: blob))
         return self._trees[ident]
@@ -257,10 +268,11 @@ def materialize(
         moves.append((str(data), parcel.data.path))
     given = job.input
     if given is not None:
+        artifact = given.get("artifact")
         given = {
             **given,
-            "artifact": local.get(given["artifact"], given["artifact"]) if given.get("artifact") else None,
-            "files": [local.get(f, f) for f in given.get("files") or ()],
+            "artifact": local.get(str(Path(artifact)), artifact) if artifact else None,
+            "files": [local.get(str(Path(f)), f) for f in given.get("files") or ()],
         }
     workdir = scratch / "out" / Path(job.workdir).name
     workdir.mkdir(parents=True)
@@ -327,6 +339,7 @@ def land(outcome: Outcome, blob: bytes | None, workdir: str) -> Outcome:
 
 __all__ = [
     "CACHE_ENV",
+    "MAX_SHIPPED_DATA_BYTES",
     "Packer",
     "Parcel",
     "ShippedFile",
