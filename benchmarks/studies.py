@@ -25,7 +25,7 @@ DOC = REPO / "docs" / "studies.md"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci")
+    parser.add_argument("--scale", default="ci", help=f"{' | '.join(SCALES)} or a study's own scale")
     parser.add_argument("--only", default="", help="comma-separated study names (default: all)")
     parser.add_argument("--db", type=Path, default=REPO / "runs" / "studies.db")
     parser.add_argument("--report-only", action="store_true", help="judge what the store holds; run nothing")
@@ -34,7 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     data_root()  # fail early without data
     wanted = {s for s in args.only.split(",") if s}
-    studies = [s for s in find_studies(REPO / "studies") if not wanted or s.name in wanted]
+    studies = [
+        s
+        for s in find_studies(REPO / "studies")
+        if (not wanted or s.name in wanted) and args.scale in s.scales
+    ]
     if wanted - {s.name for s in studies}:
         raise SystemExit(f"unknown studies: {', '.join(sorted(wanted - {s.name for s in studies}))}")
     args.db.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,10 @@ FolderArg = Annotated[
 ]
 ScaleOpt = Annotated[
     str,
-    typer.Option("--scale", help=f"{' | '.join(SCALES)}: ci is minutes (tests), full the reported scale."),
+    typer.Option(
+        "--scale",
+        help=f"{' | '.join(SCALES)} (or a study's own, e.g. imagenet): ci is minutes (tests), full the reported scale.",
+    ),
 ]
 _VERDICT_STYLE = {
     "reproduced": "green",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ from edgeslim.sweep import api as sweep_api
 from edgeslim.yaml_schema import Checker, parse_yaml
 
 STUDY_FILE = "study.yaml"
+#: The scales every study has; a study may add its own (e.g. ``imagenet``: a GPU-scale variant).
 SCALES = ("ci", "full")
+_SCALE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 #: Where ``edgeslim study`` looks for study folders by default (the checkout's ``studies/``).
 DEFAULT_ROOT = Path("studies")
 
@@ -105,7 +108,17 @@ def load_study(folder: str | Path) -> Study:
         if required not in top:
             raise c.fail((required,), "required")
     scales: dict[str, Scale] = {}
-    for name, spec in c.mapping(top["scales"], ("scales",), SCALES).items():
+    given = top["scales"]
+    if not isinstance(given, dict):
+        raise c.fail(
+            ("scales",), f"expected a mapping of scale name -> {{files, note}} with {', '.join(SCALES)}"
+        )
+    for required in SCALES:
+        if required not in given:
+            raise c.fail(("scales", required), f"required (every study has the scales {', '.join(SCALES)})")
+    for name, spec in given.items():
+        if not isinstance(name, str) or not _SCALE_NAME.fullmatch(name):
+            raise c.fail(("scales", str(name)), "a scale name is lower-case letters, digits and '-'")
         entry = c.mapping(spec, ("scales", name), ("files", "note"))
         files = c.string_list(entry.get("files"), ("scales", name, "files"))
         if not files:
