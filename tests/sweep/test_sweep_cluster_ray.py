@@ -5,6 +5,10 @@ where the data, the store and the artifacts live (:mod:`ray_cluster`), and trial
 them (a custom resource the head lacks). Without ``ship_files`` every trial fails there; with it
 the records are those of a local run and the files land in the driver's artifact folder. A node
 killed mid-trial loses nothing: its trial runs again on another node and is recorded once.
+
+The file is named to run before test_sweep_ray.py: a driver process that has run (and shut down) a
+local Ray instance and then connects to a cluster gets OwnerDiedError for the objects it puts
+(seen with Ray 2.60; a known limitation, see docs/sweeps.md), so these tests need a fresh driver.
 """
 
 from __future__ import annotations
