@@ -175,6 +175,11 @@ def _train(step: TrainStep, ctx: StepContext) -> StepResult:
     return StepResult(out, "checkpoint", (out,), metrics)
 
 
+def _teacher_file(ctx: StepContext) -> Path:
+    """Where a distill step keeps the teacher it trained (beside its own artifact)."""
+    return Path(f"{ctx.out}.teacher.pt")
+
+
 def _teacher(step: DistillStep, ctx: StepContext) -> tuple[ModelSource, dict[str, Any]]:
     """The distill step's teacher: as given, or trained from scratch first when it names a ``train``
     budget (into ``<step>.teacher.pt`` beside the step's artifact, resumed if interrupted, reused
@@ -183,7 +188,7 @@ def _teacher(step: DistillStep, ctx: StepContext) -> tuple[ModelSource, dict[str
     teacher = step.teacher
     if teacher.train is None:
         return teacher.source(), {}
-    out = Path(f"{ctx.out}.teacher.pt")
+    out = _teacher_file(ctx)
     if not out.is_file() or ctx.resume:
         out.parent.mkdir(parents=True, exist_ok=True)
         result = tasks.train_task(
@@ -236,7 +241,7 @@ def _distill(step: DistillStep, ctx: StepContext) -> StepResult:
         **teacher_metrics,
         "details": d,
     }
-    teacher_file = Path(f"{ctx.out}.teacher.pt")
+    teacher_file = _teacher_file(ctx)
     files = (out, teacher_file) if teacher_file.is_file() else (out,)
     return StepResult(out, "checkpoint", files, metrics)
 

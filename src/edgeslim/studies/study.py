@@ -24,6 +24,7 @@ checks every claim on the stored measurements and writes the claims table and th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -60,11 +61,24 @@ class Claim:
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """A scale's files (experiments or recipes, in run order) and what it scaled down."""
+    """A scale's files (experiments or recipes, in run order) and what it scaled down; each file's
+    kind (``sweep`` or ``recipe``) and experiment name are read once, when first asked for."""
 
     name: str
     files: tuple[Path, ...]
     note: str
+
+    @functools.cached_property
+    def _kinds_and_names(self) -> tuple[tuple[str, str], ...]:
+        return tuple(_kind_and_name(p) for p in self.files)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind, _ in self._kinds_and_names)
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self._kinds_and_names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,13 +99,14 @@ class Study:
         return self.scales[name]
 
 
-def _kind(path: Path) -> str:
-    """``sweep`` (an experiment file: ``models``) or ``recipe`` (``model`` + ``steps``)."""
+def _kind_and_name(path: Path) -> tuple[str, str]:
+    """(``sweep`` for an experiment file (``models``) or ``recipe`` (``model`` + ``steps``), its name)."""
     data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    name = str(data.get("name", "")) if isinstance(data, dict) else ""
     if isinstance(data, dict) and "models" in data:
-        return "sweep"
+        return "sweep", name
     if isinstance(data, dict) and "steps" in data:
-        return "recipe"
+        return "recipe", name
     raise ConfigError(f"{path}: neither an experiment file (models: ...) nor a recipe (steps: ...)")
 
 
@@ -126,11 +141,8 @@ def load_study(folder: str | Path) -> Study:
         for i, file in enumerate(files):
             if not (root / file).is_file():
                 raise c.fail(("scales", name, "files", i), f"{root / file} does not exist")
-        scales[name] = Scale(
-            name,
-            tuple(root / f for f in files),
-            c.string(entry["note"], ("scales", name, "note")) if "note" in entry else "",
-        )
+        note = c.string(entry["note"], ("scales", name, "note")) if "note" in entry else ""
+        scales[name] = Scale(name, tuple(root / f for f in files), note)
     claims = []
     if not isinstance(top["claims"], list) or not top["claims"]:
         raise c.fail(("claims",), "list the study's claims")
@@ -183,10 +195,9 @@ def run_study(
 ) -> list[RunSummary | RecipeOutcome]:
     """Run every file of ``scale`` in order into the store at ``db`` (resumable like any sweep or
     recipe: finished steps are skipped)."""
-    files = study.scale(scale).files
-    kinds = [_kind(f) for f in files]  # every file checked before the first runs
+    chosen = study.scale(scale)
     done: list[RunSummary | RecipeOutcome] = []
-    for file, kind in zip(files, kinds, strict=True):
+    for file, kind in zip(chosen.files, chosen.kinds, strict=True):  # kinds: every file read first
         if kind == "sweep":
             done.append(
                 sweep_api.sweep_task(file, db=db, workers=workers, threads=threads, progress=progress)
@@ -201,8 +212,9 @@ def dry_run_study(
 ) -> list[PlanEstimate]:
     """Each file's dry run (validated, planned, priced; nothing run or written)."""
     plans = []
-    for file in study.scale(scale).files:
-        if _kind(file) == "sweep":
+    chosen = study.scale(scale)
+    for file, kind in zip(chosen.files, chosen.kinds, strict=True):
+        if kind == "sweep":
             plans.append(sweep_api.dry_run_sweep(file, db=db, workers=workers, threads=threads))
         else:
             plans.append(dry_run_recipe(file, db=db, num_threads=threads))
@@ -263,19 +275,11 @@ class StudyReport:
         return "\n".join(out) + "\n"
 
 
-def _experiment_names(study: Study, scale: str) -> list[str]:
-    names = []
-    for file in study.scale(scale).files:
-        data, _ = parse_yaml(file.read_text(encoding="utf-8"), str(file))
-        names.append(str(data["name"]))
-    return names
-
-
 def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
     """The measured rows of every file of ``scale``: a sweep's trials, a recipe's measure steps (named
     by the step's ``name``; a claim compares them with ``reference``)."""
     rows: list[dict[str, Any]] = []
-    for name in _experiment_names(study, scale):
+    for name in study.scale(scale).experiments:
         rows.extend(sweep_api.trial_rows(name, db=db))
     return rows
 
@@ -287,16 +291,17 @@ def judge(claims: Sequence[Claim], rows: Sequence[dict[str, Any]]) -> tuple[Clai
 def judge_study(study: Study, scale: str, *, db: Path = DEFAULT_DB, out: Path | None = None) -> StudyReport:
     """Check every claim on the stored results of ``scale``; with ``out``, write there
     ``claims.md``, ``claims.json`` and each sweep's HTML report (with a PNG per plot)."""
-    rows = study_rows(study, scale, db=db)
-    report = StudyReport(study.name, scale, study.scale(scale).note, judge(study.claims, rows))
+    chosen = study.scale(scale)
+    loaded = [sweep_api.load_results(name, db=db) for name in chosen.experiments]  # each read once
+    rows = [r.row() for _exp, results in loaded for r in results]
+    report = StudyReport(study.name, scale, chosen.note, judge(study.claims, rows))
     if out is None:
         return report
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for file, name in zip(study.scale(scale).files, _experiment_names(study, scale), strict=True):
-        if _kind(file) != "sweep":
+    for kind, name, (exp, results) in zip(chosen.kinds, chosen.experiments, loaded, strict=True):
+        if kind != "sweep":
             continue
-        exp, results = sweep_api.load_results(name, db=db)
         files = write_report(exp.to_dict(), results, out / f"{name}.html")
         written.extend([files.html, *files.pngs.values()])
     title = f"# {study.title} ({scale} scale): {report.verdict}\n\n"
