@@ -12,6 +12,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[${extras}]"
 .venv/bin/edgeslim --version
+# Count the zoo's parameters and MACs once (about 10 s) so that `edgeslim models --details` answers
+# from its catalog in $EDGESLIM_CACHE at once; it rebuilds itself whenever the zoo's code changes.
+.venv/bin/edgeslim models --details --tiny > /dev/null
 # The HTML report is tested in headless Chromium (the system browser; playwright drives it, so no
 # browser download is needed). Install it when missing and we may use apt; otherwise those tests skip.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

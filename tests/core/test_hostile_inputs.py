@@ -98,7 +98,7 @@ def test_hostile_yaml_is_one_line_exit_2_quickly_and_writes_nothing(
 def test_the_installed_entry_point_refuses_an_alias_bomb_in_one_line(tmp_path: Path) -> None:
     """The real process (not CliRunner): it hung for more than 90 s before."""
     (tmp_path / "x.yaml").write_text(laughs(), encoding="utf-8")
-    code = "import sys; from edgeslim.cli.app import main; sys.argv[0] = 'edgeslim'; main()"
+    code = "import sys; from edgeslim.cli.entry import main; sys.argv[0] = 'edgeslim'; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, "sweep", "x.yaml"],
         cwd=tmp_path,
@@ -706,7 +706,7 @@ def test_usage_errors_are_exactly_one_line(args: list[str], expected: str) -> No
 
 
 def test_usage_error_of_the_real_process_is_one_line_on_stderr(tmp_path: Path) -> None:
-    code = "import sys; from edgeslim.cli.app import main; sys.argv[0] = 'edgeslim'; main()"
+    code = "import sys; from edgeslim.cli.entry import main; sys.argv[0] = 'edgeslim'; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, "train", "--epochs", "-1"],
         cwd=tmp_path,

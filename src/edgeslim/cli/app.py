@@ -8,9 +8,8 @@ from typing import Annotated, Any, cast
 
 import typer
 
-import edgeslim
 from edgeslim import distillation, pruning, quantization, tasks  # noqa: F401  (their methods register)
-from edgeslim.cli import deploy, distill, fetch, nas, search, study, sweep
+from edgeslim.cli import deploy, distill, fetch, nas, search, study, sweep, zoo
 from edgeslim.cli.console import (
     OneLineErrors,
     err_console,
@@ -23,6 +22,7 @@ from edgeslim.cli.console import (
     print_json,
     user_errors,
 )
+from edgeslim.cli.entry import root_app
 from edgeslim.cli.options import (
     CheckpointOpt,
     DataOpt,
@@ -55,60 +55,9 @@ from edgeslim.tasks.recovery import Recovery
 from edgeslim.train import TrainConfig
 from edgeslim.yaml_schema import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_RUNS
 
-app = typer.Typer(
-    name="edgeslim",
-    help="Make CNN image classifiers small and fast for edge devices, and prove it with measurements.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    cls=OneLineErrors,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        out_console.print(f"edgeslim {edgeslim.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """edgeslim: prune, quantize, distill and deploy CNNs, measured on real artifacts."""
-
-
-# -- models ---------------------------------------------------------------------------------------
-@app.command("models")
-def models_cmd(
-    pattern: Annotated[str | None, typer.Argument(help="Glob filter, e.g. 'resnet*'.")] = None,
-    tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", help="Include the tiny test variants.")] = False,
-    details: Annotated[
-        bool, typer.Option("--details", help="Also build each model to count parameters and MACs.")
-    ] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """List the model zoo."""
-    with user_errors():
-        rows = tasks.list_models_task(pattern=pattern, include_tiny=tiny, details=details)
-    if json_out:
-        print_json({"models": rows})
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} models", title_justify="left")
-    columns = ("name", "family", "input") + (("params", "MACs") if details else ("description",))
-    for col in columns:
-        table.add_column(
-            col, justify="right" if col in ("params", "MACs") else "left", no_wrap=col != "description"
-        )
-    for r in rows:
-        cells = [r["name"], r["family"], "x".join(str(s) for s in r["input_size"])]
-        cells += [fmt_int(r["params"]), fmt_int(r["macs"])] if details else [r["description"]]
-        table.add_row(*cells)
-    out_console.print(table)
+#: The complete command tree (every module imported); the ``edgeslim`` program's root
+#: (:mod:`edgeslim.cli.entry`) imports it only when a command other than ``models`` runs.
+app = root_app(OneLineErrors)
 
 
 # -- eval -----------------------------------------------------------------------------------------
@@ -992,7 +941,7 @@ def _exit_on_failed_parity(parity: dict[str, Any] | None, artifact: object) -> N
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules add themselves here."""
-    for module in (deploy, distill, fetch, nas, search, study, sweep):
+    for module in (zoo, deploy, distill, fetch, nas, search, study, sweep):
         module.register(app)
 
 

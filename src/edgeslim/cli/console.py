@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,6 +29,10 @@ def _console(stderr: bool) -> Console:
         return probe
     return Console(stderr=stderr, width=10_000, no_color=True, highlight=False, emoji=False)
 
+
+#: ``--json`` on every command that prints figures (here, not in :mod:`edgeslim.cli.options`,
+#: so that the light commands of :mod:`edgeslim.cli.entry` need not import the library).
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 #: Human-readable output goes to stderr so that stdout carries only ``--json`` output.
 err_console = _console(stderr=True)

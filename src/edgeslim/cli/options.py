@@ -8,6 +8,7 @@ from typing import Annotated, cast
 import typer
 
 from edgeslim import tasks
+from edgeslim.cli.console import JsonOpt as JsonOpt  # re-exported beside the other shared options
 from edgeslim.errors import ConfigError
 from edgeslim.yaml_schema import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, MAX_THREADS
 
@@ -72,7 +73,6 @@ ThreadsOpt = Annotated[
         "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads for PyTorch (default: all cores)."
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
