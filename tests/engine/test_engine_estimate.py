@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from edgeslim.bench import count_macs
 from edgeslim.cli.app import app
-from edgeslim.engine.estimate import Throughput, probe_throughput
+from edgeslim.engine.estimate import DataSize, Throughput, estimate_plan, probe_throughput
+from edgeslim.engine.plan import plan_recipe
 from edgeslim.models import create_model
 from edgeslim.recipe import dry_run_recipe, run_recipe
 from edgeslim.recipe.schema import load_recipe
@@ -168,3 +169,53 @@ def test_probe_measures_positive_rates_and_restores_threads() -> None:
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="train_gmacs_s"):
         Throughput(train_gmacs_s=0.0, infer_gmacs_s=1.0)
+
+
+def test_each_model_is_priced_at_its_own_probed_rate(tmp_path: Path, tiny_cifar: Path) -> None:
+    """A deep narrow net runs far fewer MACs per second than ResNet-20: dry runs probe each model
+    (student and teacher separately), once, and only models with steps still to run."""
+    path = _recipe(
+        tmp_path,
+        tiny_cifar,
+        "  - type: distill\n    teacher: {name: resnet18_tiny, train: {epochs: 1, lr: 0.01}}\n    method: kd\n"
+        "    train: {epochs: 2, lr: 0.01, batch_size: 32}\n",
+    )
+    nodes = plan_recipe(load_recipe(path))
+    student, teacher = _macs(), _macs("resnet18_tiny")
+    own = {
+        student: Throughput(train_gmacs_s=0.25, infer_gmacs_s=1.0, source="student"),
+        teacher: Throughput(train_gmacs_s=3.0, infer_gmacs_s=4.0, source="teacher"),
+    }
+    probed: list[int] = []
+
+    def rate_of(model: torch.nn.Module, shape: tuple[int, int, int]) -> Throughput:
+        macs = count_macs(model, (1, *shape))
+        probed.append(macs)
+        return own[macs]
+
+    sizes = lambda _spec: DataSize(TRAIN, TEST)  # noqa: E731
+    plan = estimate_plan(nodes, throughput=RATE, workers=1, threads=1, sizes=sizes, rate_of=rate_of)
+    assert sorted(probed) == sorted([student, teacher])  # once each
+    s, t = student / 1e9, teacher / 1e9
+    distill = plan.nodes[1]
+    # the teacher trains 1 epoch at its rate; 2 epochs x 320 images: the student trains at its
+    # rate, the teacher infers at its own; then the student twice and the teacher once on 100 images
+    expected = (
+        TRAIN * t / 3.0 + 2 * TRAIN * s / 0.25 + 2 * TRAIN * t / 4.0 + 2 * TEST * s / 1.0 + TEST * t / 4.0
+    )
+    assert distill.seconds == pytest.approx(expected + RATE.step_overhead_s)
+    assert "at 0.25 GMAC/s" in distill.basis
+    assert set(plan.to_dict()["rates"]) == {"resnet20_tiny", "resnet18_tiny"}
+    # everything already done: nothing is probed, the machine's rate stands in
+    probed.clear()
+    done = {n.key: ("done", 1.0) for n in nodes}
+    plan = estimate_plan(
+        nodes, throughput=RATE, workers=1, threads=1, sizes=sizes, rate_of=rate_of, stored=done
+    )
+    assert probed == [] and plan.rates == {} and plan.work_s == 0
+
+
+def test_model_probe_times_the_model_itself() -> None:
+    deep = probe_throughput(1, model=create_model("densenet121_tiny", num_classes=10), batch=8, steps=1)
+    assert deep.train_gmacs_s > 0 and deep.infer_gmacs_s > 0
+    assert deep.source.startswith("probe: DenseNet batch 8")

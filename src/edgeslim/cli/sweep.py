@@ -81,10 +81,21 @@ def show_plan(title: str, plan: dict[str, Any], json_out: bool) -> None:
         + f"; about {fmt_seconds(plan['wall_s'])} with {plan['workers']} worker(s) x {plan['threads']} "
         f"thread(s) ({fmt_seconds(plan['work_s'])} of work)"
     )
+    models = plan.get("rates") or {}
+    rates = (
+        "each model at its own probed rate ("
+        + "; ".join(
+            f"{escape(name)} {r['train_gmacs_s']:.2g} GMAC/s training, {r['infer_gmacs_s']:.2g} inference"
+            for name, r in models.items()
+        )
+        + f"; machine: {rate['train_gmacs_s']:.1f} / {rate['infer_gmacs_s']:.1f} GMAC/s, {escape(rate['source'])})"
+        if models
+        else f"{rate['train_gmacs_s']:.1f} GMAC/s training, {rate['infer_gmacs_s']:.1f} GMAC/s inference "
+        f"({escape(rate['source'])})"
+    )
     err_console.print(
-        f"estimated at {rate['train_gmacs_s']:.1f} GMAC/s training, {rate['infer_gmacs_s']:.1f} GMAC/s "
-        f"inference, {rate['step_overhead_s']:.0f} s per step ({escape(rate['source'])}); each step is "
-        "priced with the MACs of the model it starts from, so steps after structured pruning cost less. "
+        f"estimated at {rates}, {rate['step_overhead_s']:.0f} s per step; each step is priced with the "
+        "MACs of the model it starts from, so steps after structured pruning cost less. "
         "Nothing was run or written."
     )
 

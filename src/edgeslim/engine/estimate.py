@@ -81,20 +81,35 @@ class Throughput:
         return dataclasses.asdict(self)
 
 
-def probe_throughput(threads: int | None = None, *, batch: int = 64, steps: int = 3) -> Throughput:
-    """Time a few training and eval batches of ResNet-20 (41 MMAC at 32 px) with ``threads`` torch
-    threads (the per-worker count a run would use): about three seconds on 2 cores."""
+def probe_throughput(
+    threads: int | None = None,
+    *,
+    model: nn.Module | None = None,
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    batch: int | None = None,
+    steps: int = 3,
+) -> Throughput:
+    """Time a few training and eval batches with ``threads`` torch threads (the per-worker count a
+    run would use): of ResNet-20 (41 MMAC at 32 px, about three seconds on 2 cores) for the
+    machine's rate, or of ``model`` itself, whose rate per MAC can be far lower (a deep, narrow
+    DenseNet spends its time in per-layer overhead, not in multiply-accumulates). ``batch`` default:
+    64, fewer for big models so that a step stays near 4 GMAC."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        model = create_model("resnet20", num_classes=10)
-        macs = count_macs(model, (1, 3, 32, 32))
+        name = "resnet20" if model is None else type(model).__name__
+        model = create_model("resnet20", num_classes=10) if model is None else model
+        macs = count_macs(model, (1, *input_shape))
+        batch = batch or max(4, min(64, int(4e9 // max(macs, 1))))
         optimizer = build_optimizer(model, TrainConfig(epochs=1, lr=0.01))
-        loss_fn = nn.CrossEntropyLoss()
         generator = torch.Generator().manual_seed(0)
-        images = torch.randn(batch, 3, 32, 32, generator=generator)
-        labels = torch.randint(0, 10, (batch,), generator=generator)
+        images = torch.randn(batch, *input_shape, generator=generator)
+        model.eval()
+        with torch.inference_mode():
+            classes = int(model(images[:1]).shape[-1])
+        labels = torch.randint(0, classes, (batch,), generator=generator)
+        loss_fn = nn.CrossEntropyLoss()
 
         def train_once() -> None:
             optimizer.zero_grad(set_to_none=True)
@@ -121,8 +136,21 @@ def probe_throughput(threads: int | None = None, *, batch: int = 64, steps: int 
     return Throughput(
         train_gmacs_s=gmacs / train_s,
         infer_gmacs_s=gmacs / infer_s,
-        source=f"probe: resnet20 batch {batch} on {cpu_model()}, {used} thread(s)",
+        source=f"probe: {name} batch {batch} on {cpu_model()}, {used} thread(s)",
     )
+
+
+#: How a plan finds one model's rate: ``(model, input shape) -> Throughput`` (a probe of it).
+RateOf = Callable[[nn.Module, tuple[int, int, int]], Throughput]
+
+
+def model_probe(threads: int | None) -> RateOf:
+    """Each model's own rate at ``threads`` threads: what dry runs price a plan with."""
+
+    def rate_of(model: nn.Module, input_shape: tuple[int, int, int]) -> Throughput:
+        return probe_throughput(threads, model=model, input_shape=input_shape)
+
+    return rate_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +164,19 @@ class DataSize:
 
 @dataclasses.dataclass(frozen=True)
 class Work:
-    """What one step costs: its model's forward MACs per image, its teacher's (0: none)."""
+    """What one step costs: its model's forward MACs per image and the rate it runs at, its
+    teacher's (0 MACs: none)."""
 
     macs: int
     teacher_macs: int
     data: DataSize
     throughput: Throughput
+    teacher_throughput: Throughput | None = None
+
+    def teacher(self) -> Work:
+        """The teacher's own work (its MACs at its rate), e.g. to price training it."""
+        rate = self.teacher_throughput or self.throughput
+        return dataclasses.replace(self, macs=self.teacher_macs, throughput=rate, teacher_throughput=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,13 +193,24 @@ def _mmac(macs: float) -> str:
     return f"{macs / 1e6:,.1f} MMAC"
 
 
-def _training(train: TrainConfig, work: Work, *, teacher_macs: int = 0, slowdown: float = 1.0) -> Cost:
-    """``train.epochs`` epochs over the training images, with a frozen teacher's forward pass."""
+def _training(
+    train: TrainConfig,
+    work: Work,
+    *,
+    teacher_macs: int = 0,
+    teacher_rate: Throughput | None = None,
+    slowdown: float = 1.0,
+) -> Cost:
+    """``train.epochs`` epochs over the training images, with a frozen teacher's forward pass
+    (at ``teacher_rate``, default the student's own)."""
     images = train.epochs * work.data.train_images
     seconds = work.throughput.train_s(images, work.macs) * slowdown
-    basis = f"{train.epochs} epoch(s) x {work.data.train_images:,} images x {_mmac(work.macs)}"
+    basis = (
+        f"{train.epochs} epoch(s) x {work.data.train_images:,} images x {_mmac(work.macs)} "
+        f"at {work.throughput.train_gmacs_s:.3g} GMAC/s"
+    )
     if teacher_macs:
-        seconds += work.throughput.infer_s(images, teacher_macs)
+        seconds += (teacher_rate or work.throughput).infer_s(images, teacher_macs)
         basis += f" + teacher {_mmac(teacher_macs)}"
     return Cost(seconds, basis)
 
@@ -180,8 +226,8 @@ def _recovering(step: PruneStep | QuantizeStep, work: Work, slowdown: float = 1.
     return _training(step.train, work, teacher_macs=work.macs if distill else 0, slowdown=slowdown)
 
 
-def _evaluation(work: Work, times: int = 1, macs: int | None = None) -> float:
-    return times * work.throughput.infer_s(work.data.eval_images, work.macs if macs is None else macs)
+def _evaluation(work: Work, times: int = 1) -> float:
+    return times * work.throughput.infer_s(work.data.eval_images, work.macs)
 
 
 @COSTS.register(StartStep)
@@ -198,12 +244,12 @@ def _train_cost(step: TrainStep, work: Work) -> Cost:
 
 @COSTS.register(DistillStep)
 def _distill_cost(step: DistillStep, work: Work) -> Cost:
-    cost = _training(step.train, work, teacher_macs=work.teacher_macs)
+    cost = _training(step.train, work, teacher_macs=work.teacher_macs, teacher_rate=work.teacher_throughput)
     if step.teacher.train is not None:  # the teacher is trained from scratch first
-        teacher = _training(step.teacher.train, dataclasses.replace(work, macs=work.teacher_macs))
+        teacher = _training(step.teacher.train, work.teacher())
         cost = Cost(cost.seconds + teacher.seconds, f"teacher {teacher.basis}; then {cost.basis}")
     # student before and after, teacher once, on the evaluation images
-    evals = _evaluation(work, 2) + _evaluation(work, macs=work.teacher_macs)
+    evals = _evaluation(work, 2) + _evaluation(work.teacher())
     return Cost(cost.seconds + evals, cost.basis + " + 3 evaluations")
 
 
@@ -279,6 +325,8 @@ class PlanEstimate:
     workers: int
     threads: int
     throughput: Throughput
+    #: Each model's own probed rate (model -> Throughput) when the plan was priced per model.
+    rates: dict[str, Throughput] = dataclasses.field(default_factory=dict)
 
     def pending(self) -> list[NodeEstimate]:
         return [n for n in self.nodes if n.state != "done"]
@@ -312,6 +360,7 @@ class PlanEstimate:
             "work_s": self.work_s,
             "wall_s": self.wall_s,
             "throughput": self.throughput.to_dict(),
+            "rates": {name: rate.to_dict() for name, rate in self.rates.items()},
         }
 
 
@@ -326,13 +375,12 @@ def _input_shape(spec: DataSpec) -> tuple[int, int, int]:
     return (3, size, size)
 
 
-def _model_macs(step: StartStep, spec: DataSpec, num_classes: int) -> int:
-    """Forward MACs per image of the model a start step builds (architecture only: no weights read)."""
+def _start_model(step: StartStep, num_classes: int) -> nn.Module:
+    """The model a start step builds (architecture only: no published weights read)."""
     if step.checkpoint is not None:
         model, _ = step.source().build()
-    else:
-        model = create_model(str(step.model), num_classes=step.num_classes or num_classes)
-    return count_macs(model, _input_shape(spec))
+        return model
+    return create_model(str(step.model), num_classes=step.num_classes or num_classes)
 
 
 def stored_records(db: Path, experiment: str, keys: Iterable[str]) -> dict[str, tuple[str, float | None]]:
@@ -361,24 +409,37 @@ def estimate_plan(
     stored: dict[str, tuple[str, float | None]] | None = None,
     sizes: Callable[[DataSpec], DataSize] = data_size,
     num_classes: int = 10,
+    rate_of: RateOf | None = None,
 ) -> PlanEstimate:
     """Price every node of ``nodes`` (as :func:`~edgeslim.engine.plan.plan_recipe`/``merge`` made
-    them). ``stored``: what the store holds (:func:`stored_records`); done nodes cost nothing."""
+    them). ``stored``: what the store holds (:func:`stored_records`); done nodes cost nothing.
+    ``rate_of``: each distinct model's own rate (a probe of it, seconds each) instead of
+    ``throughput`` for all; models whose nodes are all done are not probed."""
     stored = stored or {}
     by_key = {n.key: n for n in nodes}
     data_cache: dict[DataSpec, DataSize] = {}
-    macs_cache: dict[str, int] = {}
+    macs_of: dict[str, int] = {}
+    probed: dict[str, Throughput] = {}
+    rates: dict[str, Throughput] = {}
 
     def start_of(node: Node) -> Node:
         while node.depends_on is not None:
             node = by_key[node.depends_on]
         return node
 
-    def macs_of(step: StartStep, spec: DataSpec) -> int:
+    def model_of(step: StartStep, spec: DataSpec, needed: bool) -> tuple[int, Throughput]:
+        """(forward MACs per image, rate) of the model ``step`` builds at ``spec``'s image size;
+        the model is built once for both and not kept (ImageNet-size zoos would fill memory)."""
         cache_key = repr((step.params(), spec.image_size))
-        if cache_key not in macs_cache:
-            macs_cache[cache_key] = _model_macs(step, spec, num_classes)
-        return macs_cache[cache_key]
+        shape = _input_shape(spec)
+        probe = rate_of is not None and needed and cache_key not in probed
+        if cache_key not in macs_of or probe:
+            model = _start_model(step, num_classes)
+            macs_of[cache_key] = count_macs(model, shape)
+            if probe:
+                assert rate_of is not None
+                probed[cache_key] = rates[str(step.model or step.checkpoint)] = rate_of(model, shape)
+        return macs_of[cache_key], probed.get(cache_key, throughput)
 
     out: list[NodeEstimate] = []
     for node in nodes:
@@ -387,11 +448,17 @@ def estimate_plan(
         first = start_of(node).step
         assert isinstance(first, StartStep)
         teacher = node.step.teacher if isinstance(node.step, DistillStep) else None
+        needed = stored.get(node.key, ("to run",))[0] != "done"
+        macs, rate = model_of(first, node.data, needed)
+        teacher_macs, teacher_rate = (
+            model_of(teacher, node.data, needed) if teacher is not None else (0, None)
+        )
         work = Work(
-            macs=macs_of(first, node.data),
-            teacher_macs=macs_of(teacher, node.data) if teacher is not None else 0,
+            macs=macs,
+            teacher_macs=teacher_macs,
             data=data_cache[node.data],
-            throughput=throughput,
+            throughput=rate,
+            teacher_throughput=teacher_rate,
         )
         cost = COSTS.get(node.step)(node.step, work)
         status, took = stored.get(node.key, ("to run", None))
@@ -410,7 +477,7 @@ def estimate_plan(
                 took_s=took,
             )
         )
-    return PlanEstimate(tuple(out), workers=workers, threads=threads, throughput=throughput)
+    return PlanEstimate(tuple(out), workers=workers, threads=threads, throughput=throughput, rates=rates)
 
 
 __all__ = [
@@ -419,10 +486,12 @@ __all__ = [
     "DataSize",
     "NodeEstimate",
     "PlanEstimate",
+    "RateOf",
     "Throughput",
     "Work",
     "data_size",
     "estimate_plan",
+    "model_probe",
     "probe_throughput",
     "stored_records",
 ]

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeslim.data import find_or_fetch_data
-from edgeslim.engine.estimate import PlanEstimate, Throughput, estimate_plan, probe_throughput
+from edgeslim.engine.estimate import (
+    PlanEstimate,
+    Throughput,
+    estimate_plan,
+    model_probe,
+    probe_throughput,
+)
 from edgeslim.engine.executors.base import threads_per_worker
 from edgeslim.engine.plan import Node, plan_recipe
 from edgeslim.engine.runner import DEFAULT_DB, check_execution, run_plan, summary_line
@@ -214,6 +220,7 @@ def dry_run_recipe(
     return estimate_plan(
         nodes,
         throughput=throughput or probe_throughput(n_threads),
+        rate_of=None if throughput is not None else model_probe(n_threads),
         workers=1,
         threads=n_threads,
         stored={k: (r.status, r.timings.get("step_s")) for k, r in held.items() if r is not None},

@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgeslim.engine.estimate import PlanEstimate, Throughput, estimate_plan, probe_throughput, stored_records
+from edgeslim.engine.estimate import (
+    PlanEstimate,
+    Throughput,
+    estimate_plan,
+    model_probe,
+    probe_throughput,
+    stored_records,
+)
 from edgeslim.engine.executors.base import Executor, default_workers, threads_per_worker
 from edgeslim.engine.jobs import TrialFn, run_node
 from edgeslim.engine.records import TrialResult, trial_results
@@ -126,6 +133,7 @@ def dry_run_sweep(
     return estimate_plan(
         nodes,
         throughput=throughput or probe_throughput(n_threads),
+        rate_of=None if throughput is not None else model_probe(n_threads),
         workers=n_workers,
         threads=n_threads,
         stored=stored_records(Path(db), experiment.name, (n.key for n in nodes)),
