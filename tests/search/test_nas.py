@@ -306,6 +306,8 @@ def test_cli_nas_bad_input_is_one_line_exit_2(args: list[str], message: str, tmp
         (lambda: NasOptions(strategy="x"), "NasOptions.strategy: expected 'evolution' | 'random'"),  # type: ignore[arg-type]
         (lambda: NasOptions(max_evals=0), "NasOptions.max_evals must be an integer >= 1"),
         (lambda: NasOptions(mutation=0.0), "NasOptions.mutation must be in (0, 1]"),
+        (lambda: NasOptions(executor="slurm"), "NasOptions.executor must be one of inline, local, ray"),
+        (lambda: NasOptions(workers=0), "NasOptions.workers must be an integer of at least 1"),
         (
             lambda: SupernetTraining(budget_minutes=0),
             "SupernetTraining.budget_minutes must be a positive number",
@@ -318,3 +320,39 @@ def test_nas_configs_name_the_bad_field(build: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         build()
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_a_pool_of_workers_scores_exactly_what_one_process_does(
+    strategy: str, fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    """Issue 18: subnets are scored on the sweep's executors; every subnet re-estimates BN on the
+    same batches, so two worker processes find the same subnets with the same scores."""
+    supernet = _trained(tiny_cifar, tmp_path)
+    from search_helpers import MS_PER_MAC
+
+    layout = ModelLayout(create_model("resnet20_tiny"), (3, 32, 32))
+    target = 0.6 * sum(s.macs() for s in layout.layers.values()) * MS_PER_MAC
+    runs = {}
+    for executor, workers in (("inline", None), ("local", 2)):
+        options = NasOptions(
+            strategy=strategy,  # type: ignore[arg-type]
+            max_evals=8,
+            population=4,
+            parents=2,
+            val_images=32,
+            bn_batches=1,
+            passes=1,
+            budget_minutes=5,
+            executor=executor,
+            workers=workers,
+        )
+        result = search_subnet(
+            supernet,
+            DataSource(path=str(tiny_cifar.parent)),
+            Budget(max_latency_ms=target, runtime="ort", threads=1),
+            out=tmp_path / f"sub-{executor}.pt",
+            options=options,
+        )
+        runs[executor] = {json.dumps(c["subnet"], sort_keys=True): c["top1_proxy"] for c in result.candidates}
+    assert len(runs["inline"]) >= 4 and runs["inline"] == runs["local"]

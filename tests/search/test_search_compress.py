@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from search_helpers import MS_PER_MAC
 from typer.testing import CliRunner
 
@@ -136,13 +137,13 @@ def test_a_killed_search_resumes_from_its_trials(
     logged = (tmp_path / "out.partial" / "trials.jsonl").read_text().splitlines()
     assert logged and not out.exists()
     calls: list[dict[str, int]] = []
-    real = compress_module._Proxy.score
+    real = compress_module.PlanScorer.__call__
 
-    def counted(self: Any, plan: dict[str, int]) -> Any:
-        calls.append(plan)
-        return real(self, plan)
+    def counted(self: Any, knobs: dict[str, int]) -> Any:
+        calls.append(knobs)
+        return real(self, knobs)
 
-    monkeypatch.setattr(compress_module._Proxy, "score", counted)
+    monkeypatch.setattr(compress_module.PlanScorer, "__call__", counted)
     result = _run(tiny_cifar, out, 0.6 * _dense_ms())
     assert calls == []  # every candidate came from the log
     assert result.trials == len(logged)
@@ -182,6 +183,10 @@ def test_budget_fields_are_validated(kwargs: dict[str, Any], field: str) -> None
         ({"budget_minutes": 0.0}, "CompressOptions.budget_minutes"),
         ({"search_share": 1.0}, "CompressOptions.search_share"),
         ({"val_images": 0}, "CompressOptions.val_images"),
+        ({"executor": "slurm"}, "CompressOptions.executor"),
+        ({"workers": 0}, "CompressOptions.workers"),
+        ({"executor": "inline", "workers": 2}, "CompressOptions.workers"),
+        ({"address": "ray://x:10001"}, "CompressOptions.address"),
     ],
 )
 def test_options_are_validated(kwargs: dict[str, Any], field: str) -> None:
@@ -338,6 +343,9 @@ def test_a_budget_shorter_than_an_epoch_fine_tunes_on_a_share_of_the_images(
         return real_prune_task(*args, **kwargs)
 
     monkeypatch.setattr(compress_module, "prune_task", first_tries_do_not_fit)
+    # a clock that always has 0.3 min left: on a busy machine the real one ran out before the
+    # fine-tune ("no time was left"), and the fallback under test never ran
+    monkeypatch.setattr(compress_module._Clock, "left", lambda self: 0.3)
     result = _run(tiny_cifar, tmp_path / "out", 0.6 * _dense_ms(), budget_minutes=0.4, finetune=True)
     images = 320 - 30  # the train split less the held-out val images (val_fraction 0.1)
     if too_long == 1:  # half the images: 145, one batch of 128
@@ -348,3 +356,26 @@ def test_a_budget_shorter_than_an_epoch_fine_tunes_on_a_share_of_the_images(
         assert any(
             "not fine-tuned: " in n and "fewer training images than one batch" in n for n in result.notes
         )
+
+
+def _scores(result_dir: Path) -> dict[str, float | None]:
+    lines = (result_dir / "trials.jsonl").read_text().splitlines()
+    return {json.dumps(t["knobs"], sort_keys=True): t["proxy_top1"] for t in map(json.loads, lines)}
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "evolution"])
+def test_a_pool_of_workers_scores_exactly_what_one_process_does(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path, strategy: str
+) -> None:
+    """Issue 18: the search's candidates go through the sweep's executors; every candidate
+    re-estimates BN on the same batches, so two worker processes give one process's scores."""
+    target = 0.6 * _dense_ms()
+    torch.manual_seed(0)  # the same randomly initialized dense model for both runs
+    one = _run(tiny_cifar, tmp_path / "one", target, strategy=strategy, executor="inline")
+    torch.manual_seed(0)
+    two = _run(tiny_cifar, tmp_path / "two", target, strategy=strategy, executor="local", workers=2)
+    a, b = _scores(tmp_path / "one"), _scores(tmp_path / "two")
+    common = set(a) & set(b)
+    assert len(common) >= 3 and {k: a[k] for k in common} == {k: b[k] for k in common}
+    if strategy == "greedy":  # not bound by the clock: the same steps, the same winner
+        assert a == b and one.plan == two.plan

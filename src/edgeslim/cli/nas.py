@@ -10,7 +10,15 @@ import typer
 
 from edgeslim import tasks
 from edgeslim.cli.console import err_console, fmt_bytes, key_value_table, out_console, print_json, user_errors
-from edgeslim.cli.options import DataOpt, JsonOpt, SeedOpt, ThreadsOpt
+from edgeslim.cli.options import (
+    AddressOpt,
+    DataOpt,
+    JsonOpt,
+    ScoringExecutorOpt,
+    ScoringWorkersOpt,
+    SeedOpt,
+    ThreadsOpt,
+)
 from edgeslim.errors import ConfigError
 from edgeslim.nas import SPACES, get_space
 from edgeslim.nas.search import NAS_STRATEGIES, NasOptions, search_subnet
@@ -35,6 +43,9 @@ NAS_FLAGS = {
     "Budget.batch_size": "--batch",
     "Budget.threads": "--threads",
     "NasOptions.strategy": "--strategy",
+    "NasOptions.executor": "--executor",
+    "NasOptions.workers": "--workers",
+    "NasOptions.address": "--address",
     "NasOptions.max_evals": "--max-evals",
     "NasOptions.budget_minutes": "--budget-minutes",
     "NasOptions.val_images": "--val-images",
@@ -172,6 +183,9 @@ def search_cmd(
         Path | None, typer.Option("--plot", help="Also draw every scored subnet (.svg, .png or .pdf).")
     ] = None,
     seed: SeedOpt = 0,
+    executor: ScoringExecutorOpt = "local",
+    workers: ScoringWorkersOpt = None,
+    address: AddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search a supernet for the most accurate subnet within a measured latency budget."""
@@ -193,6 +207,9 @@ def search_cmd(
             finetune_minutes=finetune_minutes,
             passes=passes,
             seed=seed,
+            executor=executor,
+            workers=workers,
+            address=address,
         )
         if data is None:
             raise ConfigError("--data is required: the dataset to score subnets on", field="DataSource.path")

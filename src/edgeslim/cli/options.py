@@ -10,7 +10,7 @@ import typer
 from edgeslim import tasks
 from edgeslim.cli.console import JsonOpt as JsonOpt  # re-exported beside the other shared options
 from edgeslim.errors import ConfigError
-from edgeslim.yaml_schema import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, MAX_THREADS
+from edgeslim.yaml_schema import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_IMAGES, MAX_THREADS, max_workers
 
 ModelOpt = Annotated[
     str | None,
@@ -82,6 +82,32 @@ ImageSizeOpt = Annotated[
         help="Resize images to this square size, as batched tensor ops (e.g. 224 for ImageNet-pretrained "
         "models: random-resized crop when training, resize + center crop otherwise). Default: the size "
         "the checkpoint was trained at, else the data's own.",
+    ),
+]
+# where a search scores its candidates (compress, nas search): the sweep's executors
+ScoringExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where candidates are scored: local (worker processes on this machine) | ray | inline "
+        "(this process). Any choice gives the same scores.",
+    ),
+]
+ScoringWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        max=max_workers(),
+        help="Candidates scored in parallel, each worker with its share of the cores (default 1: this "
+        "process). Latency is always measured alone.",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Ray cluster address, with --executor ray (default: a local Ray instance)."
     ),
 ]
 DeviceOpt = Annotated[

@@ -20,12 +20,15 @@ from edgeslim.cli.console import (
     user_errors,
 )
 from edgeslim.cli.options import (
+    AddressOpt,
     CheckpointOpt,
     DataOpt,
     JsonOpt,
     ModelOpt,
     NumClassesOpt,
     PretrainedOpt,
+    ScoringExecutorOpt,
+    ScoringWorkersOpt,
     SeedOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -46,6 +49,9 @@ SEARCH_FLAGS = {
     "Budget.max_accuracy_drop": "--max-accuracy-drop",
     "CompressOptions.budget_minutes": "--budget-minutes",
     "CompressOptions.strategy": "--strategy",
+    "CompressOptions.executor": "--executor",
+    "CompressOptions.workers": "--workers",
+    "CompressOptions.address": "--address",
     "CompressOptions.search_share": "--search-share",
     "CompressOptions.val_images": "--val-images",
     "CompressOptions.round_to": "--round-to",
@@ -209,6 +215,9 @@ def compress_cmd(
         typer.Option("--limit", min=1, max=MAX_IMAGES, help="Use at most N test images (and N x 5 train)."),
     ] = None,
     seed: SeedOpt = 0,
+    executor: ScoringExecutorOpt = "local",
+    workers: ScoringWorkersOpt = None,
+    address: AddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search, fine-tune and measure the most accurate compressed model that fits a device budget."""
@@ -236,6 +245,9 @@ def compress_cmd(
             finetune=finetune,
             distill=distill,
             seed=seed,
+            executor=executor,
+            workers=workers,
+            address=address,
         )
         source = tasks.ModelSource(
             name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes, pretrained=pretrained

@@ -15,6 +15,7 @@ saved as an ordinary checkpoint (``resnet_cifar`` with explicit blocks and a cha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from edgeslim.bench.counting import count_macs, count_params
@@ -31,6 +33,7 @@ from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.config import Config
 from edgeslim.data import BatchLoader, ImageTensors
+from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
 from edgeslim.errors import ConfigError
 from edgeslim.models.channels import channel_spec
 from edgeslim.nas.space import ResNetSpace, Subnet
@@ -44,11 +47,19 @@ from edgeslim.nas.supernet import (
 from edgeslim.nas.train import distill_subnet
 from edgeslim.search import Budget, LatencyPredictor, LatencyTable, ModelLayout
 from edgeslim.search.calibrate import PairedTimer, PairedTiming, export_float, measure_model
-from edgeslim.search.compression import adapt_batchnorm
+from edgeslim.search.compression import adapt_batchnorm, bn_batches
 from edgeslim.tasks import DataSource
 from edgeslim.train import evaluate
 
-__all__ = ["NAS_STRATEGIES", "Candidate", "NasOptions", "NasResult", "SubnetPredictor", "search_subnet"]
+__all__ = [
+    "NAS_STRATEGIES",
+    "Candidate",
+    "NasOptions",
+    "NasResult",
+    "SubnetPredictor",
+    "SubnetScorer",
+    "search_subnet",
+]
 
 NasStrategy = Literal["evolution", "random"]
 NAS_STRATEGIES: tuple[str, ...] = ("evolution", "random")
@@ -64,6 +75,8 @@ class NasOptions(Config):
     ``finalists``: the best subnets timed end to end. ``calibration_subnets``: random subnets timed
     to calibrate the predictor (plus the largest, the smallest and the space's references).
     ``finetune_minutes``: distil the winner from the largest net for this long (0: no fine-tune).
+    ``executor``, ``workers``, ``address``: where subnets are scored (``local`` processes or a ``ray``
+    cluster, as sweeps run: :mod:`edgeslim.engine.executors.pool`); any pool size gives the same scores.
     """
 
     strategy: NasStrategy = "evolution"
@@ -78,9 +91,13 @@ class NasOptions(Config):
     bn_batches: int = 8
     finetune_minutes: float = 0.0
     passes: int = 3
+    executor: str = "local"
+    workers: int | None = None
+    address: str | None = None
     seed: int = 0
 
     def validate(self) -> None:
+        check_pool(self.executor, self.workers, self.address, "NasOptions")
         if self.strategy not in NAS_STRATEGIES:
             raise ConfigError(
                 f"NasOptions.strategy must be one of {', '.join(NAS_STRATEGIES)}, not {self.strategy!r}",
@@ -199,42 +216,54 @@ class SubnetPredictor:
         return self.predictor.predict(widths, absent)
 
 
+class SubnetScorer:
+    """One subnet's proxy accuracy: its weights copied out of the supernet, BN re-estimated on fixed
+    training batches, top-1 on the validation images; ``subnet -> (top-1, params, MACs)``.
+    Picklable, so a scoring pool's workers each build one."""
+
+    def __init__(self, net: ResNetSupernet, batches: list[torch.Tensor], val: ImageTensors) -> None:
+        self.net, self.batches, self.val = net, batches, val
+        self.input_shape = tuple(val.input_shape)
+
+    def __call__(self, subnet: Subnet) -> tuple[float, int, int]:
+        model = extract_subnet(self.net, subnet)
+        adapt_batchnorm(model, self.batches, len(self.batches))
+        top1 = evaluate(model, BatchLoader(self.val, 256)).top1
+        return top1, count_params(model), count_macs(model, self.input_shape)
+
+
 class _Scorer:
-    """Proxy accuracy of subnets (BN re-estimated, held-out top-1), cached by subnet."""
+    """Proxy accuracy of subnets, cached by subnet, scored many at a time on a pool."""
 
     def __init__(
         self,
         net: ResNetSupernet,
         predictor: SubnetPredictor,
         train: ImageTensors,
-        val: ImageTensors,
+        pool: ScoringPool,
         options: NasOptions,
     ) -> None:
-        self.net, self.predictor = net, predictor
+        self.net, self.predictor, self.pool = net, predictor, pool
         self.bn_loader = BatchLoader(train, 128, shuffle=True, seed=options.seed)
-        self.val_loader = BatchLoader(val, 256)
-        self.bn_batches = options.bn_batches
-        self.input_shape = tuple(val.input_shape)
         self.seen: dict[Subnet, Candidate] = {}
 
-    def model(self, subnet: Subnet, bn_batches: int | None = None) -> nn.Module:
+    def model(self, subnet: Subnet, bn_batches: int) -> nn.Module:
+        """The subnet with BN re-estimated on ``bn_batches`` batches (for the winner: more than the proxy)."""
         model = extract_subnet(self.net, subnet)
-        adapt_batchnorm(model, self.bn_loader, bn_batches or self.bn_batches)
+        adapt_batchnorm(model, self.bn_loader, bn_batches)
         return model
 
+    def score_many(self, subnets: list[Subnet]) -> list[Candidate]:
+        todo = list(dict.fromkeys(s for s in subnets if s not in self.seen))
+        for subnet, (top1, params, macs) in zip(todo, self.pool.map(todo), strict=True):
+            self.seen[subnet] = Candidate(subnet, top1, self.predictor.predict(subnet), params, macs)
+        return [self.seen[s] for s in subnets]
+
     def score(self, subnet: Subnet, reference: str | None = None) -> Candidate:
-        if subnet not in self.seen:
-            model = self.model(subnet)
-            self.seen[subnet] = Candidate(
-                subnet,
-                evaluate(model, self.val_loader).top1,
-                self.predictor.predict(subnet),
-                count_params(model),
-                count_macs(model, self.input_shape),
-            )
+        (candidate,) = self.score_many([subnet])
         if reference is not None:
-            self.seen[subnet].reference = reference
-        return self.seen[subnet]
+            candidate.reference = reference
+        return candidate
 
 
 def _feasible(
@@ -277,27 +306,36 @@ def _evolve(
 
     population: list[Candidate] = [c for c in scorer.seen.values() if c.latency_ms_predicted <= target]
     size = options.population if options.strategy == "evolution" else options.max_evals
-    while len(population) < size and budget_left():
-        subnet = _feasible(space, predictor, target, rng)
-        if subnet is None:
+    while len(population) < size and budget_left():  # sampled a pool's worth at a time
+        batch: list[Subnet] = []
+        room = min(scorer.pool.workers, options.max_evals - len(scorer.seen), size - len(population))
+        while len(batch) < room:
+            subnet = _feasible(space, predictor, target, rng)
+            if subnet is None:
+                break
+            if subnet not in batch:
+                batch.append(subnet)
+        if not batch:
             break
-        population.append(scorer.score(subnet))
+        population += [c for c in scorer.score_many(batch) if c not in population]
     generation = 0
     while options.strategy == "evolution" and budget_left():
         generation += 1
         parents = sorted(population, key=lambda c: -c.top1_proxy)[: options.parents]
-        children: list[Candidate] = []
+        wanted = min(options.population // 2, options.max_evals - len(scorer.seen))
+        offspring: list[Subnet] = []
         for _ in range(50 * options.population):
-            if len(children) >= options.population // 2 or not budget_left():
+            if len(offspring) >= wanted:
                 break
             if rng.random() < 0.5:
                 child = _mutate(space, rng.choice(parents).subnet, options.mutation, rng)
             else:
                 a, b = rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
                 child = _mutate(space, _crossover(space, a.subnet, b.subnet, rng), options.mutation / 2, rng)
-            if child in scorer.seen or predictor.predict(child) > target:
+            if child in scorer.seen or child in offspring or predictor.predict(child) > target:
                 continue
-            children.append(scorer.score(child))
+            offspring.append(child)
+        children = scorer.score_many(offspring)  # the whole generation at once, on the pool
         if not children:
             break
         population = sorted(parents + children, key=lambda c: -c.top1_proxy)[: options.population]
@@ -409,10 +447,12 @@ def search_subnet(
                 "raise it or choose a smaller space",
                 field=field,
             )
-        scorer = _Scorer(net, predictor, train, val, options)
-        for name, blocks in net.space.references:
-            scorer.score(net.space.reference(blocks), reference=name)
-        _evolve(scorer, target, options, time.perf_counter() + options.budget_minutes * 60.0, say)
+        setup = functools.partial(SubnetScorer, net, bn_batches(train, options.bn_batches, options.seed), val)
+        with scoring_pool(options.executor, setup, workers=options.workers, address=options.address) as pool:
+            scorer = _Scorer(net, predictor, train, pool, options)
+            for name, blocks in net.space.references:
+                scorer.score(net.space.reference(blocks), reference=name)
+            _evolve(scorer, target, options, time.perf_counter() + options.budget_minutes * 60.0, say)
         feasible = sorted(
             (c for c in scorer.seen.values() if c.latency_ms_predicted <= target), key=lambda c: -c.top1_proxy
         )

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,11 +47,12 @@ from edgeslim.bench.counting import count_macs, count_params
 from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.config import Config
 from edgeslim.data import BatchLoader, ImageTensors
+from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
 from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.export import export
 from edgeslim.quantization import StaticQuant, quantize
 from edgeslim.search.calibrate import PairedTimer, build_predictor, export_float, measure_plan, pruned_copy
-from edgeslim.search.layout import ModelLayout, Plan, plan_config
+from edgeslim.search.layout import ModelLayout, plan_config
 from edgeslim.search.profile import PROFILE_RUNTIMES, LatencyPredictor
 from edgeslim.tasks import DataSource, ModelSource, Recovery, choose_round_to, prune_task, quantize_task
 from edgeslim.tasks.common import check_classes, fit_input
@@ -159,7 +161,10 @@ class CompressOptions(Config):
     ``bn_batches``: the accuracy proxy's validation images and BN re-estimation batches.
     ``finetune`` off: the winner is pruned and measured without recovery training.
     ``iterations``: greedy steps from the dense latency to the budget. ``round_to``: channel
-    multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`).
+    multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`). ``executor``,
+    ``workers``, ``address``: where candidates are scored (:mod:`edgeslim.engine.executors.pool`:
+    ``local`` processes or a ``ray`` cluster, as sweeps run; one worker scores in this process);
+    a pool of any size gives the same scores.
     """
 
     int8: bool = False
@@ -176,8 +181,12 @@ class CompressOptions(Config):
     lr: float = 0.01
     passes: int = 3
     seed: int = 0
+    executor: str = "local"
+    workers: int | None = None
+    address: str | None = None
 
     def validate(self) -> None:
+        check_pool(self.executor, self.workers, self.address, "CompressOptions")
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"CompressOptions.strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}",
@@ -295,8 +304,9 @@ def _say(progress: Callable[[str], None] | None, message: str) -> None:
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: nn.Module, loader: BatchLoader, batches: int) -> None:
-    """Re-estimate BatchNorm running statistics on ``batches`` training batches (cumulative average)."""
+def adapt_batchnorm(model: nn.Module, loader: Iterable[Any], batches: int) -> None:
+    """Re-estimate BatchNorm running statistics on ``batches`` training batches (cumulative average);
+    ``loader``: a :class:`BatchLoader` or a list of image batches."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -317,32 +327,33 @@ def adapt_batchnorm(model: nn.Module, loader: BatchLoader, batches: int) -> None
         model.eval()
 
 
-class _Proxy:
-    """Prunes the dense model to a plan, re-estimates BN, and scores it on validation images."""
+def bn_batches(train: ImageTensors, batches: int, seed: int) -> list[torch.Tensor]:
+    """The training batches every candidate re-estimates BatchNorm on: the same ones for all of
+    them (fairer than each seeing other images, and what lets a pool score in any order)."""
+    loader = BatchLoader(train, 128, shuffle=True, seed=seed)
+    return [x for _, (x, _y) in zip(range(batches), loader, strict=False)]
+
+
+class PlanScorer:
+    """Prunes the dense model to a plan, re-estimates BN, and scores it on validation images: one
+    candidate, ``knobs -> (top-1, params, MACs, seconds)``. Picklable, so a scoring pool's workers
+    each build one (:mod:`edgeslim.engine.executors.pool`)."""
 
     def __init__(
-        self,
-        dense: nn.Module,
-        layout: ModelLayout,
-        train: ImageTensors,
-        val: ImageTensors,
-        options: CompressOptions,
+        self, dense: nn.Module, layout: ModelLayout, batches: list[torch.Tensor], val: ImageTensors
     ) -> None:
         self.dense = dense
         self.layout = layout
-        self.bn_loader = BatchLoader(train, 128, shuffle=True, seed=options.seed)
-        self.val_loader = BatchLoader(val, 256)
-        self.bn_batches = options.bn_batches
-        self.example = torch.zeros(1, *layout.input_shape)
+        self.batches = batches
+        self.val = val
 
-    def build(self, plan: Plan) -> nn.Module:
-        return pruned_copy(self.dense, self.layout, plan)
-
-    def score(self, plan: Plan) -> tuple[float, int, int]:
-        model = self.build(plan)
-        adapt_batchnorm(model, self.bn_loader, self.bn_batches)
-        top1 = evaluate(model, self.val_loader).top1
-        return top1, count_params(model), count_macs(model, self.layout.input_shape)
+    def __call__(self, knobs: Mapping[str, int]) -> tuple[float, int, int, float]:
+        began = time.perf_counter()
+        model = pruned_copy(self.dense, self.layout, self.layout.knob_plan(knobs))
+        adapt_batchnorm(model, self.batches, len(self.batches))
+        top1 = evaluate(model, BatchLoader(self.val, 256)).top1
+        params, macs = count_params(model), count_macs(model, self.layout.input_shape)
+        return top1, params, macs, time.perf_counter() - began
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,13 +361,13 @@ class _Proxy:
 
 
 class _Search:
-    """Shared state: the predictor, the proxy, the trial log (resume) and the clock."""
+    """Shared state: the predictor, the scoring pool, the trial log (resume) and the clock."""
 
     def __init__(
         self,
         layout: ModelLayout,
         predictor: LatencyPredictor,
-        proxy: _Proxy,
+        pool: ScoringPool,
         target_ms: float,
         scale: float,
         max_params: int | None,
@@ -369,7 +380,7 @@ class _Search:
         self.measure = measure  # knobs -> latency measured on the runtime (drift-corrected)
         self.local: tuple[float, float] | None = None  # (model's prediction, measurement) of one plan
         self.predictor = predictor
-        self.proxy = proxy
+        self.pool = pool
         self.target = target_ms
         self.scale = scale  # int8 / fp32 measured on the dense model (1 for fp32)
         self.max_params = max_params
@@ -412,16 +423,23 @@ class _Search:
         return time.perf_counter() > self.deadline
 
     def evaluate(self, knobs: Mapping[str, int]) -> Trial:
-        key = self._key(knobs)
-        if key in self.trials:
-            return self.trials[key]
-        began = time.perf_counter()
-        top1, params, macs = self.proxy.score(self.layout.knob_plan(knobs))
-        trial = Trial(dict(knobs), self.predict(knobs), top1, params, macs, time.perf_counter() - began)
-        self.trials[key] = trial
-        with self.log.open("a") as f:
-            f.write(json.dumps(trial.to_dict()) + "\n")
-        return trial
+        return self.evaluate_many([knobs])[0]
+
+    def evaluate_many(self, many: Sequence[Mapping[str, int]]) -> list[Trial]:
+        """Score the candidates not scored before, all at once on the pool; log each one."""
+        keys = [self._key(knobs) for knobs in many]
+        todo: dict[str, dict[str, int]] = {}
+        for key, knobs in zip(keys, many, strict=True):
+            if key not in self.trials:
+                todo.setdefault(key, dict(knobs))
+        if todo:
+            scores = self.pool.map(list(todo.values()))
+            with self.log.open("a") as f:
+                for (key, knobs), (top1, params, macs, seconds) in zip(todo.items(), scores, strict=True):
+                    trial = Trial(knobs, self.predict(knobs), top1, params, macs, seconds)
+                    self.trials[key] = trial
+                    f.write(json.dumps(trial.to_dict()) + "\n")
+        return [self.trials[key] for key in keys]
 
     def fits(self, trial: Trial) -> bool:
         return trial.predicted_ms <= self.target and (
@@ -472,7 +490,7 @@ def _greedy(search: _Search, iterations: int) -> Trial | None:
         if search.out_of_time():  # no time to score: take the biggest predicted saving
             knobs = min(candidates, key=search.predict)
         else:
-            scored = [search.evaluate(c) for c in candidates]
+            scored = search.evaluate_many(candidates)
             reaching = [t for t in scored if search.predict(t.knobs) <= goal + 1e-9] or scored
             best = max(reaching, key=lambda t: (t.proxy_top1 or 0.0, -search.predict(t.knobs)))
             knobs = best.knobs
@@ -499,6 +517,7 @@ def _evolution(search: _Search, seed: int, population: int = 12) -> Trial | None
     while not search.out_of_time() and pool and generation < 50:
         generation += 1
         parents = sorted(pool, key=lambda t: -(t.proxy_top1 or 0.0))[:population]
+        children: list[dict[str, int]] = []
         for parent in parents[: max(2, population // 3)]:
             child = dict(parent.knobs)
             for name in rng.sample(sorted(child), k=min(2, len(child))):
@@ -506,11 +525,8 @@ def _evolution(search: _Search, seed: int, population: int = 12) -> Trial | None
                 i = options.index(child[name]) if child[name] in options else 0
                 child[name] = options[max(0, min(len(options) - 1, i + rng.choice((-2, -1, 1, 2))))]
             if search.predict(child) <= search.target and search._key(child) not in search.trials:
-                trial = search.evaluate(child)
-                if search.fits(trial):
-                    pool.append(trial)
-            if search.out_of_time():
-                break
+                children.append(child)
+        pool += [trial for trial in search.evaluate_many(children) if search.fits(trial)]
     return search.best()
 
 
@@ -542,17 +558,18 @@ def _optuna(search: _Search, seed: int) -> Trial | None:
                 )
             )
 
-    def objective(trial: Any) -> tuple[float, float]:
-        knobs = {n: trial.suggest_categorical(n, c) for n, c in choices.items()}
-        predicted = search.predict(knobs)
-        trial.set_constraint("latency", predicted - search.target)  # feasible at <= 0
-        if predicted > search.target * 1.5:  # far outside: not worth scoring
-            return 0.0, predicted
-        scored = search.evaluate(knobs)
-        return scored.proxy_top1 or 0.0, predicted
-
+    batch = max(4, search.pool.workers)  # one ask per worker at a time, scored together
     while not search.out_of_time():
-        study.optimize(objective, n_trials=4)
+        asked = [study.ask() for _ in range(batch)]
+        knobs = [{n: t.suggest_categorical(n, c) for n, c in choices.items()} for t in asked]
+        predicted = [search.predict(k) for k in knobs]
+        # far outside the budget: not worth scoring
+        worth = [k for k, p in zip(knobs, predicted, strict=True) if p <= search.target * 1.5]
+        scored = {search._key(t.knobs): t for t in search.evaluate_many(worth)}
+        for question, k, p in zip(asked, knobs, predicted, strict=True):
+            question.set_constraint("latency", p - search.target)  # feasible at <= 0
+            top1 = scored[search._key(k)].proxy_top1 if search._key(k) in scored else 0.0
+            study.tell(question, [top1 or 0.0, p])
     return search.best()
 
 
@@ -666,49 +683,55 @@ def compress(
         max_params = (
             int(budget.max_size_mb * 1e6 / bytes_per_param) if budget.max_size_mb is not None else None
         )
-        proxy = _Proxy(dense, layout, train, val, options)
-        search_minutes = max(0.05, clock.left() * options.search_share)
-        search = _Search(
-            layout,
-            predictor,
-            proxy,
-            target_ms,
-            scale,
-            max_params,
-            work / "trials.jsonl",
-            time.perf_counter() + 60 * search_minutes,
-            progress,
-            measure=lambda knobs: (
-                measure_plan(dense, layout, layout.knob_plan(knobs), timer, work).corrected_ms
-            ),
+        # every candidate is scored on the same BN batches, by a pool of workers (or this process)
+        setup = functools.partial(
+            PlanScorer, dense, layout, bn_batches(train, options.bn_batches, options.seed), val
         )
-        if search.resumed:
-            _say(progress, f"resume: {search.resumed} scored candidates read from {search.log}")
-        floor = search.floor_knobs()
-        if search.predict(floor) > target_ms:
-            shutil.rmtree(work, ignore_errors=True)
-            raise NoPlanFits(
-                f"the budget {target_ms:.3f} ms is below this profile's floor: even the smallest plan "
-                f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) is predicted at "
-                f"{search.predict(floor):.3f} ms on {budget.runtime} batch {budget.batch_size} "
-                f"(dense {dense_ms:.3f} ms); raise --max-latency-ms (or lower --min-speedup), use --int8 "
-                "or a smaller model",
-                _closest(search, floor),
+        with scoring_pool(options.executor, setup, workers=options.workers, address=options.address) as pool:
+            search_minutes = max(0.05, clock.left() * options.search_share)
+            search = _Search(
+                layout,
+                predictor,
+                pool,
+                target_ms,
+                scale,
+                max_params,
+                work / "trials.jsonl",
+                time.perf_counter() + 60 * search_minutes,
+                progress,
+                measure=lambda knobs: (
+                    measure_plan(dense, layout, layout.knob_plan(knobs), timer, work).corrected_ms
+                ),
             )
-        _say(progress, f"search ({options.strategy}, {search_minutes:.1f} min, {len(layout.knobs)} knobs)")
-        if options.strategy == "greedy":
-            winner = _greedy(search, options.iterations)
-        elif options.strategy == "evolution":
-            winner = _evolution(search, options.seed)
-        else:
-            winner = _optuna(search, options.seed)
-        if winner is None:
-            shutil.rmtree(work, ignore_errors=True)
-            raise NoPlanFits(
-                f"no plan found within {target_ms:.3f} ms"
-                + (f" and {budget.max_size_mb:g} MB" if budget.max_size_mb is not None else ""),
-                _closest(search, floor),
+            if search.resumed:
+                _say(progress, f"resume: {search.resumed} scored candidates read from {search.log}")
+            floor = search.floor_knobs()
+            if search.predict(floor) > target_ms:
+                shutil.rmtree(work, ignore_errors=True)
+                raise NoPlanFits(
+                    f"the budget {target_ms:.3f} ms is below this profile's floor: even the smallest plan "
+                    f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) is predicted at "
+                    f"{search.predict(floor):.3f} ms on {budget.runtime} batch {budget.batch_size} "
+                    f"(dense {dense_ms:.3f} ms); raise --max-latency-ms (or lower --min-speedup), use --int8 "
+                    "or a smaller model",
+                    _closest(search, floor),
+                )
+            _say(
+                progress, f"search ({options.strategy}, {search_minutes:.1f} min, {len(layout.knobs)} knobs)"
             )
+            if options.strategy == "greedy":
+                winner = _greedy(search, options.iterations)
+            elif options.strategy == "evolution":
+                winner = _evolution(search, options.seed)
+            else:
+                winner = _optuna(search, options.seed)
+            if winner is None:
+                shutil.rmtree(work, ignore_errors=True)
+                raise NoPlanFits(
+                    f"no plan found within {target_ms:.3f} ms"
+                    + (f" and {budget.max_size_mb:g} MB" if budget.max_size_mb is not None else ""),
+                    _closest(search, floor),
+                )
         plan = layout.knob_plan(winner.knobs)
         config = plan_config(layout, plan)
 

@@ -17,9 +17,11 @@ A task whose worker process or node dies is run again by Ray on any node that fi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from edgeslim.engine.executors.base import KILL_GRACE_S, Finished, threads_per_worker
+from edgeslim.engine.executors.pool import Setup
 from edgeslim.engine.executors.shipping import Packer, Parcel, land, run_shipped
 from edgeslim.engine.jobs import Outcome, TrialFn, TrialJob, execute, run_node
 from edgeslim.errors import ConfigError
@@ -37,6 +39,26 @@ def _import_ray() -> Any:
             field="executor",
         ) from None
     return ray
+
+
+def connect(address: str | None, num_cpus: int) -> tuple[Any, bool]:
+    """Ray, started locally with ``num_cpus`` CPUs or connected to the cluster at ``address``;
+    and whether this call started it (then the caller shuts it down)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise ConfigError(f"cannot start or reach {where}: {exc}") from None
+    return ray, True
 
 
 def _run(job: TrialJob, trial_fn: TrialFn) -> Outcome:
@@ -96,26 +118,13 @@ class RayExecutor:
         self._parcels: dict[Any, Parcel] = {}  # what each shipped task in flight reads
 
     def start(self) -> None:
-        ray = self._ray = _import_ray()
-        if not ray.is_initialized():
-            try:
-                ray.init(
-                    address=self.address,
-                    num_cpus=None if self.address else self.slots * self.threads,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray instance"
-                raise ConfigError(f"cannot start or reach {where}: {exc}") from None
-            self._owns_runtime = True
+        self._ray, self._owns_runtime = connect(self.address, self.slots * self.threads)
         options: dict[str, Any] = {"num_cpus": self.threads, "max_retries": self.retries}
         if self.resources:
             options["resources"] = self.resources
         task = _run_shipped if self.ship_files else _run
-        self._remote = ray.remote(task).options(**options)
-        self._packer = Packer(ray.put) if self.ship_files else None
+        self._remote = self._ray.remote(task).options(**options)
+        self._packer = Packer(self._ray.put) if self.ship_files else None
 
     def busy(self) -> int:
         return len(self._pending)
@@ -173,6 +182,61 @@ class RayExecutor:
         self._pending.clear()
         self._parcels.clear()
         self._packer = None
+        if self._owns_runtime:
+            self._ray.shutdown()
+        self._ray = None
+
+
+class _ScoringActor:
+    """A Ray actor holding one scorer (:mod:`edgeslim.engine.executors.pool`)."""
+
+    def __init__(self, setup: Setup, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self._scorer = setup()
+
+    def score(self, item: Any) -> Any:
+        return self._scorer(item)
+
+
+class RayPool:
+    """``workers`` Ray actors of ``threads`` CPUs each; the setup is put in the object store once
+    and every actor builds its scorer from it (on a cluster, nodes need no shared files). An actor
+    whose process or node dies is restarted, and its items are scored again, up to ``retries`` times."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        setup: Setup,
+        workers: int,
+        *,
+        threads: int | None = None,
+        address: str | None = None,
+        retries: int = RAY_RETRIES,
+    ) -> None:
+        self.workers = workers
+        self.threads = threads_per_worker(workers, threads) if address is None else (threads or 1)
+        self._ray, self._owns_runtime = connect(address, workers * self.threads)
+        actor = self._ray.remote(_ScoringActor).options(
+            num_cpus=self.threads, max_restarts=retries, max_task_retries=retries
+        )
+        setup_ref = self._ray.put(setup)
+        self._actors = [actor.remote(setup_ref, self.threads) for _ in range(workers)]
+
+    def map(self, items: Sequence[Any]) -> list[Any]:
+        from ray.util import ActorPool
+
+        pool = ActorPool(self._actors)
+        return list(pool.map(lambda actor, item: actor.score.remote(item), list(items)))
+
+    def close(self) -> None:
+        if self._ray is None:
+            return
+        for actor in self._actors:
+            self._ray.kill(actor)
+        self._actors = []
         if self._owns_runtime:
             self._ray.shutdown()
         self._ray = None
