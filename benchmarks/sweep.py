@@ -67,13 +67,23 @@ def completion_gaps(db: Path, name: str) -> list[float]:
     return [b - a for a, b in itertools.pairwise(ends)]
 
 
-def overhead(executor: str, trials: int, work: Path) -> dict[str, float]:
-    name = f"overhead-{executor}"
+def overhead(
+    executor: str, trials: int, work: Path, *, address: str | None = None, tag: str = ""
+) -> dict[str, float]:
+    name = f"overhead-{executor}{tag}"
     exp = parse_experiment(experiment(name, trials))
     db = work / f"{name}.db"
     t0 = time.perf_counter()
     summary = run_sweep(
-        exp, db=db, executor=executor, workers=1, threads=1, progress=False, trial_fn=trivial_trial
+        exp,
+        db=db,
+        executor=executor,
+        workers=1,
+        threads=1,
+        progress=False,
+        trial_fn=trivial_trial,
+        address=address,
+        ship_files=True if address else None,
     )
     wall = time.perf_counter() - t0
     gaps = completion_gaps(db, name)
@@ -84,6 +94,27 @@ def overhead(executor: str, trials: int, work: Path) -> dict[str, float]:
         "median_gap": statistics.median(gaps),
         "p90_gap": sorted(gaps)[int(0.9 * len(gaps))],
     }
+
+
+def cluster_row(trials: int, work: Path) -> list[object]:
+    """A 2-node Ray cluster on this machine (a head without CPUs for trials and one worker node), so
+    every trial runs on the other node and its inputs and files travel through the object store
+    (``ship_files``), as on machines without a shared file system."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        result = overhead("ray", trials, work, address=cluster.address, tag="-cluster")
+    finally:
+        cluster.shutdown()
+    return [
+        "ray, 2-node cluster, files shipped, 1 task at a time",
+        f"{1000 * result['median_gap']:.1f}",
+        f"{1000 * result['p90_gap']:.1f}",
+        f"{result['wall']:.1f}",
+    ]
 
 
 def throughput(workers: int, trials: int, iterations: int, work: Path) -> float:
@@ -144,6 +175,7 @@ def main() -> None:
                 )
             except SystemExit as exc:
                 rows.append(["ray", f"n/a ({exc})", "-", "-"])
+            rows.append(cluster_row(args.trials, work))
         iterations = calibrate(args.work_s)
         one = throughput(1, args.work_trials, iterations, work)
         two = throughput(2, args.work_trials, iterations, work)

@@ -122,3 +122,24 @@ def test_reasons_warn_about_simulated_accuracy_and_missing_runtimes(tmp_path: Pa
     assert second.reasons[-1] == "caution: no onnxruntime figures (parity FAILED: max |diff| 3.5)"
     result = CliRunner().invoke(app, ["recommend", "hand", "--db", str(db), "--max-size-mb", "1"])
     assert result.exit_code == 0 and "top-1 95.00% (simulated)" in " ".join(result.output.split())
+
+
+def test_a_speedup_budget_is_relative_to_each_models_baseline(tmp_path: Path) -> None:
+    """``--min-speedup``: a budget that means the same on any machine (model a's baseline runs 2.0 ms,
+    b's 4.0 ms; a/static at 0.9 ms is 2.22x, b/l1 0.4 at 2.5 ms 1.60x)."""
+    data = _rows(tmp_path)
+    rec = recommend(data, Constraints(min_speedup=1.6, max_accuracy_drop=1.5), top=5)
+    assert [c.row["name"] for c in rec.fitting] == ["b/l1 ratio=0.4", "a/static bits=8"]
+    assert rec.fitting[1].reasons[0] == "2.22x the speed of its baseline >= 1.6x (torch, batch 1)"
+    rec = recommend(data, Constraints(min_speedup=5.0), top=2)
+    assert not rec.found
+    assert [c.row["name"] for c in rec.near_misses] == ["a/static bits=8", "a/l1 ratio=0.4"]
+    assert rec.near_misses[0].reasons == ("2.22x the speed of its baseline < 5x (torch, batch 1)",)
+    with pytest.raises(ConfigError, match=r"Constraints\.min_speedup must be a number > 0"):
+        Constraints(min_speedup=0.0)
+    db = tmp_path / "s.db"
+    out = CliRunner().invoke(app, ["recommend", "hand", "--db", str(db), "--min-speedup", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["trial"]["name"] for r in json.loads(out.stdout)["recommendations"]] == ["a/static bits=8"]
+    bad = CliRunner().invoke(app, ["recommend", "hand", "--db", str(db), "--min-speedup", "-1"])
+    assert bad.exit_code == 2 and "--min-speedup" in bad.output

@@ -43,6 +43,7 @@ RECOMMEND_FLAGS = {
     "Constraints.max_latency_ms": "--max-latency-ms",
     "Constraints.max_size_mb": "--max-size-mb",
     "Constraints.max_accuracy_drop": "--max-accuracy-drop",
+    "Constraints.min_speedup": "--min-speedup",
     "recommend_task.top": "--top",
 }
 
@@ -245,6 +246,10 @@ def report_cmd(
     max_accuracy_drop: Annotated[
         float | None, typer.Option("--max-accuracy-drop", help="Budget: top-1 drop, percentage points.")
     ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option("--min-speedup", help="Budget: at least N times the speed of the model's baseline."),
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
@@ -258,6 +263,7 @@ def report_cmd(
             max_latency_ms=max_latency_ms,
             max_size_mb=max_size_mb,
             max_accuracy_drop=max_accuracy_drop,
+            min_speedup=min_speedup,
         )
     if json_out:
         print_json(files.to_dict())
@@ -284,6 +290,14 @@ def recommend_cmd(
             "--max-accuracy-drop", help="Largest top-1 drop from the baseline, in percentage points."
         ),
     ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speedup",
+            help="At least N times the speed of the model's baseline (same runtime and batch): a budget "
+            "that means the same on any machine.",
+        ),
+    ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")] = 3,
     db: DbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
@@ -296,6 +310,7 @@ def recommend_cmd(
             max_latency_ms=max_latency_ms,
             max_size_mb=max_size_mb,
             max_accuracy_drop=max_accuracy_drop,
+            min_speedup=min_speedup,
             top=top,
         )
     if json_out:

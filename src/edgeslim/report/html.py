@@ -312,13 +312,20 @@ def _recommendation(data: Sequence[dict[str, Any]], constraints: Constraints | N
         )
     rec = recommend(data, constraints)
     limits = ", ".join(
-        f"{what} &le; {value:g}{unit}"
-        for value, what, unit in (
-            (constraints.max_latency_ms, "latency", " ms"),
-            (constraints.max_size_mb, "size", " MB"),
-            (constraints.max_accuracy_drop, "top-1 drop", " points"),
+        [
+            f"{what} &le; {value:g}{unit}"
+            for value, what, unit in (
+                (constraints.max_latency_ms, "latency", " ms"),
+                (constraints.max_size_mb, "size", " MB"),
+                (constraints.max_accuracy_drop, "top-1 drop", " points"),
+            )
+            if value is not None
+        ]
+        + (
+            [f"speed-up over the baseline &ge; {constraints.min_speedup:g}x"]
+            if constraints.min_speedup
+            else []
         )
-        if value is not None
     )
     if rec.found:
         items = "".join(

@@ -1,8 +1,10 @@
 """Recommendation: the finished trials that fit a device's limits, best first, each with the reasons.
 
 Limits are optional and combine: latency (ms, the record's primary runtime and smallest batch
-size; > 0), size on disk (MB = 10^6 bytes; > 0) and accuracy drop (percentage points of top-1
-below the model's baseline; >= 0). Baselines are candidates too (drop 0): sometimes no compression
+size; > 0), speed-up over the model's baseline (its latency / the trial's, same runtime and batch
+size; > 0: a budget that means the same on any machine, where milliseconds do not), size on disk
+(MB = 10^6 bytes; > 0) and accuracy drop (percentage points of top-1 below the model's baseline;
+>= 0). Baselines are candidates too (drop 0): sometimes no compression
 is needed. Fitting trials are ranked by accuracy, then latency, then size. A trial whose accuracy
 is a simulation (a quantized model that could not be deployed), whose latency is noisy (its timing
 passes disagreed by more than the measure step's noise threshold) or that lacks a runtime's figures
@@ -28,12 +30,14 @@ class Constraints:
     max_latency_ms: float | None = None
     max_size_mb: float | None = None
     max_accuracy_drop: float | None = None
+    min_speedup: float | None = None
 
     def __post_init__(self) -> None:
         for name, value, strict in (
             ("max_latency_ms", self.max_latency_ms, True),
             ("max_size_mb", self.max_size_mb, True),
             ("max_accuracy_drop", self.max_accuracy_drop, False),
+            ("min_speedup", self.min_speedup, True),
         ):
             field = f"Constraints.{name}"
             if value is None:
@@ -106,6 +110,16 @@ def _checks(row: dict[str, Any], c: Constraints) -> tuple[list[str], list[str], 
         else:
             misses.append(f"latency {lat:.2f} ms > {c.max_latency_ms:g} ms ({runtime})")
             excess += _ratio(lat, c.max_latency_ms)
+    if c.min_speedup is not None:
+        lat, base = row.get("latency_ms"), row.get("baseline_latency_ms")
+        if not lat or not base:
+            misses.append(f"speed-up unknown: no latency for it or its baseline ({runtime})")
+            excess += float("inf")
+        elif base / lat >= c.min_speedup:
+            fits.append(f"{base / lat:.2f}x the speed of its baseline >= {c.min_speedup:g}x ({runtime})")
+        else:
+            misses.append(f"{base / lat:.2f}x the speed of its baseline < {c.min_speedup:g}x ({runtime})")
+            excess += c.min_speedup * lat / base - 1
     if c.max_size_mb is not None:
         size = row.get("size_bytes")
         if size is None:

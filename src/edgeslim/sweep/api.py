@@ -202,10 +202,11 @@ def report_task(
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
     max_accuracy_drop: float | None = None,
+    min_speedup: float | None = None,
 ) -> ReportFiles:
-    """Write the self-contained HTML report and a PNG per plot; a budget (any of the three limits)
-    puts the recommendation for it at the top of the page."""
-    constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop)
+    """Write the self-contained HTML report and a PNG per plot; a budget (any of the limits) puts the
+    recommendation for it at the top of the page."""
+    constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop, min_speedup)
     exp, results = _load(experiment, db)
     return write_report(exp.to_dict(), results, out, constraints=constraints)
 
@@ -217,6 +218,7 @@ def recommend_task(
     max_latency_ms: float | None = None,
     max_size_mb: float | None = None,
     max_accuracy_drop: float | None = None,
+    min_speedup: float | None = None,
     top: int = 3,
 ) -> Recommendation:
     """The best finished trials within the limits, with the reasons (empty ``fitting`` if none fits).
@@ -225,7 +227,7 @@ def recommend_task(
     """
     if top < 1:
         raise ConfigError(f"recommend_task.top must be at least 1, got {top}", field="recommend_task.top")
-    constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop)
+    constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop, min_speedup)
     _exp, results = _load(experiment, db)
     return recommend(rows(results), constraints, top=top)
 
