@@ -2,6 +2,7 @@
 
     python benchmarks/readme_tour.py                      # make demo, then every <!-- tour --> block
     python benchmarks/readme_tour.py --skip-demo          # the tour blocks only (make setup instead of make demo)
+    python benchmarks/readme_tour.py --startup            # only the CLI's start-up times (seconds)
 
 What a new user does: clone the repository (its committed HEAD) into a fresh folder that has
 ``shared/data`` beside it (a link to the data root), run ``make demo`` from the README's first
@@ -18,8 +19,10 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +65,58 @@ def shell_script(lines: list[Line], timings: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+#: Commands whose start-up the first hour feels most: help, the zoo, and one that loads everything.
+STARTUP = (("--help",), ("--version",), ("models",), ("models", "--details"), ("bench", "--help"))
+#: Goals in seconds (issue 17): help and the zoo under 1 s, the zoo with counts under 5 s.
+STARTUP_GOALS = {"--help": 1.0, "models": 1.0, "models --details": 5.0}
+
+
+def startup_times(runs: int = 3) -> str:
+    """Each command of :data:`STARTUP` timed as a new process: the first call with an empty cache
+    (``$EDGESLIM_CACHE``: the zoo catalog is built), then the median of ``runs`` more."""
+    program = str(Path(sys.executable).parent / "edgeslim")
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "EDGESLIM_CACHE": cache}
+
+        def once(args: tuple[str, ...]) -> float:
+            began = time.perf_counter()
+            subprocess.run([program, *args], env=env, capture_output=True, check=True)
+            return time.perf_counter() - began
+
+        for args in STARTUP:
+            first = once(args)
+            again = statistics.median(once(args) for _ in range(runs))
+            goal = STARTUP_GOALS.get(" ".join(args))
+            met = "-" if goal is None else ("yes" if again <= goal else "**no**")
+            rows.append((f"`edgeslim {' '.join(args)}`", f"{first:.2f}", f"{again:.2f}", goal or "-", met))
+    load = os.getloadavg()[0]
+    table = markdown_table(
+        ("command", "first call, s (empty cache)", f"median of {runs} more, s", "goal, s", "met"), rows
+    )
+    return (
+        f"## Start-up of the CLI\n\n`python benchmarks/readme_tour.py --startup` on {cpu_model()}, "
+        f"{time.strftime('%Y-%m-%d')}, load average {load:.2f}. `--help`, `--version` and `models` import "
+        "neither torch nor the techniques (cli/entry.py); `models` reads the zoo from a catalog in "
+        "`$EDGESLIM_CACHE`, built by the first call (and by `make setup`); other commands load the whole "
+        f"CLI.\n\n{table}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "readme-tour")
     parser.add_argument("--skip-demo", action="store_true", help="run make setup instead of make demo")
     parser.add_argument("--no-doc", action="store_true", help="print the table; leave docs/ alone")
+    parser.add_argument("--startup", action="store_true", help="only time the CLI's start-up")
     args = parser.parse_args()
+    if args.startup:
+        body = startup_times()
+        print(body)
+        if not args.no_doc:
+            _ensure_doc()
+            write_section("cli-startup", body, doc=DOC)
+        return
     data = data_root()
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     first = "make setup" if args.skip_demo else "make demo"
@@ -124,14 +173,18 @@ def main() -> None:
     )
     print(body)
     if not args.no_doc:
-        header = (
-            "# The first hour, timed\n\nWritten by `benchmarks/readme_tour.py`: the README's first screen "
-            "and tour, pasted into a fresh clone.\n"
-        )
-        if not DOC.exists():
-            DOC.write_text(header, encoding="utf-8")
+        _ensure_doc()
         write_section("readme-tour", body, doc=DOC)
     sys.exit(done.returncode)
+
+
+def _ensure_doc() -> None:
+    if not DOC.exists():
+        DOC.write_text(
+            "# The first hour, timed\n\nWritten by `benchmarks/readme_tour.py`: the README's first screen "
+            "and tour, pasted into a fresh clone.\n",
+            encoding="utf-8",
+        )
 
 
 def _short(text: str, limit: int = 110) -> str:
