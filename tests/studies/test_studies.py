@@ -11,9 +11,19 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.recipe import load_recipe
-from edgeslim.studies import SCALES, Claim, StudyReport, find_studies, judge, load_study, parse_check
+from edgeslim.studies import (
+    SCALES,
+    Claim,
+    StudyReport,
+    find_studies,
+    judge,
+    judge_study,
+    load_study,
+    parse_check,
+)
 from edgeslim.studies.claims import Verdict
 from edgeslim.sweep.experiment import load_experiment
 
@@ -240,3 +250,15 @@ def test_study_runs_at_ci_scale_and_reports_every_claim(
     assert (out / "claims.md").read_text().count("\n| ") == len(claims) + 1
     assert json.loads((out / "claims.json").read_text())["verdict"] == report["verdict"]
     assert list(out.glob("*.html")) and list(out.glob("*.png"))
+
+
+def test_a_study_stopped_part_way_is_judged_with_what_it_has(tmp_path: Path) -> None:
+    """A full-scale study runs for hours over several sessions: its report before every file has run
+    says which are missing and leaves their claims unmeasured, instead of failing."""
+    db = tmp_path / "s.db"
+    Store.open(db).close()  # a store that holds none of the study's experiments yet
+    study = load_study(ROOT / "densenet-chain")
+    report = judge_study(study, "ci", db=db, out=tmp_path / "out")
+    assert {c.verdict.status for c in report.claims} == {"not measured"}
+    assert "Not run yet: study-densenet-ci-pruning" in report.note
+    assert (tmp_path / "out" / "claims.md").is_file() and not list((tmp_path / "out").glob("*.html"))

@@ -33,6 +33,7 @@ from typing import Any
 
 from edgeslim.engine.estimate import PlanEstimate
 from edgeslim.engine.runner import DEFAULT_DB, RunSummary
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.io import atomic_write_text
 from edgeslim.recipe import RecipeOutcome, dry_run_recipe, recipe_task
@@ -288,20 +289,35 @@ def judge(claims: Sequence[Claim], rows: Sequence[dict[str, Any]]) -> tuple[Clai
     return tuple(ClaimResult(c, c.check.evaluate(rows)) for c in claims)
 
 
+def _stored_experiments(db: Path) -> set[str]:
+    """The experiment names the store at ``db`` holds (none when there is no store)."""
+    if not Path(db).is_file():
+        return set()
+    with Store.open(db) as store:
+        return {e.name for e in store.experiments()}
+
+
 def judge_study(study: Study, scale: str, *, db: Path = DEFAULT_DB, out: Path | None = None) -> StudyReport:
     """Check every claim on the stored results of ``scale``; with ``out``, write there
     ``claims.md``, ``claims.json`` and each sweep's HTML report (with a PNG per plot)."""
     chosen = study.scale(scale)
-    loaded = [sweep_api.load_results(name, db=db) for name in chosen.experiments]  # each read once
-    rows = [r.row() for _exp, results in loaded for r in results]
-    report = StudyReport(study.name, scale, chosen.note, judge(study.claims, rows))
+    stored = _stored_experiments(db)
+    missing = [name for name in chosen.experiments if name not in stored]
+    # each experiment read once; one not run yet (a study stopped part way) leaves its claims unmeasured
+    loaded = {name: sweep_api.load_results(name, db=db) for name in chosen.experiments if name in stored}
+    rows = [r.row() for _exp, results in loaded.values() for r in results]
+    note = chosen.note
+    if missing:
+        note = f"{note} Not run yet: {', '.join(missing)} (rerun the study to go on).".strip()
+    report = StudyReport(study.name, scale, note, judge(study.claims, rows))
     if out is None:
         return report
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for kind, name, (exp, results) in zip(chosen.kinds, chosen.experiments, loaded, strict=True):
-        if kind != "sweep":
+    for kind, name in zip(chosen.kinds, chosen.experiments, strict=True):
+        if kind != "sweep" or name not in loaded:
             continue
+        exp, results = loaded[name]
         files = write_report(exp.to_dict(), results, out / f"{name}.html")
         written.extend([files.html, *files.pngs.values()])
     title = f"# {study.title} ({scale} scale): {report.verdict}\n\n"
