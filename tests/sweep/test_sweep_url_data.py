@@ -81,3 +81,32 @@ def test_a_sweep_over_s3_data_gives_the_records_of_a_local_copy(
     missing.write_text(experiment_yaml(f"s3://{bucket}/nothing"))
     with pytest.raises(ConfigError, match=r"data\.path.*does not exist"):
         load_experiment(missing)
+
+
+def test_a_recipe_reads_its_data_from_a_url_and_prices_it(
+    bucket: str, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    """``edgeslim run`` (and its dry run) with ``data.path: s3://...``: the recipe keeps the URL, lists
+    it before running, and trains and measures on the files read into this machine's cache."""
+    from edgeslim.engine.estimate import Throughput
+    from edgeslim.recipe import dry_run_recipe, load_recipe, run_recipe
+
+    url = f"s3://{bucket}/cifar-10-batches-py"
+    upload(tiny_cifar, url)
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        f"name: remote\nmodel: {{name: resnet20_tiny}}\ndata: {{path: '{url}', seed: 0}}\nthreads: 1\nsteps:\n"
+        "  - {type: prune, method: l1, ratio: 0.5}\n"
+        "  - {type: measure, runtimes: [torch], batch_sizes: [1], runs: 2, warmup: 1, memory: none}\n"
+    )
+    recipe = load_recipe(recipe_file)
+    assert recipe.data.path == url
+    rate = Throughput(train_gmacs_s=1.0, infer_gmacs_s=1.0)
+    plan = dry_run_recipe(recipe_file, db=tmp_path / "s.db", throughput=rate)
+    assert [n.state for n in plan.nodes] == ["to run"] * 3 and not (tmp_path / "s.db").exists()
+    outcome = run_recipe(recipe, db=tmp_path / "s.db", progress=False)
+    assert outcome.ran == len(outcome.steps) and outcome.final.measurements[0]["top1"] is not None
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(recipe_file.read_text().replace("cifar-10-batches-py", "nothing"))
+    with pytest.raises(DataError, match=r"data\.path"):
+        dry_run_recipe(missing, db=tmp_path / "s.db", throughput=rate)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeslim.data import find_or_fetch_data
+from edgeslim.data import find_or_fetch_data, is_url, url_fingerprint
 from edgeslim.engine.estimate import (
     PlanEstimate,
     Throughput,
@@ -163,6 +163,12 @@ def _with_data(recipe: Recipe, progress: bool) -> Recipe:
     """The recipe with its dataset found: a missing cifar10* folder is CIFAR-10 fetched in its place
     (offline: one line naming the file); no dataset at all is a :class:`DataError` on ``data.path``."""
     data = recipe.data.path
+    if data is not None and is_url(data):  # listed now (it must be there), read when a step needs it
+        try:
+            url_fingerprint(data)
+        except EdgeslimError as exc:
+            raise DataError(f"{recipe.source}: data.path: {exc}", field="data.path") from None
+        return recipe
     if (data is None or not Path(data).exists()) and recipe.data.source:
         fetched = find_or_fetch_data(recipe.data.source, progress=progress)
         if fetched.exists():

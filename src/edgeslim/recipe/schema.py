@@ -39,7 +39,7 @@ from typing import Any
 from edgeslim import methods as registry
 from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.config import Config, short_repr
-from edgeslim.data import resolve_data_path
+from edgeslim.data import is_url, resolve_data_path
 from edgeslim.engine.steps import (
     EXPORT_FORMATS,
     EXPORT_PRECISIONS,
@@ -267,16 +267,19 @@ def _data(c: Checker, value: Any, base: Path) -> DataSpec:
     if m.get("path") is not None:
         raw = c.file_path(m["path"], (*path, "path"))
     written = raw or ""
-    if raw is not None and not Path(raw).expanduser().is_absolute() and not Path(raw).exists():
-        beside = base / raw
-        if beside.exists():
-            raw = str(beside.resolve())
-    try:  # checked when the recipe runs (before anything is written): parsing needs no data
-        resolved: Path | None = resolve_data_path(raw)
-    except EdgeslimError:
-        resolved = None
+    located = raw  # a URL (s3://, http(s)://...) stays one: listed when the recipe runs, then cached
+    if raw is None or not is_url(raw):
+        if raw is not None and not Path(raw).expanduser().is_absolute() and not Path(raw).exists():
+            beside = base / raw
+            if beside.exists():
+                raw = str(beside.resolve())
+        try:  # checked when the recipe runs (before anything is written): parsing needs no data
+            resolved: Path | None = resolve_data_path(raw)
+        except EdgeslimError:
+            resolved = None
+        located = str(resolved.resolve()) if resolved is not None else raw
     return DataSpec(
-        path=str(resolved.resolve()) if resolved is not None else raw,
+        path=located,
         source=written,
         train_limit=c.opt_integer(
             m.get("train_limit"), (*path, "train_limit"), minimum=1, maximum=MAX_IMAGES
