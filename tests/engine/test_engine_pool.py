@@ -1,11 +1,12 @@
 """Scoring pools (issue 18): a search's candidates scored on the sweep's executors - inline, local
-processes, Ray actors - with the same results in the same order, the setup built once per worker."""
+processes, Ray actors (``tests/sweep/test_sweep_ray.py``: a local Ray instance started and shut down
+before ``test_sweep_cluster_ray.py`` would break its cluster connections) - with the same results in
+the same order, the setup built once per worker."""
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
 
 import pytest
 
@@ -73,14 +74,3 @@ def test_bad_pool_settings_name_the_field(
     with pytest.raises(ConfigError) as err:
         check_pool(kind, workers, address, "X")  # type: ignore[arg-type]
     assert err.value.field == field
-
-
-@pytest.mark.slow
-def test_ray_actors_score_like_the_other_pools() -> None:
-    cloudpickle = pytest.importorskip("ray.cloudpickle")
-    # Ray's workers cannot import this test module: ship the toy scorer's class by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with scoring_pool("ray", SETUP, workers=2, threads=1) as pool:
-        results = pool.map(ITEMS)
-    assert [r[0] for r in results] == EXPECTED
-    assert os.getpid() not in {r[1] for r in results}

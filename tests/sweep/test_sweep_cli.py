@@ -110,6 +110,7 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
             "max_latency_ms": None,
             "max_size_mb": None,
             "max_accuracy_drop": None,
+            "min_speedup": None,
         },
     )
     result = runner.invoke(
@@ -123,6 +124,8 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
             "1.5",
             "--max-accuracy-drop",
             "1",
+            "--min-speedup",
+            "1.5",
             "--top",
             "5",
             "--json",
@@ -131,7 +134,14 @@ def test_report_and_recommend_pass_exact_arguments(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
     assert seen["rec"] == (
         "e",
-        {"db": DEFAULT_DB, "max_latency_ms": 2.0, "max_size_mb": 1.5, "max_accuracy_drop": 1.0, "top": 5},
+        {
+            "db": DEFAULT_DB,
+            "max_latency_ms": 2.0,
+            "max_size_mb": 1.5,
+            "max_accuracy_drop": 1.0,
+            "min_speedup": 1.5,
+            "top": 5,
+        },
     )
 
 

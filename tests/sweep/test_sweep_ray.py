@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from edgeslim.engine.executors.pool import scoring_pool
 from edgeslim.engine.store import Store
 from edgeslim.sweep import load_experiment, run_sweep
 
@@ -45,3 +48,20 @@ def test_ray_and_local_give_the_same_records(write_experiment, tmp_path: Path) -
     local_records = _records(tmp_path / "local" / "s.db")
     assert _records(tmp_path / "ray" / "s.db") == local_records
     assert all(status == "done" for status, _m, _k in local_records.values())
+
+
+@pytest.mark.slow
+def test_ray_actors_score_like_the_other_pools() -> None:
+    """The scoring pool of compress / nas search on Ray actors (the other pools:
+    ``tests/engine/test_engine_pool.py``)."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    import test_engine_pool
+    from test_engine_pool import EXPECTED, ITEMS, SETUP
+
+    # Ray's workers cannot import the test module: ship the toy scorer's class by value
+    cloudpickle.register_pickle_by_value(test_engine_pool)
+    with scoring_pool("ray", SETUP, workers=2, threads=1) as pool:
+        results = pool.map(ITEMS)
+    assert [r[0] for r in results] == EXPECTED
+    assert os.getpid() not in {r[1] for r in results}
