@@ -47,7 +47,7 @@ from edgeslim.nas.supernet import (
 from edgeslim.nas.train import distill_subnet
 from edgeslim.search import Budget, LatencyPredictor, LatencyTable, ModelLayout
 from edgeslim.search.calibrate import PairedTimer, PairedTiming, export_float, measure_model
-from edgeslim.search.compression import adapt_batchnorm, bn_batches
+from edgeslim.search.compression import adapt_batchnorm, bn_batches, proxy_score
 from edgeslim.tasks import DataSource
 from edgeslim.train import evaluate
 
@@ -223,13 +223,9 @@ class SubnetScorer:
 
     def __init__(self, net: ResNetSupernet, batches: list[torch.Tensor], val: ImageTensors) -> None:
         self.net, self.batches, self.val = net, batches, val
-        self.input_shape = tuple(val.input_shape)
 
     def __call__(self, subnet: Subnet) -> tuple[float, int, int]:
-        model = extract_subnet(self.net, subnet)
-        adapt_batchnorm(model, self.batches, len(self.batches))
-        top1 = evaluate(model, BatchLoader(self.val, 256)).top1
-        return top1, count_params(model), count_macs(model, self.input_shape)
+        return proxy_score(extract_subnet(self.net, subnet), self.batches, self.val)
 
 
 class _Scorer:

@@ -334,6 +334,14 @@ def bn_batches(train: ImageTensors, batches: int, seed: int) -> list[torch.Tenso
     return [x for _, (x, _y) in zip(range(batches), loader, strict=False)]
 
 
+def proxy_score(model: nn.Module, batches: list[torch.Tensor], val: ImageTensors) -> tuple[float, int, int]:
+    """The adaptive-BN proxy of one candidate: BN re-estimated on ``batches``, then (top-1 on
+    ``val``, parameters, MACs). Shared by the compression and the architecture search."""
+    adapt_batchnorm(model, batches, len(batches))
+    top1 = evaluate(model, BatchLoader(val, 256)).top1
+    return top1, count_params(model), count_macs(model, tuple(val.input_shape))
+
+
 class PlanScorer:
     """Prunes the dense model to a plan, re-estimates BN, and scores it on validation images: one
     candidate, ``knobs -> (top-1, params, MACs, seconds)``. Picklable, so a scoring pool's workers
@@ -350,9 +358,7 @@ class PlanScorer:
     def __call__(self, knobs: Mapping[str, int]) -> tuple[float, int, int, float]:
         began = time.perf_counter()
         model = pruned_copy(self.dense, self.layout, self.layout.knob_plan(knobs))
-        adapt_batchnorm(model, self.batches, len(self.batches))
-        top1 = evaluate(model, BatchLoader(self.val, 256)).top1
-        params, macs = count_params(model), count_macs(model, self.layout.input_shape)
+        top1, params, macs = proxy_score(model, self.batches, self.val)
         return top1, params, macs, time.perf_counter() - began
 
 

@@ -277,11 +277,13 @@ class StudyReport:
 
 
 def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
-    """The measured rows of every file of ``scale``: a sweep's trials, a recipe's measure steps (named
-    by the step's ``name``; a claim compares them with ``reference``)."""
+    """The measured rows of every file of ``scale`` run so far: a sweep's trials, a recipe's measure
+    steps (named by the step's ``name``; a claim compares them with ``reference``)."""
     rows: list[dict[str, Any]] = []
+    stored = _stored_experiments(db)
     for name in study.scale(scale).experiments:
-        rows.extend(sweep_api.trial_rows(name, db=db))
+        if name in stored:  # a file not run yet (a study stopped part way) has no rows
+            rows.extend(sweep_api.trial_rows(name, db=db))
     return rows
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
+from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.engine.executors.base import threads_per_worker
 from edgeslim.engine.executors.local import _die_with_parent
 from edgeslim.errors import ConfigError
@@ -61,12 +62,8 @@ class InlinePool:
         self._scorer = setup()
 
     def map(self, items: Sequence[Any]) -> list[Any]:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return [self._scorer(item) for item in items]
-        finally:
-            torch.set_num_threads(previous)
 
     def close(self) -> None:
         self._scorer = _closed
