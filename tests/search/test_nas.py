@@ -16,6 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
+from edgeslim.engine.searches import load_search
+from edgeslim.engine.store import Store
 from edgeslim.errors import CheckpointError, ConfigError
 from edgeslim.models import create_model, load_model_from_checkpoint
 from edgeslim.nas import (
@@ -266,6 +268,7 @@ def test_cli_nas_train_and_search(fake_runtime: None, tiny_cifar: Path, tmp_path
     assert trained["space"] == "resnet_cifar_tiny" and trained["steps"] >= 1
     search = ["nas", "search", str(out), "--data", data, "--runtime", "ort", "--threads", "1"]
     search += ["--min-speedup", "1.5", "--max-evals", "6", "--val-images", "32", "--passes", "1"]
+    search += ["--db", str(tmp_path / "s.db")]
     plot = tmp_path / "plane.svg"
     result = runner.invoke(app, [*search, "--out", str(tmp_path / "sub.pt"), "--plot", str(plot), "--json"])
     assert result.exit_code == 0, result.output
@@ -273,6 +276,25 @@ def test_cli_nas_train_and_search(fake_runtime: None, tiny_cifar: Path, tmp_path
     assert found["latency_ms"] <= found["latency_ms_largest"] / 1.5 and found["candidates_evaluated"] >= 1
     assert set(found["subnet"]) == {"depths", "widths", "mids"}
     assert plot.read_text().startswith("<?xml") and "resnet20_tiny" in plot.read_text()
+    # the search is in the store: every scored subnet, the hand-designed references by name, the choice
+    assert found["experiment"] == "sub"
+    with Store.open(tmp_path / "s.db") as store:
+        exp = store.get_experiment("sub")
+        assert exp is not None and exp.kind == "nas"
+        recorded = load_search(store, exp)
+    assert len(recorded.candidates) == found["candidates_evaluated"]
+    assert {c.label for c in recorded.candidates if c.role == "reference"} == {
+        r["reference"] for r in found["references"]
+    }
+    chosen = recorded.chosen
+    assert chosen is not None and chosen.plan["subnet"] == found["subnet"]
+    assert chosen.latency_ms == found["latency_ms"] and chosen.top1 == found["top1"]
+    assert recorded.summary["label"] == found["label"] and "candidates" not in recorded.summary
+    page = runner.invoke(
+        app, ["report", "sub", "--db", str(tmp_path / "s.db"), "--out", str(tmp_path / "r.html")]
+    )
+    assert page.exit_code == 0, page.output
+    assert "Architecture search <code>sub</code>" in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from search_helpers import MS_PER_MAC
 from typer.testing import CliRunner
 
 from edgeslim.cli.app import app
+from edgeslim.engine.searches import load_search
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
 from edgeslim.search import (
@@ -149,6 +151,42 @@ def test_a_killed_search_resumes_from_its_trials(
     assert result.trials == len(logged)
 
 
+def test_the_search_is_recorded_in_the_store_beside_the_uniform_plans(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    result = _run(tiny_cifar, tmp_path / "c1", 0.6 * _dense_ms(), db=str(db), budget_minutes=0.25)
+    assert result.experiment == "c1"
+    assert [r["label"] for r in result.references] == [f"uniform {p}%" for p in (0, 10, 20, 30, 40, 50)]
+    # the uniform plans' predictions are this stand-in runtime's (MACs x 1e-5 ms) exactly
+    for ref in result.references:
+        assert ref["latency_ms_predicted"] == pytest.approx(ref["macs"] * MS_PER_MAC, rel=1e-6)
+    with Store.open(db) as store:
+        exp = store.get_experiment("c1")
+        assert exp is not None and exp.kind == "compress"
+        search = load_search(store, exp)
+    assert len(search.candidates) == result.trials
+    assert search.summary["max_latency_ms"] == pytest.approx(0.6 * _dense_ms())
+    assert search.summary["model"] == "resnet20_tiny" and search.summary["experiment"] == "c1"
+    chosen = search.chosen
+    assert chosen is not None and [c.role for c in search.candidates].count("chosen") == 1
+    assert chosen.plan["knobs"] == result.plan["knobs"] and chosen.latency_ms == result.latency_ms
+    references = {c.label for c in search.candidates if c.role == "reference"}
+    assert references <= {r["label"] for r in result.references}
+    assert len(references) >= 5  # one may be the chosen plan or equal another ratio's plan
+    assert json.loads((tmp_path / "c1" / "result.json").read_text())["experiment"] == "c1"
+    # a second search to a new folder of the same name is recorded beside it
+    again = _run(tiny_cifar, tmp_path / "more" / "c1", 0.6 * _dense_ms(), db=str(db), budget_minutes=0.25)
+    assert again.experiment == "c1-2"
+
+
+def test_a_store_that_cannot_record_is_refused_before_any_work(tiny_cifar: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        _run(tiny_cifar, tmp_path / "out", 1.0, db=str(tmp_path))
+    assert err.value.field == "CompressOptions.db"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
 def test_an_out_folder_with_files_is_refused(tmp_path: Path, tiny_cifar: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -200,6 +238,8 @@ def test_cli_unknown_runtime_is_a_one_line_usage_error(tmp_path: Path, tiny_cifa
         app,
         [
             "compress",
+            "--db",
+            str(tmp_path / "s.db"),
             "--model",
             "resnet20_tiny",
             "--data",
@@ -224,6 +264,8 @@ def test_cli_json_no_plan_fits_prints_the_closest_plan_and_exits_1(
         app,
         [
             "compress",
+            "--db",
+            str(tmp_path / "s.db"),
             "--model",
             "resnet20_tiny",
             "--data",
@@ -251,6 +293,8 @@ def test_cli_json_prints_one_object_with_the_issue_fields(
         app,
         [
             "compress",
+            "--db",
+            str(tmp_path / "s.db"),
             "--model",
             "resnet20_tiny",
             "--data",

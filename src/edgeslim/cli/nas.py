@@ -14,11 +14,13 @@ from edgeslim.cli.options import (
     AddressOpt,
     DataOpt,
     JsonOpt,
+    RecordDbOpt,
     ScoringExecutorOpt,
     ScoringWorkersOpt,
     SeedOpt,
     ThreadsOpt,
 )
+from edgeslim.engine.runner import DEFAULT_DB
 from edgeslim.errors import ConfigError
 from edgeslim.nas import SPACES, get_space
 from edgeslim.nas.search import NAS_STRATEGIES, NasOptions, search_subnet
@@ -32,6 +34,7 @@ NAS_FLAGS = {
     "nas.out": "--out",
     "nas.init_weights": "--init-weights",
     "nas.plot": "--plot",
+    "NasOptions.db": "--db",
     "SupernetTraining.budget_minutes": "--budget-minutes",
     "SupernetTraining.batch_size": "--batch-size",
     "SupernetTraining.lr": "--lr",
@@ -186,6 +189,7 @@ def search_cmd(
     executor: ScoringExecutorOpt = "local",
     workers: ScoringWorkersOpt = None,
     address: AddressOpt = None,
+    db: RecordDbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
     """Search a supernet for the most accurate subnet within a measured latency budget."""
@@ -210,6 +214,7 @@ def search_cmd(
             executor=executor,
             workers=workers,
             address=address,
+            db=str(db),
         )
         if data is None:
             raise ConfigError("--data is required: the dataset to score subnets on", field="DataSource.path")
@@ -237,6 +242,11 @@ def search_cmd(
             ms = "-" if ref["latency_ms"] is None else f"{ref['latency_ms']:.3f} ms"
             rows.append((ref["reference"], f"{ref['top1_proxy']:.2f}% proxy, {ms} (hand-designed)"))
         out_console.print(key_value_table("nas search", rows))
+        if result.experiment is not None:
+            err_console.print(
+                f"next: [bold]edgeslim report {result.experiment} --db {db} --out {result.experiment}.html[/]",
+                highlight=False,
+            )
     if not result.fits:
         err_console.print("[bold red]error:[/] no finalist met the budget when measured", highlight=False)
         raise typer.Exit(1)

@@ -110,6 +110,14 @@ AddressOpt = Annotated[
         "--address", help="Ray cluster address, with --executor ray (default: a local Ray instance)."
     ),
 ]
+RecordDbOpt = Annotated[
+    Path,
+    typer.Option(
+        "--db",
+        help="Record every scored candidate in this result store (created if missing); "
+        "`edgeslim report NAME --db DB` draws the search.",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(

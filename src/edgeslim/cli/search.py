@@ -27,12 +27,14 @@ from edgeslim.cli.options import (
     ModelOpt,
     NumClassesOpt,
     PretrainedOpt,
+    RecordDbOpt,
     ScoringExecutorOpt,
     ScoringWorkersOpt,
     SeedOpt,
     ThreadsOpt,
     WeightsOpt,
 )
+from edgeslim.engine.runner import DEFAULT_DB
 from edgeslim.errors import ConfigError
 from edgeslim.search import STRATEGIES, Budget, CompressOptions, NoPlanFits, compress
 from edgeslim.search.calibrate import build_predictor, validate_predictor
@@ -55,6 +57,7 @@ SEARCH_FLAGS = {
     "CompressOptions.search_share": "--search-share",
     "CompressOptions.val_images": "--val-images",
     "CompressOptions.round_to": "--round-to",
+    "CompressOptions.db": "--db",
     "compress.out": "--out",
     "compress.model": "--model",
     "profile.runtime": "--runtime",
@@ -218,6 +221,7 @@ def compress_cmd(
     executor: ScoringExecutorOpt = "local",
     workers: ScoringWorkersOpt = None,
     address: AddressOpt = None,
+    db: RecordDbOpt = DEFAULT_DB,
     json_out: JsonOpt = False,
 ) -> None:
     """Search, fine-tune and measure the most accurate compressed model that fits a device budget."""
@@ -248,6 +252,7 @@ def compress_cmd(
             executor=executor,
             workers=workers,
             address=address,
+            db=str(db),
         )
         source = tasks.ModelSource(
             name=model, weights=weights, checkpoint=checkpoint, num_classes=num_classes, pretrained=pretrained
@@ -287,6 +292,12 @@ def compress_cmd(
     out_console.print(key_value_table("compress", rows))
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if result.experiment is not None:
+        err_console.print(
+            f"next: [bold]edgeslim report {result.experiment} --db {db} --out {result.experiment}.html[/] "
+            "(every scored plan against the uniform-ratio ones)",
+            highlight=False,
+        )
     if not all(result.fits.values()):
         raise typer.Exit(1)
 

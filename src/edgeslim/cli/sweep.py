@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from edgeslim.cli.console import (
     err_console,
@@ -206,8 +207,9 @@ def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = 
     if json_out:
         print_json(data)
         return
-    from rich.table import Table
-
+    if "candidates" in data:
+        out_console.print(_candidates_table(data["experiment"], data["candidates"]))
+        return
     table = Table(title=f"{data['experiment']['name']}: {len(data['trials'])} trials", title_justify="left")
     for col in ("trial", "status", "top-1", "drop pp", "param red.", "size", "latency", "error"):
         table.add_column(
@@ -230,6 +232,25 @@ def results_cmd(experiment: ExpArg, db: DbOpt = DEFAULT_DB, json_out: JsonOpt = 
         table.caption = NOISY_LEGEND
         table.caption_justify = "left"
     out_console.print(table)
+
+
+def _candidates_table(experiment: dict[str, Any], candidates: list[dict[str, Any]]) -> Table:
+    """A search's scored candidates (``edgeslim compress`` / ``nas search``), in scoring order."""
+    title = f"{experiment['name']} ({experiment['kind']} search): {len(candidates)} candidates"
+    table = Table(title=title, title_justify="left")
+    for col in ("candidate", "role", "proxy top-1", "predicted", "measured", "top-1", "params"):
+        table.add_column(col, justify="left" if col in ("candidate", "role") else "right")
+    for c in candidates:
+        table.add_row(
+            c["label"],
+            c["role"],
+            fmt_pct(c.get("top1_proxy")),
+            _ms(c.get("latency_ms_predicted")),
+            _ms(c.get("latency_ms")),
+            fmt_pct(c.get("top1")),
+            "-" if c.get("params") is None else f"{c['params']:,}",
+        )
+    return table
 
 
 def report_cmd(

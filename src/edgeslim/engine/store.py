@@ -15,6 +15,7 @@ Public API (everything else is internal)::
     store.finish_trial(t.id, metrics=..., measurements=[...], timings=..., env=..., artifact=...)
     store.fail_trial(t.id, "TrainingError: the loss is nan ...", timings=..., traceback=...)
     store.trials(exp.id, status="done")                  # records, oldest first; store.trial(id|key)
+    store.add_finished(exp.id, [FinishedEntry(key, name, "candidate", config, metrics)])  # done as is
     store.requeue_stale(exp.id)                          # running trials whose owner process is gone
     store.requeue(t.id)                                  # an explicit rerun of a done or failed record
     store.close()
@@ -41,7 +42,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -142,6 +143,19 @@ class TrialRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedEntry:
+    """A finished result to record as it is (:meth:`Store.add_finished`): no runner, no claim."""
+
+    key: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    env: dict[str, Any] = dataclasses.field(default_factory=dict)
+    artifact: str | None = None
 
 
 def _start_time(pid: int) -> str | None:
@@ -351,6 +365,35 @@ class Store:
         if found is None:  # pragma: no cover
             raise RuntimeError(f"trial {key!r} vanished")
         return found
+
+    def add_finished(self, experiment_id: int, entries: Sequence[FinishedEntry]) -> int:
+        """Record results made outside the runner (a search's scored candidates) as done, in one
+        transaction; entries whose key the experiment already holds are left alone. Returns how many
+        were added."""
+        now = time.time()
+        with self._write() as db:
+            cursor = db.executemany(
+                "INSERT OR IGNORE INTO trials (experiment_id, key, name, kind, config, status, attempts, "
+                "metrics, measurements, timings, env, artifact, created_at, started_at, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, 'done', 1, ?, '[]', '{}', ?, ?, ?, ?, ?)",
+                [
+                    (
+                        experiment_id,
+                        e.key,
+                        e.name,
+                        e.kind,
+                        _dumps(e.config),
+                        _dumps(e.metrics),
+                        _dumps(e.env),
+                        e.artifact,
+                        now,
+                        now,
+                        now,
+                    )
+                    for e in entries
+                ],
+            )
+            return cursor.rowcount
 
     def claim_trial(self, trial_id: int, owner: str | None = None) -> bool:
         """Mark a queued trial running for ``owner`` (default: :func:`owner_id`); False if it is not

@@ -6,10 +6,12 @@ layers it keeps and the blocks it drops; the predictor is calibrated on subnets 
 end to end alternately with the largest (so the machine's drift cancels), and anchored at the
 largest. Accuracy: a subnet's weights are copied out of the supernet, its BatchNorm statistics
 re-estimated on training batches and top-1 measured on held-out validation images. Strategies:
-``evolution`` (population, mutation, crossover; Real et al./OFA) and ``random`` (the baseline any
-search must beat). The best few are timed end to end; the most accurate one that meets the budget
-when measured is kept, optionally fine-tuned by distillation from the supernet's largest net, and
-saved as an ordinary checkpoint (``resnet_cifar`` with explicit blocks and a channel spec).
+``evolution`` (population, mutation, crossover; Real et al./OFA), ``random`` (the baseline any
+search must beat) and ``dnas`` (Gumbel-softmax over the genes against the frozen supernet, with the
+exact expected latency of this predictor as a penalty: :mod:`edgeslim.nas.dnas`). The best few
+are timed end to end; the most accurate one that meets the budget when measured is kept, optionally
+fine-tuned by distillation from the supernet's largest net, and saved as an ordinary checkpoint
+(``resnet_cifar`` with explicit blocks and a channel spec).
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgeslim.bench import env_fingerprint
 from edgeslim.bench.counting import count_macs, count_params
 from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.config import Config
 from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
+from edgeslim.engine.searches import SearchCandidate, check_store, free_name, record_search
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.models.channels import channel_spec
+from edgeslim.nas.dnas import search_dnas
 from edgeslim.nas.space import ResNetSpace, Subnet
 from edgeslim.nas.supernet import (
     ResNetSupernet,
@@ -61,8 +67,8 @@ __all__ = [
     "search_subnet",
 ]
 
-NasStrategy = Literal["evolution", "random"]
-NAS_STRATEGIES: tuple[str, ...] = ("evolution", "random")
+NasStrategy = Literal["evolution", "random", "dnas"]
+NAS_STRATEGIES: tuple[str, ...] = ("evolution", "random", "dnas")
 CALIBRATION_SEED = 2_000_003
 
 
@@ -77,6 +83,11 @@ class NasOptions(Config):
     ``finetune_minutes``: distil the winner from the largest net for this long (0: no fine-tune).
     ``executor``, ``workers``, ``address``: where subnets are scored (``local`` processes or a ``ray``
     cluster, as sweeps run: :mod:`edgeslim.engine.executors.pool`); any pool size gives the same scores.
+    ``db``: also record every scored subnet, the references and the choice in this result store, as
+    an experiment named after ``out``'s stem (``edgeslim report NAME --db DB`` draws the search).
+    ``dnas_*`` (strategy ``dnas``, :mod:`edgeslim.nas.dnas`): architecture steps at most, Adam's learning
+    rate on the logits, the latency penalty's initial weight (adapted), images per step, steps between
+    decoding (argmax plus ``dnas_samples`` drawn subnets scored).
     """
 
     strategy: NasStrategy = "evolution"
@@ -95,6 +106,13 @@ class NasOptions(Config):
     workers: int | None = None
     address: str | None = None
     seed: int = 0
+    dnas_steps: int = 2000
+    dnas_lr: float = 0.05
+    dnas_lambda: float = 1.0
+    dnas_batch_size: int = 64
+    dnas_decode_every: int = 50
+    dnas_samples: int = 3
+    db: str | None = None
 
     def validate(self) -> None:
         check_pool(self.executor, self.workers, self.address, "NasOptions")
@@ -113,6 +131,10 @@ class NasOptions(Config):
             ("bn_batches", 1),
             ("passes", 1),
             ("seed", 0),
+            ("dnas_steps", 1),
+            ("dnas_batch_size", 1),
+            ("dnas_decode_every", 1),
+            ("dnas_samples", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -130,6 +152,12 @@ class NasOptions(Config):
                 f"NasOptions.finetune_minutes must be >= 0, got {self.finetune_minutes}",
                 field="NasOptions.finetune_minutes",
             )
+        for name in ("dnas_lr", "dnas_lambda"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"NasOptions.{name} must be a positive number, got {value}", field=f"NasOptions.{name}"
+                )
         if not 0 < self.mutation <= 1:
             raise ConfigError(
                 f"NasOptions.mutation must be in (0, 1], got {self.mutation}", field="NasOptions.mutation"
@@ -188,6 +216,7 @@ class NasResult:
     candidates: list[dict[str, Any]]
     calibration: dict[str, Any]
     supernet_training: dict[str, Any]
+    experiment: str | None = None  # its name in the result store (``NasOptions.db``)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -394,6 +423,8 @@ def search_subnet(
     options = options or NasOptions()
     out = Path(out)
     check_new_file(out)
+    if options.db is not None:
+        check_store(options.db, "NasOptions.db")
     if budget.max_accuracy_drop is not None:
         raise ConfigError(
             "Budget.max_accuracy_drop does not apply to a search over a supernet (its subnets have no "
@@ -448,7 +479,11 @@ def search_subnet(
             scorer = _Scorer(net, predictor, train, pool, options)
             for name, blocks in net.space.references:
                 scorer.score(net.space.reference(blocks), reference=name)
-            _evolve(scorer, target, options, time.perf_counter() + options.budget_minutes * 60.0, say)
+            deadline = time.perf_counter() + options.budget_minutes * 60.0
+            if options.strategy == "dnas":
+                search_dnas(scorer, train, target, options, deadline, say)
+            else:
+                _evolve(scorer, target, options, deadline, say)
         feasible = sorted(
             (c for c in scorer.seen.values() if c.latency_ms_predicted <= target), key=lambda c: -c.top1_proxy
         )
@@ -507,7 +542,7 @@ def search_subnet(
             meta=meta,
         )
     references = [c.to_dict() for c in scorer.seen.values() if c.reference is not None]
-    return NasResult(
+    result = NasResult(
         path=path,
         space=net.space.name,
         subnet=chosen.subnet,
@@ -531,4 +566,34 @@ def search_subnet(
         candidates=[c.to_dict() for c in scorer.seen.values()],
         calibration={k: v for k, v in calibration.items() if k != "predictor"},
         supernet_training=saved.meta,
+    )
+    if options.db is None:
+        return result
+    with Store.open(options.db) as store:
+        result = dataclasses.replace(result, experiment=free_name(store, out.stem))
+        summary = {k: v for k, v in result.to_dict().items() if k != "candidates"}
+        record_search(
+            store,
+            str(result.experiment),
+            "nas",
+            summary,
+            [_stored(c, chosen, top1) for c in scorer.seen.values()],
+            env=env_fingerprint(),
+        )
+    return result
+
+
+def _stored(candidate: Candidate, chosen: Candidate, top1: float | None) -> SearchCandidate:
+    """A scored subnet as the store records it (references under their zoo names)."""
+    is_chosen = candidate is chosen
+    return SearchCandidate(
+        label=candidate.reference or candidate.subnet.label(),
+        role="chosen" if is_chosen else ("reference" if candidate.reference else "candidate"),
+        top1_proxy=candidate.top1_proxy,
+        latency_ms_predicted=candidate.latency_ms_predicted,
+        latency_ms=candidate.latency_ms,
+        params=candidate.params,
+        macs=candidate.macs,
+        top1=top1 if is_chosen else None,
+        plan={"subnet": candidate.subnet.to_dict(), "label": candidate.subnet.label()},
     )

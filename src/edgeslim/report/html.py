@@ -25,8 +25,9 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from edgeslim.engine.records import TrialResult
+from edgeslim.engine.searches import SearchRecord
 from edgeslim.io import atomic_write, atomic_write_text
-from edgeslim.report.plots import PLOTS, Series, pareto_front, rows
+from edgeslim.report.plots import PLOTS, Series, pareto_front, rows, search_plane
 from edgeslim.report.recommend import Constraints, recommend
 
 _RC: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "edgeslim", "font.size": 9}
@@ -444,17 +445,9 @@ def write_report(
 ) -> ReportFiles:
     """Write ``out`` (HTML) and ``<out stem>.<plot>.png`` beside it; return their paths. With
     ``constraints`` the page opens with the trials that fit that budget."""
-    target = Path(out)
-    if target.suffix.lower() not in (".html", ".htm"):
-        target = target.with_suffix(".html") if target.suffix else target.with_name(target.name + ".html")
+    target = _report_path(out)
     page, figures = render(experiment, results, png_stem=target.stem, constraints=constraints)
-    pngs: dict[str, Path] = {}
-    for name, fig in figures.items():
-        png = target.with_name(f"{target.stem}.{name}.png")
-        data = _png(fig)
-        atomic_write(png, functools.partial(_write_bytes, data=data))
-        pngs[name] = png
-    atomic_write_text(target, page)
+    pngs = _write_page(target, page, figures)
     return ReportFiles(
         html=target,
         pngs=pngs,
@@ -464,4 +457,193 @@ def write_report(
     )
 
 
-__all__ = ["COLUMNS", "ReportFiles", "Series", "render", "write_report"]
+#: (header, row key, format, tooltip) of a search's candidate table
+SEARCH_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("candidate", "label", "s", "per-stage kept channels (compress) or depths/widths (nas)"),
+    ("role", "role", "s", "candidate, reference (the baseline it is compared with) or chosen"),
+    ("proxy top-1 %", "top1_proxy", "f2", "top-1 on held-out images with BatchNorm re-estimated"),
+    ("predicted ms", "latency_ms_predicted", "f3", "the latency predictor (device profile, calibrated)"),
+    ("measured ms", "latency_ms", "f3", "timed end to end on the runtime (finalists, references, chosen)"),
+    ("top-1 %", "top1", "f2", "after fine-tuning, on the test split (the chosen one)"),
+    ("params", "params", "int", ""),
+    ("MACs", "macs", "int", "multiply-accumulates per image"),
+    ("front", "front", "s", "on the proxy-accuracy-vs-latency front"),
+)
+
+#: summary fields shown above a search's plot: (label, key, format)
+_SEARCH_SUMMARY: tuple[tuple[str, str, str], ...] = (
+    ("strategy", "strategy", "s"),
+    ("runtime", "runtime", "s"),
+    ("batch size", "batch_size", "s"),
+    ("latency budget (ms)", "max_latency_ms", "f3"),
+    ("measured latency (ms)", "latency_ms", "f3"),
+    ("predicted latency (ms)", "latency_ms_predicted", "f3"),
+    ("uncompressed / largest net (ms)", "latency_ms_dense", "f3"),
+    ("uncompressed / largest net (ms)", "latency_ms_largest", "f3"),
+    ("speed-up", "speedup", "x"),
+    ("top-1 (%)", "top1", "f2"),
+    ("top-1 before (%)", "top1_baseline", "f2"),
+    ("size (MB)", "size_bytes", "mb"),
+    ("params", "params", "int"),
+    ("MACs", "macs", "int"),
+    ("candidates scored", "trials", "int"),
+    ("candidates scored", "candidates_evaluated", "int"),
+    ("minutes", "budget_minutes_used", "f1"),
+    ("minutes", "minutes", "f1"),
+)
+
+
+def _x_of(row: dict[str, Any]) -> float:
+    return float(row["latency_ms"] if row.get("latency_ms") is not None else row["latency_ms_predicted"])
+
+
+def _fits_text(fits: Any) -> str:
+    if isinstance(fits, dict):
+        return ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in fits.items()) or "-"
+    return "-" if fits is None else ("yes" if fits else "NO")
+
+
+def _fact(label: str, value: str) -> str:
+    return f"<tr><th class='s'>{html.escape(label)}</th><td class='s'>{html.escape(value)}</td></tr>"
+
+
+def _sort_value(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _search_comparison(data: Sequence[dict[str, Any]]) -> str:
+    """The chosen candidate against the best reference no slower than it (same proxy, same clock)."""
+    chosen = next((r for r in data if r["role"] == "chosen" and r.get("top1_proxy") is not None), None)
+    references = [r for r in data if r["role"] == "reference" and r.get("top1_proxy") is not None]
+    if chosen is None or not references:
+        return ""
+    at = _x_of(chosen)
+    within = [r for r in references if _x_of(r) <= at]
+    if not within:
+        fastest = min(references, key=_x_of)
+        return (
+            f"<p>Every reference is slower than the chosen candidate ({at:.3f} ms); the fastest, "
+            f"<b>{html.escape(fastest['label'])}</b>, takes {_x_of(fastest):.3f} ms.</p>"
+        )
+    best = max(within, key=lambda r: r["top1_proxy"])
+    gain = chosen["top1_proxy"] - best["top1_proxy"]
+    return (
+        f"<p>At its latency ({at:.3f} ms) the chosen candidate scores {chosen['top1_proxy']:.2f}% on the "
+        f"proxy; the best reference no slower, <b>{html.escape(best['label'])}</b> ({_x_of(best):.3f} ms), "
+        f"scores {best['top1_proxy']:.2f}%: <b>{gain:+.2f} points</b> (before any fine-tuning).</p>"
+    )
+
+
+def render_search(search: SearchRecord, *, png_stem: str = "report") -> tuple[str, dict[str, Figure]]:
+    """The HTML page of a recorded search (``edgeslim compress`` / ``nas search``) and its plot."""
+    exp = search.experiment
+    summary = search.summary
+    data = [c.row() for c in search.candidates]
+    scored = [r for r in data if r.get("top1_proxy") is not None]
+    front = {scored[i]["label"] for i in pareto_front([(_x_of(r), r["top1_proxy"]) for r in scored])}
+    what = "Compression search" if exp.kind == "compress" else "Architecture search"
+    chosen = search.chosen
+    budget = summary.get("max_latency_ms")
+    fig = search_plane(
+        data,
+        float(budget if budget is not None else max((_x_of(r) for r in data), default=1.0)),
+        chosen=chosen.label if chosen is not None else None,
+        title=f"{what}: every scored candidate",
+        reference_label="uniform-ratio plan" if exp.kind == "compress" else "hand-designed",
+        noun="plan" if exp.kind == "compress" else "subnet",
+    )
+    shown: set[str] = set()
+    facts = []
+    for label, key, kind in _SEARCH_SUMMARY:
+        if summary.get(key) is None or label in shown:
+            continue
+        shown.add(label)
+        facts.append(_fact(label, _fmt(summary[key], kind)))
+    facts.append(_fact("fits the budget", _fits_text(summary.get("fits"))))
+    if chosen is not None:
+        facts.insert(0, _fact("chosen", chosen.label))
+    head = "".join(
+        f'<th class="{"s" if f == "s" else ""}" title="{html.escape(tip)}">{html.escape(h)}</th>'
+        for h, _k, f, tip in SEARCH_COLUMNS
+    )
+    body = []
+    for r in data:
+        row = {**r, "front": "yes" if r["label"] in front and r.get("top1_proxy") is not None else ""}
+        cells = "".join(
+            f'<td class="{"s" if kind == "s" else ""}" data-v="{html.escape(_sort_value(row.get(key)))}">'
+            f"{html.escape(_fmt(row.get(key), kind))}</td>"
+            for _h, key, kind, _t in SEARCH_COLUMNS
+        )
+        body.append(f"<tr>{cells}</tr>")
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in summary.get("notes") or [])
+    updated = datetime.datetime.fromtimestamp(exp.updated_at).strftime("%Y-%m-%d %H:%M")
+    baselines = (
+        "uniform-ratio plans of the same model, scored the same way"
+        if exp.kind == "compress"
+        else "the hand-designed nets of the space"
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgeslim {exp.kind}: {html.escape(exp.name)}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>{what} <code>{html.escape(exp.name)}</code></h1>
+<p class="meta">{len(data)} candidates recorded {updated}. The proxy is top-1 on held-out training images
+with BatchNorm re-estimated, before fine-tuning; latencies are predicted from the device profile, and
+measured end to end (alternating with the uncompressed net) for the finalists, the references and the
+chosen one. References (stars) are the baselines: {baselines}.</p>
+<h2>Result</h2>
+<table class="facts">{"".join(facts)}</table>
+{_search_comparison(data)}
+{f"<ul>{notes}</ul>" if notes else ""}
+<h2>Accuracy against latency</h2>
+<figure id="plot-search" class="plot">{_svg(fig, "p0")}<figcaption>every scored candidate (PNG:
+<code>{html.escape(png_stem)}.search.png</code>)</figcaption></figure>
+<h2>All candidates</h2>
+<p class="meta">Click a column header to sort.</p>
+<div class="tablewrap"><table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>
+<script type="application/json" id="point-labels">{{}}</script>
+<script>{_JS}</script>
+</body></html>
+"""
+    return page, {"search": fig}
+
+
+def _report_path(out: str | Path) -> Path:
+    target = Path(out)
+    if target.suffix.lower() not in (".html", ".htm"):
+        target = target.with_suffix(".html") if target.suffix else target.with_name(target.name + ".html")
+    return target
+
+
+def _write_page(target: Path, page: str, figures: dict[str, Figure]) -> dict[str, Path]:
+    pngs: dict[str, Path] = {}
+    for name, fig in figures.items():
+        png = target.with_name(f"{target.stem}.{name}.png")
+        atomic_write(png, functools.partial(_write_bytes, data=_png(fig)))
+        pngs[name] = png
+    atomic_write_text(target, page)
+    return pngs
+
+
+def write_search_report(search: SearchRecord, out: str | Path) -> ReportFiles:
+    """Write a recorded search's page to ``out`` (HTML) and ``<out stem>.search.png`` beside it."""
+    target = _report_path(out)
+    page, figures = render_search(search, png_stem=target.stem)
+    pngs = _write_page(target, page, figures)
+    return ReportFiles(
+        html=target, pngs=pngs, trials=len(search.candidates), done=len(search.candidates), failed=0
+    )
+
+
+__all__ = [
+    "COLUMNS",
+    "SEARCH_COLUMNS",
+    "ReportFiles",
+    "Series",
+    "render",
+    "render_search",
+    "write_report",
+    "write_search_report",
+]

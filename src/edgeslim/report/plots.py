@@ -251,18 +251,26 @@ PLOTS: dict[str, tuple[str, Callable[[Sequence[dict[str, Any]]], tuple[Figure, l
 
 
 def search_plane(
-    candidates: Sequence[dict[str, Any]], budget_ms: float, chosen: str | None = None, title: str = ""
+    candidates: Sequence[dict[str, Any]],
+    budget_ms: float,
+    chosen: str | None = None,
+    title: str = "",
+    reference_label: str = "hand-designed",
+    noun: str = "subnet",
 ) -> Figure:
     """Every scored subnet of an architecture search: proxy top-1 against latency.
 
     ``candidates`` are ``Candidate.to_dict()`` rows (``label``, ``top1_proxy``,
-    ``latency_ms_predicted``, ``latency_ms`` when measured, ``reference`` for hand-designed nets).
-    Measured latency where there is one (filled marker), else predicted (hollow); references are
+    ``latency_ms_predicted``, ``latency_ms`` when measured, ``reference``: the name of a baseline, drawn
+    as a star: a hand-designed net, or a uniform-ratio plan of a compression search, ``reference_label``).
+    ``noun`` names the searched points in the legend (subnet, plan). Measured latency where there is
+    one (filled marker), else predicted (hollow); references are
     stars with their names, the front of the plane a step line, the budget a dashed line and the
     chosen subnet circled.
     """
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
+    candidates = [c for c in candidates if c.get("top1_proxy") is not None]  # unscored: nothing to draw
 
     def x_of(c: dict[str, Any]) -> float:
         return float(c["latency_ms"] if c.get("latency_ms") is not None else c["latency_ms_predicted"])
@@ -277,7 +285,7 @@ def search_plane(
         facecolors="none",
         edgecolors=COLORS[0],
         alpha=0.7,
-        label="subnet (predicted latency)",
+        label=f"{noun} (predicted latency)",
         zorder=3,
     )
     ax.scatter(
@@ -285,7 +293,7 @@ def search_plane(
         [c["top1_proxy"] for c in measured],
         s=30,
         color=COLORS[0],
-        label="subnet (measured latency)",
+        label=f"{noun} (measured latency)",
         zorder=3,
     )
     references = [c for c in candidates if c.get("reference")]
@@ -295,7 +303,7 @@ def search_plane(
         s=110,
         marker="*",
         color=COLORS[1],
-        label="hand-designed",
+        label=reference_label,
         zorder=4,
     )
     for c in references:

@@ -19,7 +19,10 @@ accuracy drop), :func:`compress`:
    ``trials.jsonl``, so a killed search resumes without re-evaluating;
 4. prunes the winner, fine-tunes it for the rest of the time budget with distillation from the
    dense model (:class:`edgeslim.tasks.Recovery`), optionally quantizes it to int8 (static PTQ,
-   QDQ ONNX), exports it and measures it for real on the runtime (repeated passes, median).
+   QDQ ONNX), exports it and measures it for real on the runtime (repeated passes, median);
+5. scores uniform-ratio plans (every group losing 0-50% of its channels) with the same proxy, the
+   baseline the search must beat, and with ``CompressOptions.db`` records every scored plan in the
+   result store (:mod:`edgeslim.engine.searches`), where ``edgeslim report`` draws the search.
 
 Work happens in ``OUT.partial`` and is renamed to ``OUT`` at the end, so ``OUT`` is never half
 written.
@@ -43,11 +46,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgeslim.bench import env_fingerprint
 from edgeslim.bench.counting import count_macs, count_params
 from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.config import Config
 from edgeslim.data import BatchLoader, ImageTensors
 from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
+from edgeslim.engine.searches import SearchCandidate, check_store, free_name, record_search
+from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError, EdgeslimError
 from edgeslim.export import export
 from edgeslim.quantization import StaticQuant, quantize
@@ -164,7 +170,9 @@ class CompressOptions(Config):
     multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`). ``executor``,
     ``workers``, ``address``: where candidates are scored (:mod:`edgeslim.engine.executors.pool`:
     ``local`` processes or a ``ray`` cluster, as sweeps run; one worker scores in this process);
-    a pool of any size gives the same scores.
+    a pool of any size gives the same scores. ``db``: also record the search (every scored plan, the
+    uniform-ratio references and the winner) in this result store, as an experiment named after
+    ``out`` (``edgeslim report NAME --db DB`` draws it).
     """
 
     int8: bool = False
@@ -184,6 +192,7 @@ class CompressOptions(Config):
     executor: str = "local"
     workers: int | None = None
     address: str | None = None
+    db: str | None = None
 
     def validate(self) -> None:
         check_pool(self.executor, self.workers, self.address, "CompressOptions")
@@ -262,6 +271,9 @@ class CompressResult:
     strategy: str
     predictor: dict[str, Any]
     notes: list[str]
+    max_latency_ms: float = 0.0  # the budget the search aimed at (ms)
+    references: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # uniform-ratio plans
+    experiment: str | None = None  # its name in the result store (``CompressOptions.db``)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -603,6 +615,46 @@ def _int8_scale(
     return timer.measure(q).ratio
 
 
+#: uniform-ratio plans scored beside every search: the baseline its front is compared with
+UNIFORM_REFERENCES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _score_references(search: _Search, max_layer_ratio: float) -> dict[str, Trial]:
+    """Score the uniform-ratio plans (every group losing the same share) like any candidate."""
+    wanted: dict[str, dict[str, int]] = {}
+    for ratio in UNIFORM_REFERENCES:
+        if ratio <= max_layer_ratio:
+            plan = search.layout.uniform_plan(ratio)
+            wanted[f"uniform {ratio:.0%}"] = {k.name: plan[k.groups[0]] for k in search.layout.knobs}
+    return dict(zip(wanted, search.evaluate_many(list(wanted.values())), strict=True))
+
+
+def _store_candidates(
+    search: _Search, references: Mapping[str, Trial], winner: Trial, result: CompressResult
+) -> list[SearchCandidate]:
+    """Every scored plan as the store records it; the winner with what it measured after fine-tuning."""
+    label_of = {search._key(t.knobs): label for label, t in references.items()}
+    order = [k.name for k in search.layout.knobs]
+    chosen_key = search._key(winner.knobs)
+    rows = []
+    for key, trial in search.trials.items():
+        chosen = key == chosen_key
+        rows.append(
+            SearchCandidate(
+                label=label_of.get(key) or "/".join(str(trial.knobs.get(n, "-")) for n in order),
+                role="chosen" if chosen else ("reference" if key in label_of else "candidate"),
+                top1_proxy=trial.proxy_top1,
+                latency_ms_predicted=trial.predicted_ms,
+                latency_ms=result.latency_ms if chosen else None,
+                params=trial.params,
+                macs=trial.macs,
+                top1=result.top1 if chosen else None,
+                plan={"knobs": dict(trial.knobs)},
+            )
+        )
+    return rows
+
+
 def _closest(search: _Search, knobs: Mapping[str, int]) -> dict[str, Any]:
     plan = search.layout.knob_plan(knobs)
     return {
@@ -629,6 +681,8 @@ def compress(
     options = options or CompressOptions()
     out = Path(out)
     work = _check_out(out)
+    if options.db is not None:
+        check_store(options.db, "CompressOptions.db")
     clock = _Clock(options.budget_minutes)
     progress = _timed(progress, clock)
     work.mkdir(parents=True, exist_ok=True)
@@ -738,6 +792,7 @@ def compress(
                     + (f" and {budget.max_size_mb:g} MB" if budget.max_size_mb is not None else ""),
                     _closest(search, floor),
                 )
+            references = _score_references(search, options.max_layer_ratio)
         plan = layout.knob_plan(winner.knobs)
         config = plan_config(layout, plan)
 
@@ -855,7 +910,29 @@ def compress(
             strategy=options.strategy,
             predictor=predictor.to_dict(),
             notes=notes + list(outcome.notes),
+            max_latency_ms=target_ms,
+            references=[
+                {
+                    "label": label,
+                    "top1_proxy": t.proxy_top1,
+                    "latency_ms_predicted": t.predicted_ms,
+                    "params": t.params,
+                    "macs": t.macs,
+                }
+                for label, t in references.items()
+            ],
         )
+        if options.db is not None:
+            with Store.open(options.db) as store:
+                result.experiment = free_name(store, out.name)
+                record_search(
+                    store,
+                    result.experiment,
+                    "compress",
+                    {**result.to_dict(), "model": spec.get("name")},
+                    _store_candidates(search, references, winner, result),
+                    env=env_fingerprint(),
+                )
         (work / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
         for leftover in [*work.glob("*.onnx.data"), work / "dense.onnx", work / "dense-int8.onnx"]:
             leftover.unlink(missing_ok=True)

@@ -23,9 +23,18 @@ from edgeslim.engine.executors.base import Executor, default_workers, threads_pe
 from edgeslim.engine.jobs import TrialFn, run_node
 from edgeslim.engine.records import TrialResult, trial_results
 from edgeslim.engine.runner import DEFAULT_DB, RunSummary, check_execution, run_plan
+from edgeslim.engine.searches import SEARCH_KINDS, search_record
 from edgeslim.engine.store import ExperimentRecord, Store, TrialRecord
 from edgeslim.errors import ConfigError
-from edgeslim.report import Constraints, Recommendation, ReportFiles, recommend, rows, write_report
+from edgeslim.report import (
+    Constraints,
+    Recommendation,
+    ReportFiles,
+    recommend,
+    rows,
+    write_report,
+    write_search_report,
+)
 from edgeslim.sweep.experiment import Experiment, load_experiment
 from edgeslim.sweep.grid import expand
 from edgeslim.yaml_schema import parse_yaml
@@ -185,13 +194,17 @@ def trial_rows(experiment: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]
 
 
 def results_task(experiment: str, *, db: Path = DEFAULT_DB) -> dict[str, Any]:
-    """Every trial of an experiment (a measured chain, typed) and every raw record, as plain data."""
+    """Every trial of an experiment (a measured chain, typed) and every raw record, as plain data; for
+    a search (``edgeslim compress`` / ``nas search``) also ``candidates``, the rows its report reads."""
     exp, records = _records(experiment, db)
-    return {
+    data: dict[str, Any] = {
         "experiment": exp.to_dict(),
         "trials": [r.to_dict() for r in trial_results(records)],
         "records": [r.to_dict() for r in records],
     }
+    if exp.kind in SEARCH_KINDS:  # a compress or nas search: its scored candidates
+        data["candidates"] = [c.row() for c in search_record(exp, records).candidates]
+    return data
 
 
 def report_task(
@@ -207,8 +220,16 @@ def report_task(
     """Write the self-contained HTML report and a PNG per plot; a budget (any of the limits) puts the
     recommendation for it at the top of the page."""
     constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop, min_speedup)
-    exp, results = _load(experiment, db)
-    return write_report(exp.to_dict(), results, out, constraints=constraints)
+    exp, records = _records(experiment, db)
+    if exp.kind in SEARCH_KINDS:  # edgeslim compress / nas search: the search's own page
+        if any(v is not None for v in (max_latency_ms, max_size_mb, max_accuracy_drop, min_speedup)):
+            raise ConfigError(
+                f"report: {exp.name!r} is a {exp.kind} search, which chose its model for its own budget; "
+                "leave out --max-latency-ms/--max-size-mb/--max-accuracy-drop/--min-speedup",
+                field="report.constraints",
+            )
+        return write_search_report(search_record(exp, records), out)
+    return write_report(exp.to_dict(), trial_results(records), out, constraints=constraints)
 
 
 def recommend_task(
@@ -228,7 +249,13 @@ def recommend_task(
     if top < 1:
         raise ConfigError(f"recommend_task.top must be at least 1, got {top}", field="recommend_task.top")
     constraints = Constraints(max_latency_ms, max_size_mb, max_accuracy_drop, min_speedup)
-    _exp, results = _load(experiment, db)
+    exp, results = _load(experiment, db)
+    if exp.kind in SEARCH_KINDS:
+        raise ConfigError(
+            f"recommend: {exp.name!r} is a {exp.kind} search, which chose its model already; see "
+            f"`edgeslim report {exp.name}` (recommend picks among a sweep's or recipe's trials)",
+            field="experiment",
+        )
     return recommend(rows(results), constraints, top=top)
 
 
