@@ -10,7 +10,7 @@
    accurate, no slower). Writes the ``nas`` section of docs/benchmarks.md.
 
     python benchmarks/nas.py [--train-minutes 120] [--search-minutes 15] [--runtimes ort,openvino]
-                             [--limit full|small] [--part train|search|all]
+                             [--strategies evolution,dnas] [--limit full|small] [--part train|search|all]
 
 ``--limit small`` (2,000 train / 1,000 test images, 2-minute training) proves the script in minutes.
 Time it on a quiet machine: latencies measured while anything else runs are noise.
@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", default="full", help="full | small | N (train images)")
     parser.add_argument("--part", choices=("train", "search", "all"), default="all")
+    parser.add_argument(
+        "--strategies", default="evolution", help="comma-separated: evolution, random, dnas (one row each)"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/nas-bench"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,8 +125,9 @@ def main() -> None:
     for runtime in args.runtimes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             ref_ms = reference_latencies(runtime, args.batch, args.threads, Path(tmp))
-        for name in REFERENCES:
-            out = work / f"{runtime}-b{args.batch}-{name}-{args.search_minutes:g}min-{args.limit}.pt"
+        for name, strategy in [(n, s) for n in REFERENCES for s in args.strategies.split(",")]:
+            tag = "" if strategy == "evolution" else f"-{strategy}"  # evolution keeps its earlier file names
+            out = work / f"{runtime}-b{args.batch}-{name}-{args.search_minutes:g}min-{args.limit}{tag}.pt"
             done = out.with_suffix(".json")
             if done.exists():
                 result = json.loads(done.read_text())
@@ -139,6 +143,7 @@ def main() -> None:
                     ),
                     out=out,
                     options=NasOptions(
+                        strategy=strategy,  # type: ignore[arg-type]  # validated by NasOptions
                         budget_minutes=args.search_minutes,
                         max_evals=args.max_evals,
                         finetune_minutes=args.finetune_minutes,
@@ -147,17 +152,19 @@ def main() -> None:
                 )
                 result = found.to_dict()
                 done.write_text(json.dumps(result, default=str))
-            if name == "resnet32":  # one picture per runtime: every subnet scored for that budget
-                title = f"{runtime} batch {args.batch}: subnets scored for the resnet32 budget"
+            # one picture per runtime and strategy: every subnet scored for the resnet32 budget
+            if name == "resnet32":
+                title = f"{runtime} batch {args.batch}, {strategy}: subnets scored for the resnet32 budget"
                 figure = search_plane(result["candidates"], result["max_latency_ms"], result["label"], title)
-                figure.savefig(DOC.parent / f"nas-{runtime}.svg")
-                pictures.append(f"![{runtime}](nas-{runtime}.svg)")
+                figure.savefig(DOC.parent / f"nas-{runtime}{tag}.svg")
+                pictures.append(f"![{runtime} {strategy}](nas-{runtime}{tag}.svg)")
             top1_ref = reference_top1(name, data, work / f"reference-top1-{args.limit}.json")
             error = abs(result["latency_ms_predicted"] - result["latency_ms"]) / result["latency_ms"]
             dominates = result["top1"] >= top1_ref and result["latency_ms"] <= ref_ms[name]
             rows.append(
                 [
                     runtime,
+                    strategy,
                     name,
                     ref_ms[name],
                     top1_ref,
@@ -174,15 +181,16 @@ def main() -> None:
         "## Architecture search (`benchmarks/nas.py`)\n\n"
         f"CPU: {env['cpu_model']}, {args.threads} threads, batch {args.batch}. Supernet `resnet_cifar` "
         f"(1-9 blocks per stage, widths 8-64) trained {train_minutes:g} min from the published ResNet-56; "
-        f"{args.search_minutes:g} min of evolutionary search per budget, fine-tune {args.finetune_minutes:g} min; "
+        f"{args.search_minutes:g} min of search per budget and strategy, fine-tune {args.finetune_minutes:g} min; "
         f"data limit {args.limit}; top-1 on the JPEG CIFAR-10 test set. The hand-designed nets use the published "
         "(GPU-trained) weights. Run took "
         f"{(time.perf_counter() - began) / 60:.1f} min.\n"
         f"Command: `python benchmarks/nas.py --train-minutes {train_minutes:g} --search-minutes "
-        f"{args.search_minutes:g} --runtimes {args.runtimes} --limit {args.limit}`\n\n"
+        f"{args.search_minutes:g} --runtimes {args.runtimes} --strategies {args.strategies} --limit {args.limit}`\n\n"
         + markdown_table(
             [
                 "runtime",
+                "strategy",
                 "reference",
                 "ref ms",
                 "ref top-1 %",
