@@ -121,7 +121,11 @@ def search_part(args: argparse.Namespace) -> str:
     name = "resnet56"
     weights = root / "pretrained" / WEIGHTS[name]
     data = tasks.DataSource(path=str(root / "cifar10-jpeg"), seed=0)
-    ratio, _ = ratio_for_mac_reduction(dense_model(name), 2.0, example_inputs=torch.zeros(1, 3, 32, 32))
+    # the ratio for 2x fewer MACs at the channel multiple the uniform baseline is pruned with
+    settings = FilterPruning(0.0, round_to=tasks.choose_round_to(args.runtime).round_to)
+    ratio, _ = ratio_for_mac_reduction(
+        dense_model(name), 2.0, example_inputs=torch.zeros(1, 3, 32, 32), config=settings
+    )
     rows: list[list[object]] = []
     uniform_top1, search_top1 = [], []
     work = Path(args.work)
@@ -134,7 +138,7 @@ def search_part(args: argparse.Namespace) -> str:
         else:
             uniform = tasks.prune_task(
                 tasks.ModelSource(name=name, weights=weights),
-                FilterPruning(ratio, round_to=tasks.choose_round_to(args.runtime).round_to),
+                settings.replace(ratio=ratio),
                 out=work / f"uniform-{seed}.pt",
                 data_source=data,
                 finetune=TrainConfig(epochs=1, lr=0.01, seed=seed),

@@ -4,7 +4,8 @@ Every row fine-tunes for the same wall-clock budget (``--budget-minutes``, sized
 measured warm-up) and is evaluated on the JPEG CIFAR-10 test set, ``--seeds`` seeds per row (mean
 and spread):
 
-* resnet56, L1 filter pruning at 2x fewer MACs (cubic iterative, 2 steps), with and without
+* resnet56, L1 filter pruning at ``--mac-reduction`` (2x) fewer MACs (cubic iterative, 2 steps, channels
+  a multiple of the measured ``round_to``; the ratio is found with those settings), with and without
   distillation from the unpruned model, against the unpruned model fine-tuned with the same budget;
 * resnet20, 90% gradual magnitude sparsity, with and without distillation, against the same;
 * the realized batch-32 speed-up of the L1 model divided by its MAC reduction on ONNX Runtime and
@@ -141,6 +142,14 @@ def main() -> None:
     parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast (slow on CPUs without native bf16)"
     )
+    parser.add_argument("--mac-reduction", type=float, default=2.0, help="the L1 row's MAC target")
+    parser.add_argument(
+        "--l1-ratio",
+        type=float,
+        default=None,
+        help="the L1 row's filter ratio as given (e.g. to reuse an earlier run's rows); default: "
+        "found for --mac-reduction with the row's own settings (round_to, limits)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,15 +158,23 @@ def main() -> None:
     root = data_root()
     r56 = create_model("resnet56")
     load_weights(r56, root / "pretrained" / WEIGHTS["resnet56"])
-    ratio, _ = ratio_for_mac_reduction(r56, 2.0, example_inputs=torch.zeros(1, 3, 32, 32))
-    l1 = FilterPruning(ratio, iterative_steps=2, round_to="auto")
+    # round_to measured once (cached per CPU), so the ratio is found with the multiple it is pruned at
+    multiple = tasks.choose_round_to("ort").round_to
+    settings = FilterPruning(0.0, iterative_steps=2, round_to=multiple)
+    if args.l1_ratio is None:
+        ratio, _ = ratio_for_mac_reduction(
+            r56, args.mac_reduction, example_inputs=torch.zeros(1, 3, 32, 32), config=settings
+        )
+    else:
+        ratio = args.l1_ratio
+    l1 = settings.replace(ratio=ratio)
     rows: list[list[object]] = []
     pruned_file: Path | None = None
     mac_reduction = 0.0
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     rows_to_run = [
-        ("resnet56", l1, f"L1 {ratio:.2f} (2x fewer MACs), 2 cubic steps, round_to auto"),
+        ("resnet56", l1, f"L1 {ratio:.3f}, 2 cubic steps, round_to {multiple} (measured)"),
         ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
     ]
     for name, config, label in [r for r in rows_to_run if r[0] in args.models.split(",")]:
@@ -169,7 +186,7 @@ def main() -> None:
             if missing:
                 raise SystemExit(f"--part speed needs the finished runs first; missing {missing[0]}")
         base = [run(name, FilterPruning(0.0), False, s, args, work)["top1"] for s in range(args.seeds)]
-        rows.append([name, "unpruned, same budget", "-", summary(base), "-", "-"])
+        rows.append([name, "unpruned, same budget", "-", "1.00", summary(base), "-", "-"])
         for distill in (False, True):
             results = [run(name, config, distill, s, args, work) for s in range(args.seeds)]
             top1 = [r["top1"] for r in results]
@@ -181,6 +198,7 @@ def main() -> None:
                     name,
                     label,
                     "KD" if distill else "CE",
+                    f"{statistics.mean(r['mac_reduction'] for r in results):.2f}",
                     summary(top1),
                     f"{gap:.2f} (goal {GOALS[name]}: {verdict})",
                     ",".join(map(str, epochs)),
@@ -199,9 +217,26 @@ def main() -> None:
         f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}; "
         f"run took {(time.perf_counter() - start) / 60:.1f} min.\n"
         f"Command: `python benchmarks/recovery.py --budget-minutes {args.budget_minutes:g} "
-        f"--seeds {args.seeds} --limit {args.limit} --models {args.models}`\n\n"
+        f"--seeds {args.seeds} --limit {args.limit} --models {args.models}"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + (" --bf16" if args.bf16 else "")
+        + (
+            f" --l1-ratio {args.l1_ratio!r}"
+            if args.l1_ratio is not None
+            else f" --mac-reduction {args.mac_reduction:g}"
+        )
+        + "`\n\n"
         + markdown_table(
-            ["model", "compression", "loss", "top-1 %", "points below unpruned", "epochs (budget)"], rows
+            [
+                "model",
+                "compression",
+                "loss",
+                "MAC reduction",
+                "top-1 %",
+                "points below unpruned",
+                "epochs (budget)",
+            ],
+            rows,
         )
         + "\n\nRealized batch-32 speed-up of the distilled L1 resnet56 (goal: speed-up / MAC reduction >= 0.9):\n\n"
         + markdown_table(

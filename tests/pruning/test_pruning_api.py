@@ -98,6 +98,30 @@ def test_ratio_for_mac_reduction_hits_the_target() -> None:
         ratio_for_mac_reduction(model, 0.5, example_inputs=X)
 
 
+def test_ratio_for_mac_reduction_uses_the_settings_it_will_be_pruned_with() -> None:
+    # channels in multiples of 16 (16/32/64-wide stages) keep more than the ratio says: the ratio found
+    # at round_to 1 removes only 1.61x the MACs at 16, the one found with the settings reaches 2x
+    settings = FilterPruning(0.0, round_to=16, iterative_steps=2)
+    plain, _ = ratio_for_mac_reduction(create_model("resnet20"), 2.0, example_inputs=X)
+    short = prune(
+        create_model("resnet20"), settings.replace(ratio=plain, iterative_steps=1), example_inputs=X
+    )
+    ratio, achieved = ratio_for_mac_reduction(
+        create_model("resnet20"), 2.0, example_inputs=X, config=settings
+    )
+    pruned = prune(
+        create_model("resnet20"), settings.replace(ratio=ratio, iterative_steps=1), example_inputs=X
+    )
+    assert short.report.mac_reduction == pytest.approx(1.608, abs=0.005)
+    assert pruned.report.mac_reduction == pytest.approx(achieved) and achieved >= 2.0
+    assert ratio > plain
+    with pytest.raises(ConfigError) as err:
+        ratio_for_mac_reduction(
+            create_model("resnet20"), 2.0, example_inputs=X, config=FilterPruning(0.0, round_to="auto")
+        )
+    assert err.value.field == "FilterPruning.round_to"
+
+
 def test_prune_task_gradual_with_finetune(tiny_cifar: Path, tmp_path: Path) -> None:
     from edgeslim.train import TrainConfig
 
