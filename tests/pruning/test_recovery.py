@@ -24,7 +24,7 @@ from edgeslim.recipe.schema import parse_recipe
 from edgeslim.sweep.experiment import parse_experiment
 from edgeslim.sweep.grid import recipes
 from edgeslim.tasks.prune import gradual_schedule
-from edgeslim.tasks.recovery import Recovery, plan_budget, stage_epochs
+from edgeslim.tasks.recovery import Recoverer, Recovery, plan_budget, stage_epochs
 from edgeslim.tasks.round_to import pick_multiple
 from edgeslim.train import TrainConfig
 
@@ -112,6 +112,31 @@ def test_prune_with_budget_reports_chosen_epochs(tiny_cifar: Path, tmp_path: Pat
     budget = out.to_dict()["recovery"]["budget"]
     assert budget["epochs"] == out.finetune_epochs >= 1
     assert any("budget 0.5 min" in n for n in out.notes)
+
+
+def test_the_budget_is_timed_on_the_pruned_model(
+    tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # filter pruning makes every step cheaper: the epochs are sized on the final widths, not the dense ones
+    timed: list[dict[str, int]] = []
+    real = Recoverer.plan
+
+    def spy(self: Recoverer, model: torch.nn.Module) -> TrainConfig:
+        timed.append({n: m.out_channels for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)})
+        return real(self, model)
+
+    monkeypatch.setattr(Recoverer, "plan", spy)
+    cfg = FilterPruning(0.5, iterative_steps=2)
+    out = _prune(tiny_cifar, tmp_path, cfg, finetune=FT, recovery=Recovery(distill=False, budget_minutes=0.5))
+    final, _ = tasks.ModelSource(checkpoint=out.out).build()
+    widths = {n: m.out_channels for n, m in final.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert timed == [widths] and widths["layer3.0.conv1"] == 8  # 16 channels, half pruned
+    # unstructured sparsity leaves the dense cost: timed on the dense model
+    timed.clear()
+    _prune(
+        tiny_cifar, tmp_path / "g", GradualPruning(0.5), finetune=FT, recovery=Recovery(budget_minutes=0.5)
+    )
+    assert timed[0]["layer3.0.conv1"] == 16
 
 
 # -- staged pruning, limits, schedules -------------------------------------------------------------
