@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from edgeslim.engine.records import TrialResult
 from edgeslim.engine.searches import SearchRecord
 from edgeslim.io import atomic_write, atomic_write_text
-from edgeslim.report.plots import PLOTS, Series, pareto_front, rows, search_plane
+from edgeslim.report.plots import PLOTS, Series, pareto_front, plane_latency, rows, search_plane
 from edgeslim.report.recommend import Constraints, recommend
 
 _RC: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "edgeslim", "font.size": 9}
@@ -243,12 +243,17 @@ def _noisy_legend(data: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _head(columns: Sequence[tuple[str, str, str, str]]) -> str:
+    """A sortable table's header cells, each with its tooltip."""
+    return "".join(
+        f'<th class="{"s" if f == "s" else ""}" title="{html.escape(tip)}">{html.escape(h)}</th>'
+        for h, _k, f, tip in columns
+    )
+
+
 def _table(data: Sequence[dict[str, Any]]) -> str:
     flags = _pareto_flags(data)
-    head = "".join(
-        f'<th class="{"s" if f == "s" else ""}" title="{html.escape(tip)}">{html.escape(h)}</th>'
-        for h, _k, f, tip in COLUMNS
-    )
+    head = _head(COLUMNS)
     body = []
     for r in data:
         problems = "; ".join(f"{rt}: {why}" for rt, why in (r.get("runtime_errors") or {}).items())
@@ -493,10 +498,6 @@ _SEARCH_SUMMARY: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _x_of(row: dict[str, Any]) -> float:
-    return float(row["latency_ms"] if row.get("latency_ms") is not None else row["latency_ms_predicted"])
-
-
 def _fits_text(fits: Any) -> str:
     if isinstance(fits, dict):
         return ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in fits.items()) or "-"
@@ -517,19 +518,19 @@ def _search_comparison(data: Sequence[dict[str, Any]]) -> str:
     references = [r for r in data if r["role"] == "reference" and r.get("top1_proxy") is not None]
     if chosen is None or not references:
         return ""
-    at = _x_of(chosen)
-    within = [r for r in references if _x_of(r) <= at]
+    at = plane_latency(chosen)
+    within = [r for r in references if plane_latency(r) <= at]
     if not within:
-        fastest = min(references, key=_x_of)
+        fastest = min(references, key=plane_latency)
         return (
             f"<p>Every reference is slower than the chosen candidate ({at:.3f} ms); the fastest, "
-            f"<b>{html.escape(fastest['label'])}</b>, takes {_x_of(fastest):.3f} ms.</p>"
+            f"<b>{html.escape(fastest['label'])}</b>, takes {plane_latency(fastest):.3f} ms.</p>"
         )
     best = max(within, key=lambda r: r["top1_proxy"])
     gain = chosen["top1_proxy"] - best["top1_proxy"]
     return (
         f"<p>At its latency ({at:.3f} ms) the chosen candidate scores {chosen['top1_proxy']:.2f}% on the "
-        f"proxy; the best reference no slower, <b>{html.escape(best['label'])}</b> ({_x_of(best):.3f} ms), "
+        f"proxy; the best reference no slower, <b>{html.escape(best['label'])}</b> ({plane_latency(best):.3f} ms), "
         f"scores {best['top1_proxy']:.2f}%: <b>{gain:+.2f} points</b> (before any fine-tuning).</p>"
     )
 
@@ -540,13 +541,13 @@ def render_search(search: SearchRecord, *, png_stem: str = "report") -> tuple[st
     summary = search.summary
     data = [c.row() for c in search.candidates]
     scored = [r for r in data if r.get("top1_proxy") is not None]
-    front = {scored[i]["label"] for i in pareto_front([(_x_of(r), r["top1_proxy"]) for r in scored])}
+    front = {scored[i]["label"] for i in pareto_front([(plane_latency(r), r["top1_proxy"]) for r in scored])}
     what = "Compression search" if exp.kind == "compress" else "Architecture search"
     chosen = search.chosen
     budget = summary.get("max_latency_ms")
     fig = search_plane(
         data,
-        float(budget if budget is not None else max((_x_of(r) for r in data), default=1.0)),
+        float(budget if budget is not None else max((plane_latency(r) for r in data), default=1.0)),
         chosen=chosen.label if chosen is not None else None,
         title=f"{what}: every scored candidate",
         reference_label="uniform-ratio plan" if exp.kind == "compress" else "hand-designed",
@@ -562,10 +563,7 @@ def render_search(search: SearchRecord, *, png_stem: str = "report") -> tuple[st
     facts.append(_fact("fits the budget", _fits_text(summary.get("fits"))))
     if chosen is not None:
         facts.insert(0, _fact("chosen", chosen.label))
-    head = "".join(
-        f'<th class="{"s" if f == "s" else ""}" title="{html.escape(tip)}">{html.escape(h)}</th>'
-        for h, _k, f, tip in SEARCH_COLUMNS
-    )
+    head = _head(SEARCH_COLUMNS)
     body = []
     for r in data:
         row = {**r, "front": "yes" if r["label"] in front and r.get("top1_proxy") is not None else ""}

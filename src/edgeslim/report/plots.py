@@ -250,6 +250,11 @@ PLOTS: dict[str, tuple[str, Callable[[Sequence[dict[str, Any]]], tuple[Figure, l
 }
 
 
+def plane_latency(c: dict[str, Any]) -> float:
+    """A search candidate's latency on the plane: measured where it was timed, else predicted."""
+    return float(c["latency_ms"] if c.get("latency_ms") is not None else c["latency_ms_predicted"])
+
+
 def search_plane(
     candidates: Sequence[dict[str, Any]],
     budget_ms: float,
@@ -272,14 +277,11 @@ def search_plane(
     ax = fig.add_subplot()
     candidates = [c for c in candidates if c.get("top1_proxy") is not None]  # unscored: nothing to draw
 
-    def x_of(c: dict[str, Any]) -> float:
-        return float(c["latency_ms"] if c.get("latency_ms") is not None else c["latency_ms_predicted"])
-
     searched = [c for c in candidates if not c.get("reference")]
     measured = [c for c in searched if c.get("latency_ms") is not None]
     predicted = [c for c in searched if c.get("latency_ms") is None]
     ax.scatter(
-        [x_of(c) for c in predicted],
+        [plane_latency(c) for c in predicted],
         [c["top1_proxy"] for c in predicted],
         s=22,
         facecolors="none",
@@ -289,7 +291,7 @@ def search_plane(
         zorder=3,
     )
     ax.scatter(
-        [x_of(c) for c in measured],
+        [plane_latency(c) for c in measured],
         [c["top1_proxy"] for c in measured],
         s=30,
         color=COLORS[0],
@@ -298,7 +300,7 @@ def search_plane(
     )
     references = [c for c in candidates if c.get("reference")]
     ax.scatter(
-        [x_of(c) for c in references],
+        [plane_latency(c) for c in references],
         [c["top1_proxy"] for c in references],
         s=110,
         marker="*",
@@ -308,22 +310,35 @@ def search_plane(
     )
     for c in references:
         ax.annotate(
-            c["reference"], (x_of(c), c["top1_proxy"]), xytext=(4, 3), textcoords="offset points", fontsize=7
+            c["reference"],
+            (plane_latency(c), c["top1_proxy"]),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=7,
         )
-    front = [candidates[i] for i in pareto_front([(x_of(c), c["top1_proxy"]) for c in candidates])]
+    front = [candidates[i] for i in pareto_front([(plane_latency(c), c["top1_proxy"]) for c in candidates])]
     if front:
         ax.step(
-            [x_of(c) for c in front], [c["top1_proxy"] for c in front], where="post", color="black", alpha=0.5
+            [plane_latency(c) for c in front],
+            [c["top1_proxy"] for c in front],
+            where="post",
+            color="black",
+            alpha=0.5,
         )
     ax.axvline(budget_ms, color=COLORS[2], linestyle="--", linewidth=1.0, label=f"budget {budget_ms:.3f} ms")
     for c in candidates:
         if c["label"] == chosen and not c.get("reference"):
             ax.scatter(
-                [x_of(c)], [c["top1_proxy"]], s=160, facecolors="none", edgecolors="black", linewidths=1.5
+                [plane_latency(c)],
+                [c["top1_proxy"]],
+                s=160,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.5,
             )
             ax.annotate(
                 f"chosen: {c['label']}",
-                (x_of(c), c["top1_proxy"]),
+                (plane_latency(c), c["top1_proxy"]),
                 xytext=(6, -10),
                 textcoords="offset points",
                 fontsize=7,
