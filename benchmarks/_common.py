@@ -7,7 +7,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from edgeslim.errors import ConfigError
 from edgeslim.io import atomic_write_text
+from edgeslim.pruning import FilterPruning, ratio_for_mac_reduction
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -29,6 +33,33 @@ def limits(value: str) -> tuple[int | None, int | None]:
     if value == "small":
         return 2000, 1000
     return int(value), None
+
+
+def ratio_for(model: torch.nn.Module, target: float, settings: FilterPruning) -> tuple[FilterPruning, str]:
+    """``settings`` with the ratio for ``target`` x fewer MACs, and how its ``round_to`` was chosen.
+
+    A multiple that cannot reach the target (16 keeps resnet56's 16-channel blocks whole, so 2x is
+    out of reach with its residual streams kept) is halved until one can."""
+    measured = multiple = int(settings.round_to)
+    while True:
+        try:
+            ratio, _ = ratio_for_mac_reduction(
+                model,
+                target,
+                example_inputs=torch.zeros(1, 3, 32, 32),
+                config=settings.replace(round_to=multiple),
+            )
+            break
+        except ConfigError:
+            if multiple == 1:
+                raise
+            multiple //= 2
+    note = (
+        f"round_to {multiple} (measured)"
+        if multiple == measured
+        else (f"round_to {multiple} (the measured {measured} cannot reach {target:g}x)")
+    )
+    return settings.replace(ratio=ratio, round_to=multiple), note
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

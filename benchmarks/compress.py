@@ -12,6 +12,13 @@ Part ``search``: resnet56 pruned by uniform L1 (2x fewer MACs) and fine-tuned fo
     python benchmarks/compress.py --part predictor [--models resnet20,resnet56] [--runtimes ort,openvino]
         [--batches 1,32] [--variants 20] [--threads 2]
     python benchmarks/compress.py --part search [--runtime ort] [--batch 1] [--budget-minutes 30] [--seeds 3]
+    python benchmarks/compress.py --part combined --pruned P.pt --reference R.pt [--batch 32]
+
+Part ``combined``: a pruned checkpoint and its unpruned reference (e.g. two rows of
+``benchmarks/recovery.py``, fine-tuned with the same budget), each as FP32 and static int8 (all
+layers), timed at ``--batch`` alternating with the reference's FP32 ONNX Runtime file, accuracy of
+the deployed artifact on the JPEG test set (goal: pruned + int8 >= 5x faster than ORT FP32 at
+<= 1 point below it).
 
 Each part writes its own section of docs/benchmarks.md. Latency figures need a quiet machine.
 """
@@ -28,13 +35,22 @@ from pathlib import Path
 
 import torch
 
-from _common import data_root, markdown_table, write_section
+from _common import data_root, markdown_table, ratio_for, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
+from edgeslim.data import BatchLoader, ImageTensors, load_dataset
+from edgeslim.export import open_runner, run_deployed
 from edgeslim.models import create_model, load_weights
-from edgeslim.pruning import FilterPruning, ratio_for_mac_reduction
+from edgeslim.pruning import FilterPruning
+from edgeslim.quantization import StaticQuant
 from edgeslim.search import Budget, CompressOptions, compress
-from edgeslim.search.calibrate import build_predictor, dense_timer, export_float, validate_predictor
+from edgeslim.search.calibrate import (
+    PairedTimer,
+    build_predictor,
+    dense_timer,
+    export_float,
+    validate_predictor,
+)
 from edgeslim.train import TrainConfig
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -122,24 +138,27 @@ def search_part(args: argparse.Namespace) -> str:
     weights = root / "pretrained" / WEIGHTS[name]
     data = tasks.DataSource(path=str(root / "cifar10-jpeg"), seed=0)
     # the ratio for 2x fewer MACs at the channel multiple the uniform baseline is pruned with
-    settings = FilterPruning(0.0, round_to=tasks.choose_round_to(args.runtime).round_to)
-    ratio, _ = ratio_for_mac_reduction(
-        dense_model(name), 2.0, example_inputs=torch.zeros(1, 3, 32, 32), config=settings
+    measured = FilterPruning(
+        0.0, round_to=tasks.choose_round_to(args.runtime).round_to, residual=args.residual
     )
+    uniform_config, rounding = ratio_for(dense_model(name), 2.0, measured)
+    ratio = uniform_config.ratio
     rows: list[list[object]] = []
     uniform_top1, search_top1 = [], []
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seeds):
         began = time.perf_counter()
-        cached = work / f"uniform-{seed}.json"  # resume: a finished baseline is not trained again
-        if cached.exists() and (work / f"uniform-{seed}.pt").exists():
+        cached = (
+            work / f"uniform-{args.residual}-{seed}.json"
+        )  # resume: a finished baseline is not trained again
+        if cached.exists() and (work / f"uniform-{args.residual}-{seed}.pt").exists():
             top1_uniform, uniform_min = json.loads(cached.read_text())
         else:
             uniform = tasks.prune_task(
                 tasks.ModelSource(name=name, weights=weights),
-                settings.replace(ratio=ratio),
-                out=work / f"uniform-{seed}.pt",
+                uniform_config,
+                out=work / f"uniform-{args.residual}-{seed}.pt",
                 data_source=data,
                 finetune=TrainConfig(epochs=1, lr=0.01, seed=seed),
                 recovery=tasks.Recovery(budget_minutes=args.budget_minutes - 1.0),
@@ -149,8 +168,8 @@ def search_part(args: argparse.Namespace) -> str:
             )
             top1_uniform, uniform_min = uniform.top1_after or 0.0, (time.perf_counter() - began) / 60
             cached.write_text(json.dumps([top1_uniform, uniform_min]))
-        model, _ = tasks.ModelSource(checkpoint=work / f"uniform-{seed}.pt").build()
-        onnx_path = export_float(model, work / f"uniform-{seed}.onnx", (3, 32, 32))
+        model, _ = tasks.ModelSource(checkpoint=work / f"uniform-{args.residual}-{seed}.pt").build()
+        onnx_path = export_float(model, work / f"uniform-{args.residual}-{seed}.onnx", (3, 32, 32))
         timer = dense_timer(dense_model(name), (3, 32, 32), args.runtime, args.batch, args.threads, work)
         timing = timer.measure(onnx_path)  # alternating with the dense model
         uniform_ms, uniform_ratio = timing.ms, timing.ratio
@@ -167,7 +186,13 @@ def search_part(args: argparse.Namespace) -> str:
                 threads=args.threads,
             ),
             out=out,
-            options=CompressOptions(budget_minutes=args.budget_minutes, strategy=args.strategy, seed=seed),
+            options=CompressOptions(
+                budget_minutes=args.budget_minutes,
+                strategy=args.strategy,
+                seed=seed,
+                residual=args.residual,
+                round_to=int(uniform_config.round_to),
+            ),
             progress=print,
         )
         uniform_top1.append(top1_uniform)
@@ -192,13 +217,15 @@ def search_part(args: argparse.Namespace) -> str:
     return (
         "## Compression search vs uniform L1 (`benchmarks/compress.py --part search`)\n\n"
         f"CPU: {env['cpu_model']}, {args.threads} threads; {args.runtime} batch {args.batch}. resnet56, uniform L1 "
-        f"ratio {ratio:.2f} (2x fewer MACs) fine-tuned {args.budget_minutes - 1:g} min with distillation; its "
+        f"ratio {ratio:.2f} (2x fewer MACs, {rounding}, residual streams "
+        f"{'kept' if args.residual == 'keep' else 'pruned'} in both) fine-tuned "
+        f"{args.budget_minutes - 1:g} min with distillation; its "
         f"speed-up over the dense model (timed alongside it) is the budget (`--min-speedup`) of "
         f"`edgeslim compress --strategy {args.strategy} --budget-minutes "
         f"{args.budget_minutes:g}`. JPEG test set (10,000 images). Mean gain {gain:+.2f} points over "
         f"{args.seeds} seed(s) (goal >= +1.0: {'met' if gain >= 1.0 else 'missed'}).\n"
         f"Command: `python benchmarks/compress.py --part search --runtime {args.runtime} --batch {args.batch} "
-        f"--budget-minutes {args.budget_minutes:g} --seeds {args.seeds}`\n\n"
+        f"--budget-minutes {args.budget_minutes:g} --seeds {args.seeds} --residual {args.residual}`\n\n"
         + markdown_table(
             [
                 "seed",
@@ -216,9 +243,86 @@ def search_part(args: argparse.Namespace) -> str:
     )
 
 
+def deployed_top1(path: Path, runtime: str, test: ImageTensors, threads: int) -> float:
+    runner = open_runner(path, runtime, threads=threads)
+    correct = 0
+    for x, y in BatchLoader(test, 250):
+        correct += int((torch.from_numpy(run_deployed(runner, x.numpy())).argmax(1) == y).sum())
+    return 100.0 * correct / len(test)
+
+
+def combined_part(args: argparse.Namespace) -> str:
+    """Pruned + int8 against the unpruned FP32 model on ONNX Runtime (issue 14's 5x goal)."""
+    if args.pruned is None or args.reference is None:
+        raise SystemExit("--part combined needs --pruned and --reference checkpoints")
+    root = data_root()
+    work = Path(args.work) / "combined"
+    work.mkdir(parents=True, exist_ok=True)
+    test = load_dataset(root / "cifar10-jpeg", "test")
+    shape = (3, 32, 32)
+    artifacts: list[tuple[str, str, Path, float]] = []  # model, precision, file, top-1 on ORT
+    for label, checkpoint in (("unpruned", Path(args.reference)), ("pruned", Path(args.pruned))):
+        model, _ = tasks.ModelSource(checkpoint=checkpoint).build()
+        fp32 = export_float(model.eval(), work / f"{label}.onnx", shape)
+        int8 = tasks.quantize_task(
+            tasks.ModelSource(checkpoint=checkpoint),
+            StaticQuant(scope="all_layers"),
+            out=work / f"{label}-int8.pt",
+            data_source=tasks.DataSource(path=str(root / "cifar10-jpeg"), split="test"),
+            num_threads=args.threads,
+            progress=False,
+        )
+        assert int8.onnx_path is not None
+        artifacts += [(label, "FP32", fp32, int8.top1_fp32 or 0.0), (label, "int8", int8.onnx_path, 0.0)]
+    reference = artifacts[0][2]
+    timer = PairedTimer(reference, "ort", shape, args.batch, args.threads, passes=7)
+    rows: list[list[object]] = []
+    best = (0.0, 0.0, "")
+    base_top1 = artifacts[0][3]
+    for label, precision, path, _ in artifacts:
+        for runtime in ("ort", "openvino"):
+            top1 = deployed_top1(path, runtime, test, args.threads)
+            timing = timer.measure(path, runtime)
+            speedup = 1.0 / timing.ratio
+            rows.append(
+                [
+                    label,
+                    precision,
+                    runtime,
+                    f"{top1:.2f}",
+                    f"{top1 - base_top1:+.2f}",
+                    f"{timing.ms:.2f}",
+                    f"{speedup:.2f}",
+                    f"{timing.spread:.0%}",
+                ]
+            )
+            print(rows[-1], flush=True)
+            if top1 >= base_top1 - 1.0 and speedup > best[0]:
+                best = (speedup, top1, f"{label} {precision} on {runtime}")
+    env = env_fingerprint()
+    verdict = "met" if best[0] >= 5.0 else f"missed: best {best[0]:.2f}x"
+    return (
+        "## Pruning + int8 (`benchmarks/compress.py --part combined`)\n\n"
+        f"CPU: {env['cpu_model']}, {args.threads} threads, batch {args.batch}. Every artifact timed in 7 "
+        "passes alternating with the unpruned FP32 model on ONNX Runtime (speed-up: median of the "
+        "per-pass ratios; spread: of those ratios); top-1 of the deployed file on the 10,000-image JPEG "
+        "test set. int8: static PTQ, all layers (QDQ ONNX). "
+        f"Fastest within 1 point of the unpruned FP32 model: {best[2]}, {best[0]:.2f}x at "
+        f"{best[1]:.2f}% (goal >= 5x: {verdict}).\n"
+        f"Command: `python benchmarks/compress.py --part combined --pruned {args.pruned} "
+        f"--reference {args.reference} --batch {args.batch} --threads {args.threads}`\n\n"
+        + markdown_table(
+            ["model", "precision", "runtime", "top-1 %", "vs unpruned FP32", "ms", "speed-up", "spread"],
+            rows,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("predictor", "search"), required=True)
+    parser.add_argument("--part", choices=("predictor", "search", "combined"), required=True)
+    parser.add_argument("--pruned", help="combined: the pruned checkpoint")
+    parser.add_argument("--reference", help="combined: the unpruned checkpoint, fine-tuned alike")
     parser.add_argument("--models", default="resnet20,resnet56,mobilenet_v2")
     parser.add_argument("--runtimes", default="ort,openvino")
     parser.add_argument("--batches", default="1,32")
@@ -231,14 +335,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="runs/compress-bench")
+    parser.add_argument(
+        "--residual",
+        choices=("keep", "prune"),
+        default="keep",
+        help="search: keep the residual streams whole (baseline and search) or prune them too",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part == "predictor":
         body = predictor_part(args)
         section = "compress-predictor"
-    else:
+    elif args.part == "search":
         body = search_part(args)
         section = "compress-search"
+    else:
+        body = combined_part(args)
+        section = "compress-combined"
     print(body)
     write_section(section, body)
 

@@ -5,7 +5,9 @@ measured warm-up) and is evaluated on the JPEG CIFAR-10 test set, ``--seeds`` se
 and spread):
 
 * resnet56, L1 filter pruning at ``--mac-reduction`` (2x) fewer MACs (cubic iterative, 2 steps, channels
-  a multiple of the measured ``round_to``; the ratio is found with those settings), with and without
+  a multiple of the measured ``round_to``, or of a smaller power of 2 when that multiple cannot reach
+  the target; residual streams kept whole unless ``--residual prune``; the ratio is found with those
+  settings), with and without
   distillation from the unpruned model, against the unpruned model fine-tuned with the same budget;
 * resnet20, 90% gradual magnitude sparsity, with and without distillation, against the same;
 * the realized batch-32 speed-up of the L1 model divided by its MAC reduction on ONNX Runtime and
@@ -32,11 +34,11 @@ from typing import Any
 
 import torch
 
-from _common import data_root, limits, markdown_table, write_section
+from _common import data_root, limits, markdown_table, ratio_for, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
 from edgeslim.models import create_model, load_model_from_checkpoint, load_weights
-from edgeslim.pruning import FilterPruning, GradualPruning, PruningConfig, ratio_for_mac_reduction
+from edgeslim.pruning import FilterPruning, GradualPruning, PruningConfig
 from edgeslim.search.calibrate import PairedTimer, export_float
 from edgeslim.train import TrainConfig
 
@@ -45,7 +47,10 @@ GOALS = {"resnet56": 0.5, "resnet20": 1.0}  # points below the same-budget unpru
 
 
 def run_tag(name: str, config: PruningConfig, distill: bool, seed: int, args: argparse.Namespace) -> str:
-    tag = f"{name}-{type(config).__name__}-{config.to_dict().get('ratio', '')}-{distill}-{seed}"
+    spec = config.to_dict()
+    tag = f"{name}-{type(config).__name__}-{spec.get('ratio', '')}-{distill}-{seed}"
+    if spec.get("residual") == "keep":
+        tag += "-keep"
     return tag + f"-{args.budget_minutes:g}min-{args.limit}"
 
 
@@ -140,6 +145,15 @@ def main() -> None:
     )
     parser.add_argument("--mac-reduction", type=float, default=2.0, help="the L1 row's MAC target")
     parser.add_argument(
+        "--losses", default="ce,kd", help="ce (labels only), kd (distilled from the unpruned model), or both"
+    )
+    parser.add_argument(
+        "--residual",
+        choices=("keep", "prune"),
+        default="keep",
+        help="the L1 row's FilterPruning.residual: keep the residual streams whole (default) or prune them",
+    )
+    parser.add_argument(
         "--l1-ratio",
         type=float,
         default=None,
@@ -155,30 +169,35 @@ def main() -> None:
     r56 = create_model("resnet56")
     load_weights(r56, root / "pretrained" / WEIGHTS["resnet56"])
     # round_to measured once (cached per CPU), so the ratio is found with the multiple it is pruned at
-    multiple = tasks.choose_round_to("ort").round_to
-    settings = FilterPruning(0.0, iterative_steps=2, round_to=multiple)
+    settings = FilterPruning(
+        0.0, iterative_steps=2, round_to=tasks.choose_round_to("ort").round_to, residual=args.residual
+    )
     if args.l1_ratio is None:
-        ratio, _ = ratio_for_mac_reduction(
-            r56, args.mac_reduction, example_inputs=torch.zeros(1, 3, 32, 32), config=settings
-        )
+        l1, rounding = ratio_for(r56, args.mac_reduction, settings)
     else:
-        ratio = args.l1_ratio
-    l1 = settings.replace(ratio=ratio)
+        l1, rounding = settings.replace(ratio=args.l1_ratio), f"round_to {settings.round_to} (measured)"
+    ratio = l1.ratio
     rows: list[list[object]] = []
     finished: list[dict[str, Any]] = []
     pruned_file: Path | None = None
     mac_reduction = 0.0
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    rows_to_run = [
-        ("resnet56", l1, f"L1 {ratio:.3f}, 2 cubic steps, round_to {multiple} (measured)"),
+    rows_to_run: list[tuple[str, PruningConfig, str]] = [
+        (
+            "resnet56",
+            l1,
+            f"L1 {ratio:.3f}, 2 cubic steps, {rounding}, residual streams "
+            + ("kept" if args.residual == "keep" else "pruned"),
+        ),
         ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
     ]
     for name, config, label in [r for r in rows_to_run if r[0] in args.models.split(",")]:
         if args.part == "speed" and name != "resnet56":
             continue
         if args.part == "speed":
-            tags = [run_tag(name, config, True, s, args) for s in range(args.seeds)]
+            first = args.losses.split(",")[0] == "kd"
+            tags = [run_tag(name, config, first, s, args) for s in range(args.seeds)]
             missing = [t for t in tags if not (work / f"{t}.json").exists()]
             if missing:
                 raise SystemExit(f"--part speed needs the finished runs first; missing {missing[0]}")
@@ -186,7 +205,7 @@ def main() -> None:
         finished += unpruned
         base = [r["top1"] for r in unpruned]
         rows.append([name, "unpruned, same budget", "-", "1.00", summary(base), "-", "-"])
-        for distill in (False, True):
+        for distill in [loss == "kd" for loss in args.losses.split(",")]:
             results = [run(name, config, distill, s, args, work) for s in range(args.seeds)]
             finished += results
             top1 = [r["top1"] for r in results]
@@ -204,15 +223,15 @@ def main() -> None:
                     ",".join(map(str, epochs)),
                 ]
             )
-            if name == "resnet56" and distill:
+            if name == "resnet56" and pruned_file is None:  # CE and KD rows share the architecture
                 pruned_file, mac_reduction = results[0]["out"], results[0]["mac_reduction"]
     if args.part == "train":
         pruned_file = None
     with tempfile.TemporaryDirectory() as tmp:
         speed = realized(pruned_file, "resnet56", Path(tmp), args.threads) if pruned_file is not None else []
-    speed_rows = [[r, a, b, s, spread, mac_reduction, s / mac_reduction] for r, a, b, s, spread in speed]
+    speed_rows = [[r, a, b, s, spread, mac_reduction, s / mac_reduction] for r, a, b, s, spread in speed]  # type: ignore[operator]
     body = (
-        "## Recovery on a CPU budget (`benchmarks/recovery.py`)\n\n"
+        f"## Recovery on a CPU budget: {args.budget_minutes:g} minutes (`benchmarks/recovery.py`)\n\n"
         f"CPU: {env['cpu_model']}, {torch.get_num_threads()} threads. Budget {args.budget_minutes:g} min of "
         f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}; "
         f"run took {(time.perf_counter() - start) / 60:.1f} min"
@@ -227,6 +246,8 @@ def main() -> None:
         f"--seeds {args.seeds} --limit {args.limit} --models {args.models}"
         + (f" --threads {args.threads}" if args.threads else "")
         + (" --bf16" if args.bf16 else "")
+        + f" --residual {args.residual}"
+        + (f" --losses {args.losses}" if args.losses != "ce,kd" else "")
         + (
             f" --l1-ratio {args.l1_ratio!r}"
             if args.l1_ratio is not None
@@ -245,7 +266,7 @@ def main() -> None:
             ],
             rows,
         )
-        + "\n\nRealized batch-32 speed-up of the distilled L1 resnet56, timed in 7 passes alternating with the "
+        + "\n\nRealized batch-32 speed-up of the L1 resnet56, timed in 7 passes alternating with the "
         "unpruned model (spread: of the per-pass ratios; goal: speed-up / MAC reduction >= 0.9):\n\n"
         + markdown_table(
             ["runtime", "unpruned ms", "pruned ms", "speed-up", "spread", "MAC reduction", "ratio"],
@@ -253,7 +274,8 @@ def main() -> None:
         )
     )
     print(body)
-    write_section("recovery", body)
+    # the 30-minute budget has the main section; shorter or longer budgets their own
+    write_section("recovery" if args.budget_minutes == 30 else f"recovery-{args.budget_minutes:g}min", body)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from edgeslim.recipe.schema import parse_recipe
 from edgeslim.sweep.experiment import parse_experiment
 from edgeslim.sweep.grid import recipes
 from edgeslim.tasks.prune import gradual_schedule
-from edgeslim.tasks.recovery import Recoverer, Recovery, plan_budget, stage_epochs
+from edgeslim.tasks.recovery import Recoverer, Recovery, plan_budget, stage_epochs, teacher_note
 from edgeslim.tasks.round_to import pick_multiple
 from edgeslim.train import TrainConfig
 
@@ -245,18 +245,8 @@ def test_layer_ratios_round_trip_through_dict_yaml_and_recipes(tiny_cifar: Path)
     assert step_from_dict(step.to_dict()) == step
 
 
-def test_cli_layer_ratio_flag_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    configs: list[object] = []
-
-    class Outcome:
-        def to_dict(self) -> dict[str, int]:
-            return {}
-
-    def fake(model_source: object, config: object, **kw: object) -> Outcome:
-        configs.append(config)
-        return Outcome()
-
-    monkeypatch.setattr(tasks, "prune_task", fake)
+def test_cli_layer_ratio_flag_builds_the_config(prune_configs: list[object], tmp_path: Path) -> None:
+    configs = prune_configs
     argv = ["prune", "--model", "resnet20_tiny", "--out", str(tmp_path / "p.pt"), "--json", "--ratio", "0.3"]
     flags = ["--layer-ratio", "layer1.*.conv1=0.4", "--layer-ratio", "layer2.0.conv1=0.25"]
     result = runner.invoke(app, [*argv, *flags])
@@ -293,18 +283,8 @@ def test_gradual_schedule_keeps_values_the_user_set() -> None:
 RAMP = GradualPruning(0.9, start_epoch=1.0, ramp_epochs=24.0, frequency_epochs=0.5)
 
 
-def test_cli_ramp_flags_build_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    configs: list[object] = []
-
-    class Outcome:
-        def to_dict(self) -> dict[str, int]:
-            return {}
-
-    def fake(model_source: object, config: object, **kw: object) -> Outcome:
-        configs.append(config)
-        return Outcome()
-
-    monkeypatch.setattr(tasks, "prune_task", fake)
+def test_cli_ramp_flags_build_the_config(prune_configs: list[object], tmp_path: Path) -> None:
+    configs = prune_configs
     argv = [
         "prune",
         "--model",
@@ -499,3 +479,13 @@ def test_cli_prune_no_distill_json(tiny_cifar: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     data = json.loads(result.stdout)  # type: ignore[attr-defined]
     assert data["recovery"]["distill"] is False and out.exists()
+
+
+def test_teacher_note_when_the_distilled_model_beats_its_teacher() -> None:
+    note = teacher_note(Recovery(), 83.2, 84.07)
+    assert note is not None and "beat its teacher" in note and "84.07%" in note and "83.20%" in note
+    assert "--no-distill" in note
+    assert teacher_note(Recovery(), 89.6, 88.0) is None  # the usual case: the student stays below
+    assert teacher_note(Recovery(distill=False), 83.2, 84.07) is None
+    assert teacher_note(Recovery(teacher="t.pt"), 83.2, 84.07) is None  # its accuracy is not measured here
+    assert teacher_note(None, 83.2, 84.07) is None and teacher_note(Recovery(), None, 84.07) is None

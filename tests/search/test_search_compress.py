@@ -423,3 +423,32 @@ def test_a_pool_of_workers_scores_exactly_what_one_process_does(
     assert len(common) >= 3 and {k: a[k] for k in common} == {k: b[k] for k in common}
     if strategy == "greedy":  # not bound by the clock: the same steps, the same winner
         assert a == b and one.plan == two.plan
+
+
+def test_layout_with_residual_keep_searches_only_inner_widths() -> None:
+    model = create_model("resnet20_tiny").eval()
+    everything = ModelLayout(model, (3, 32, 32))
+    inner = ModelLayout(model, (3, 32, 32), residual="keep")
+    blocks = {f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)}
+    assert set(inner.sizes) == blocks < set(everything.sizes)  # the streams (rooted at conv1...) left out
+    assert {g for k in inner.knobs for g in k.groups} == blocks
+    widths = inner.widths(inner.uniform_plan(0.5))
+    assert {n for n, (_, out) in widths.items() if out != inner.layers[n].out_channels} == blocks
+
+
+def test_compress_with_residual_keep_leaves_streams_whole(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    target = 0.7 * _dense_ms()
+    result = _run(tiny_cifar, tmp_path / "out", target, residual="keep", budget_minutes=0.25)
+    assert result.fits == {"latency": True} and result.latency_ms <= target
+    model, _ = ModelSource(checkpoint=result.checkpoint).build()
+    widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    dense = {
+        n: m.out_channels
+        for n, m in create_model("resnet20_tiny").named_modules()
+        if isinstance(m, torch.nn.Conv2d)
+    }
+    streams = ["conv1"] + [f"layer{s}.{b}.conv2" for s in (1, 2, 3) for b in range(3)]
+    assert all(widths[n] == dense[n] for n in streams)
+    assert any(widths[n] < dense[n] for n in widths if n not in streams)

@@ -454,6 +454,7 @@ PRUNE_OPTIONS = {
     "iterative_steps": "--iterative-steps",
     "min_channels": "--min-channels",
     "layer_ratios": "--layer-ratio",
+    "residual": "--residual",
     "start_epoch": "--start-epoch",
     "ramp_epochs": "--ramp-epochs",
     "frequency_epochs": "--frequency-epochs",
@@ -593,6 +594,14 @@ def prune_cmd(
             "matches GLOB (repeatable; the last match wins), e.g. 'layer1.*.conv1=0.4'.",
         ),
     ] = None,
+    residual: Annotated[
+        str | None,
+        typer.Option(
+            "--residual",
+            help="Filter pruning: keep | prune the residual streams (channels an addition sums); "
+            "keep cuts only channels inside blocks and loses far less accuracy (default prune).",
+        ),
+    ] = None,
     start_epoch: Annotated[
         float | None,
         typer.Option(
@@ -661,15 +670,17 @@ def prune_cmd(
             "iterative_steps": iterative_steps,
             "min_channels": min_channels,
             "layer_ratios": tuple(layer_ratios) if layer_ratios else None,
+            "residual": residual,
             "start_epoch": start_epoch,
             "ramp_epochs": ramp_epochs,
             "frequency_epochs": frequency_epochs,
         }
-        if layer_ratios and "layer_ratios" not in method_spec("prune", method).fields():
-            raise ConfigError(
-                f"--layer-ratio sets per-layer filter-pruning ratios; method {method!r} has none "
-                "(use l1, l2, fpgm or random)"
-            )
+        for name in ("layer_ratios", "residual"):
+            if params[name] and name not in method_spec("prune", method).fields():
+                raise ConfigError(
+                    f"{PRUNE_OPTIONS[name]} is a filter-pruning option; method {method!r} has none "
+                    "(use l1, l2, fpgm or random)"
+                )
         for name in RAMP_OPTIONS:
             if params[name] is not None and name not in method_spec("prune", method).fields():
                 raise ConfigError(

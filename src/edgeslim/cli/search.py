@@ -57,6 +57,7 @@ SEARCH_FLAGS = {
     "CompressOptions.search_share": "--search-share",
     "CompressOptions.val_images": "--val-images",
     "CompressOptions.round_to": "--round-to",
+    "CompressOptions.residual": "--residual",
     "CompressOptions.db": "--db",
     "compress.out": "--out",
     "compress.model": "--model",
@@ -206,6 +207,12 @@ def compress_cmd(
         int, typer.Option("--val-images", min=1, help="Validation images of the accuracy proxy.")
     ] = 1000,
     round_to: Annotated[str, typer.Option("--round-to", help="Channel multiple, or auto.")] = "auto",
+    residual: Annotated[
+        str,
+        typer.Option(
+            "--residual", help="keep: search only widths inside blocks; prune: residual streams too."
+        ),
+    ] = "prune",
     finetune: Annotated[
         bool,
         typer.Option("--finetune/--no-finetune", help="Fine-tune the winner for the rest of the budget."),
@@ -246,6 +253,7 @@ def compress_cmd(
             search_share=search_share,
             val_images=val_images,
             round_to=_parse_round_to(round_to),  # type: ignore[arg-type]
+            residual=residual,  # type: ignore[arg-type]  # validated by CompressOptions
             finetune=finetune,
             distill=distill,
             seed=seed,

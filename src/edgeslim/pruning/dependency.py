@@ -172,6 +172,7 @@ class ChannelGroup:
     members: list[GroupMember]
     tp_group: Any
     problem: str | None = None
+    residual: bool = False  # several producers whose outputs are added (a residual stream)
 
     @property
     def producers(self) -> list[GroupMember]:
@@ -217,9 +218,24 @@ def channel_groups(
             members=members,
             tp_group=tp_group,
             problem="; ".join(problems) if problems else None,
+            residual=len(producers) > 1 and _adds(tp_group),
         )
         groups.append(group)
     return groups
+
+
+def _adds(tp_group: Any) -> bool:
+    """Whether the group passes through an addition (TP's stand-in for ``a + b``), as a residual
+    stream does; a multiplication (an SE gate) couples producers without summing them."""
+    for item in tp_group:
+        for node in (item.dep.source, item.dep.target):
+            op = node.module
+            if not isinstance(op, tp.ops._ElementWiseOp):
+                continue
+            grad_fn = op._grad_fn  # an autograd node, or its name as a string
+            if (grad_fn if isinstance(grad_fn, str) else grad_fn.name()).startswith("Add"):
+                return True
+    return False
 
 
 def group_members(

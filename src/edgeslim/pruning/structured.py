@@ -149,6 +149,11 @@ def group_ratio(config: FilterPruning, root_name: str) -> float:
     return ratio
 
 
+def keeps_whole(config: FilterPruning, group: ChannelGroup) -> bool:
+    """Whether ``residual="keep"`` leaves ``group`` whole: it is a residual stream."""
+    return config.residual == "keep" and group.residual
+
+
 def group_max_ratio(config: FilterPruning, root_name: str) -> float:
     """``max_layer_ratio``, lowered by every ``layer_max_ratios`` glob that matches ``root_name``."""
     cap = config.max_layer_ratio
@@ -217,7 +222,7 @@ def prune_filters(
             groups = channel_groups(graph, model, selected.values())
             if step == 0:
                 skipped = _skipped(model, graph, groups, selected)
-            prunable = [g for g in groups if g.problem is None]
+            prunable = [g for g in groups if g.problem is None and not keeps_whole(config, g)]
             for g in prunable:
                 original.setdefault(g.key, g.size)
             scores = {g.key: _scores(scorer, g) for g in prunable}

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -96,8 +96,10 @@ class PairedTimer:
         stats = runner.latency(self.input_shape, (self.batch,), warmup=3, runs=20, min_seconds=0.2)
         return float(stats[self.batch].median_ms)
 
-    def measure(self, path: Path) -> PairedTiming:
-        runner = open_runner(path, self.runtime, threads=self.threads)
+    def measure(self, path: Path, runtime: str | None = None) -> PairedTiming:
+        """``path`` alternating with the reference; ``runtime``: run it on another runtime than the
+        reference's (e.g. OpenVINO int8 against ONNX Runtime FP32)."""
+        runner = open_runner(path, runtime or self.runtime, threads=self.threads)
         mine, theirs = [], []
         for _ in range(self.passes):
             mine.append(self._once(runner))
@@ -271,13 +273,16 @@ def build_predictor(
     max_layer_ratio: float = 0.9,
     passes: int = 3,
     progress: Callable[[str], None] | None = None,
+    residual: Literal["prune", "keep"] = "prune",
 ) -> tuple[ModelLayout, LatencyPredictor, int, PairedTimer]:
     """Trace ``dense``, time its layers' width grids (cached) and calibrate a predictor on it.
 
     Returns the layout, the calibrated predictor, how many layer timings were measured now and the
     timer whose reference (the dense model) the calibration was measured against.
     """
-    layout = ModelLayout(dense, input_shape, round_to=round_to, max_layer_ratio=max_layer_ratio)
+    layout = ModelLayout(
+        dense, input_shape, round_to=round_to, max_layer_ratio=max_layer_ratio, residual=residual
+    )
     table = LatencyTable(runtime, batch, threads)
     if progress is not None:
         progress(f"profile {table.profile_id}: {len(table.entries)} layer timings cached")

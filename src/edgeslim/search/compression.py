@@ -170,7 +170,9 @@ class CompressOptions(Config):
     multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`). ``executor``,
     ``workers``, ``address``: where candidates are scored (:mod:`edgeslim.engine.executors.pool`:
     ``local`` processes or a ``ray`` cluster, as sweeps run; one worker scores in this process);
-    a pool of any size gives the same scores. ``db``: also record the search (every scored plan, the
+    a pool of any size gives the same scores. ``residual``: "keep" searches only the widths inside
+    blocks and leaves residual streams whole (:class:`~edgeslim.pruning.FilterPruning`), "prune"
+    searches the streams too. ``db``: also record the search (every scored plan, the
     uniform-ratio references and the winner) in this result store, as an experiment named after
     ``out`` (``edgeslim report NAME --db DB`` draws it).
     """
@@ -185,6 +187,7 @@ class CompressOptions(Config):
     bn_batches: int = 8
     round_to: int | Literal["auto"] = "auto"
     max_layer_ratio: float = 0.9
+    residual: Literal["prune", "keep"] = "prune"
     distill: bool = True
     lr: float = 0.01
     passes: int = 3
@@ -718,6 +721,7 @@ def compress(
             max_layer_ratio=options.max_layer_ratio,
             passes=options.passes,
             progress=progress,
+            residual=options.residual,
         )
         if not layout.knobs:
             raise ConfigError(

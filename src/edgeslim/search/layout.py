@@ -5,11 +5,12 @@ channels are one group across all blocks that add to it, so residual channels ar
 each conv/Linear's shape as the runtime sees it, and which group sets each layer's input and output
 widths. A **plan** maps every group to the channels it keeps; :meth:`ModelLayout.widths` turns a
 plan into per-layer (in, out) widths without pruning anything, which is what makes predicting the
-latency of thousands of plans cheap. Groups of the same role in one stage (same width, same input
-resolution, same kind: a residual stream or a block's inner width) form one **knob**, so a search
-over ResNet-56 moves 9 knobs rather than 30 groups; :func:`plan_config` expresses a plan as an
-ordinary :class:`~edgeslim.pruning.FilterPruning` config (``layer_ratios``) that the engine, recipes
-and ``edgeslim prune`` understand.
+latency of thousands of plans cheap. ``residual="keep"`` leaves residual streams out (only the widths
+inside blocks are searched; see :class:`~edgeslim.pruning.FilterPruning`). Groups of the same role in
+one stage (same width, same input resolution, same kind: a residual stream or a block's inner width)
+form one **knob**, so a search over ResNet-56 moves 9 knobs rather than 30 groups; :func:`plan_config`
+expresses a plan as an ordinary :class:`~edgeslim.pruning.FilterPruning` config (``layer_ratios``)
+that the engine, recipes and ``edgeslim prune`` understand.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -73,6 +74,7 @@ class ModelLayout:
         round_to: int = 1,
         max_layer_ratio: float = 0.9,
         min_channels: int = 1,
+        residual: Literal["prune", "keep"] = "prune",
     ) -> None:
         self.input_shape = tuple(input_shape)
         self.round_to = max(1, round_to)
@@ -99,7 +101,11 @@ class ModelLayout:
             model.train(was_training)
         graph = build_dependency_graph(model, example)
         selected = select_layers(model, select)
-        groups = [g for g in channel_groups(graph, model, selected.values()) if g.problem is None]
+        groups = [
+            g
+            for g in channel_groups(graph, model, selected.values())
+            if g.problem is None and not (residual == "keep" and g.residual)
+        ]
         self.sizes: dict[str, int] = {g.root_name: g.size for g in groups}
         self.min_keep: dict[str, int] = {}
         for g in groups:

@@ -36,6 +36,7 @@ from edgeslim.tasks.recovery import (
     load_teacher,
     restart_config,
     stage_epochs,
+    teacher_note,
 )
 from edgeslim.tasks.round_to import choose_round_to
 from edgeslim.train import TrainConfig, evaluate
@@ -258,6 +259,8 @@ def prune_task(
         model.eval()
         top1_after = accuracy()
         latency_after = latency()
+        if finetune is not None and (warning := teacher_note(recovery, top1_before, top1_after)):
+            notes.append(warning)
         if result.report.macs_after == result.report.macs_before and result.report.sparsity > 0:
             notes.append(
                 "unstructured sparsity: dense runtimes run the same MACs, so latency does not drop; "

@@ -475,3 +475,24 @@ __all__ = [
     "split_yaml_finetune",
     "stage_epochs",
 ]
+
+
+def teacher_note(
+    recovery: Recovery | None, top1_before: float | None, top1_after: float | None
+) -> str | None:
+    """A warning when the distilled model beat its teacher (the model before compression) on the
+    same test images: that teacher is not accurate on this data and distilling copies its mistakes.
+
+    Measured: resnet56 pretrained on the original CIFAR-10 reads 83% on the JPEG copy; pruned 2x and
+    fine-tuned 15 minutes on the JPEG train set, it reached 84.07% distilled and 87.99% on labels.
+    """
+    if recovery is None or not recovery.distill or recovery.teacher is not None:
+        return None
+    if top1_before is None or top1_after is None or top1_after <= top1_before:
+        return None
+    return (
+        f"the distilled model ({top1_after:.2f}%) beat its teacher, the model before compression "
+        f"({top1_before:.2f}% on the same images): that teacher is not accurate on this data and "
+        "distillation copies its mistakes; fine-tune the model on this data before compressing it "
+        "(or distill from one that is: --teacher), or recover on labels only (--no-distill)"
+    )
