@@ -15,6 +15,7 @@ from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
 from edgeslim.pruning import FilterPruning, prune, ratio_for_mac_reduction
 from edgeslim.pruning.dependency import build_dependency_graph, channel_groups
+from edgeslim.pruning.structured import KEPT_STREAM, prune_filters
 from edgeslim.recipe.schema import parse_recipe
 from edgeslim.sweep.experiment import parse_experiment
 from edgeslim.sweep.grid import recipes
@@ -51,6 +52,23 @@ def test_residual_flag_marks_summed_groups_only() -> None:
     assert streams[0][0] == "conv1" and len(streams) == 3  # one stream per stage (option-A pads split them)
     assert all(len(k) > 1 for k in streams)
     assert {g.key for g in groups if not g.residual and len(g.key) == 1} >= {("layer1.0.conv1",)}
+
+
+def test_an_se_gate_is_not_a_residual_stream() -> None:
+    model = create_model("efficientnet_b0_tiny")
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    groups = channel_groups(build_dependency_graph(model, X), model, convs)
+    gated = [g for g in groups if any(name.endswith(".expand") for name in g.key)]  # SE excitation convs
+    assert gated and all(len(g.key) > 1 and not g.residual for g in gated if len(g.key) == 2)
+    assert any(g.residual for g in groups)  # the blocks with a skip still sum
+
+
+def test_kept_streams_are_reported_as_skipped() -> None:
+    model = create_model("resnet20_tiny")
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    result = prune_filters(model, FilterPruning(0.5, residual="keep"), X, layers)
+    assert result.skipped["layer1.0.conv2"] == KEPT_STREAM and result.skipped["conv1"] == KEPT_STREAM
+    assert "layer1.0.conv1" not in result.skipped
 
 
 @pytest.mark.parametrize(

@@ -277,7 +277,15 @@ def ratio_for_mac_reduction(
         else:
             hi, best = mid, (mid, reduction)
     if best is None:
-        raise ConfigError(f"no ratio up to 0.95 gives {target}x fewer MACs with this layer selection")
+        raise ConfigError(
+            f"no ratio up to 0.95 gives {target}x fewer MACs with this layer selection"
+            + (
+                f" and these settings (round_to {template.round_to}, residual {template.residual!r}): "
+                "try a smaller round_to, or residual='prune'"
+                if config is not None
+                else ""
+            )
+        )
     return best
 
 

@@ -225,15 +225,17 @@ def channel_groups(
 
 
 def _adds(tp_group: Any) -> bool:
-    """Whether the group passes through an addition (TP's stand-in for ``a + b``), as a residual
-    stream does; a multiplication (an SE gate) couples producers without summing them."""
+    """Whether the group passes through an addition of two traced tensors (TP's stand-in for
+    ``a + b``), as a residual stream does. A multiplication (an SE gate) couples producers without
+    summing them; ``x + 3`` (hard-sigmoid) has one traced input; ``addmm`` is a functional Linear."""
     for item in tp_group:
         for node in (item.dep.source, item.dep.target):
             op = node.module
             if not isinstance(op, tp.ops._ElementWiseOp):
                 continue
-            grad_fn = op._grad_fn  # an autograd node, or its name as a string
-            if (grad_fn if isinstance(grad_fn, str) else grad_fn.name()).startswith("Add"):
+            grad_fn = op._grad_fn  # its name as a string (TP 1.6), or an autograd node
+            name = grad_fn if isinstance(grad_fn, str) else grad_fn.name()
+            if name.startswith("AddBackward") and len(node.inputs) >= 2:
                 return True
     return False
 

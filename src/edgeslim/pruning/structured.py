@@ -149,6 +149,9 @@ def group_ratio(config: FilterPruning, root_name: str) -> float:
     return ratio
 
 
+KEPT_STREAM = "a residual stream, kept whole (FilterPruning.residual='keep')"
+
+
 def keeps_whole(config: FilterPruning, group: ChannelGroup) -> bool:
     """Whether ``residual="keep"`` leaves ``group`` whole: it is a residual stream."""
     return config.residual == "keep" and group.residual
@@ -222,6 +225,9 @@ def prune_filters(
             groups = channel_groups(graph, model, selected.values())
             if step == 0:
                 skipped = _skipped(model, graph, groups, selected)
+                for g in groups:
+                    if g.problem is None and keeps_whole(config, g):
+                        skipped.update({n: KEPT_STREAM for n in g.key if n in selected})
             prunable = [g for g in groups if g.problem is None and not keeps_whole(config, g)]
             for g in prunable:
                 original.setdefault(g.key, g.size)

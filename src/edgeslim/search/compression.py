@@ -8,9 +8,10 @@ accuracy drop), :func:`compress`:
    all measured end to end on the runtime; with ``int8`` the predictor is scaled by the int8/FP32
    ratio measured on the dense model;
 2. says up front when even the smallest plan the limits allow is predicted above the budget;
-3. searches per-stage widths (residual streams included, :mod:`edgeslim.search.layout`) against the
-   predicted latency. The accuracy proxy of a candidate is its top-1 on a held-out validation subset
-   after L1 pruning and re-estimating BatchNorm statistics on a few training batches (the "adaptive
+3. searches per-stage widths (residual streams included unless ``residual="keep"``,
+   :mod:`edgeslim.search.layout`) against the predicted latency. The accuracy proxy of a candidate
+   is its top-1 on a held-out validation subset after L1 pruning and re-estimating BatchNorm
+   statistics on a few training batches (the "adaptive
    BN" proxy of EagleEye, Li et al. 2020: it ranks pruned candidates like their fine-tuned accuracy,
    at a fraction of a fine-tune's cost). Strategies: ``greedy`` (NetAdapt, Yang et al. 2018: each
    iteration, for every knob the smallest cut that takes the predicted latency down by one step;
@@ -725,7 +726,13 @@ def compress(
         )
         if not layout.knobs:
             raise ConfigError(
-                f"compress.model: {spec.get('name')} has no prunable channel groups", field="compress.model"
+                f"compress.model: {spec.get('name')} has no prunable channel groups"
+                + (
+                    " outside its residual streams: use --residual prune"
+                    if options.residual == "keep"
+                    else ""
+                ),
+                field="compress.model",
             )
         table = predictor.table
         point_seconds = predictor.seconds_per_point
@@ -906,6 +913,7 @@ def compress(
                 "knobs": dict(winner.knobs),
                 "widths": {g: k for g, k in sorted(plan.items())},
                 "layer_ratios": list(config.layer_ratios),
+                "residual": options.residual,
                 "bits": 8 if options.int8 else 32,
             },
             trials=len(search.trials),

@@ -131,7 +131,7 @@ class ModelLayout:
         for g in groups:
             root = self.layers.get(g.root_name)
             resolution = (root.height, root.width, root.stride) if root is not None else None
-            role = "stream" if len(g.key) > 1 else "inner"
+            role = "stream" if g.residual else "inner"
             by_role.setdefault((g.size, resolution, role), []).append(g.root_name)
         knobs = []
         for (size, _, role), names in by_role.items():

@@ -24,7 +24,14 @@ from edgeslim.quantization.configs import QuantizationConfig
 from edgeslim.quantization.dynamic import REAL_INT8_NOTE
 from edgeslim.runtimes import Runtime
 from edgeslim.tasks.common import DataSource, ModelSource, check_classes, fit_input, input_meta
-from edgeslim.tasks.recovery import Recoverer, Recovery, RecoveryRun, check_teacher, load_teacher
+from edgeslim.tasks.recovery import (
+    Recoverer,
+    Recovery,
+    RecoveryRun,
+    check_teacher,
+    load_teacher,
+    teacher_note,
+)
 from edgeslim.train import Callback, TrainConfig, evaluate
 
 
@@ -246,6 +253,8 @@ def quantize_task(
         executed_bits = 8
         if bits < 8:
             notes.append(f"{bits}-bit weights are stored packed but the runtime executes them as int8")
+        if run is not None and (warning := teacher_note(recovery, top1_fp32, top1_sim)):
+            notes.append(warning)
         return QuantizeOutcome(
             method=type(config).__name__,
             bits=bits,
