@@ -479,7 +479,7 @@ __all__ = [
 
 
 #: Points by which a distilled model must beat its teacher before edgeslim calls the teacher poor.
-TEACHER_MARGIN = 1.0
+TEACHER_MARGIN = 0.5
 
 
 def teacher_note(
