@@ -38,8 +38,8 @@ import torch
 from _common import data_root, markdown_table, ratio_for, write_section
 from edgeslim import tasks
 from edgeslim.bench import env_fingerprint
-from edgeslim.data import BatchLoader, ImageTensors, load_dataset
-from edgeslim.export import open_runner, run_deployed
+from edgeslim.data import load_dataset
+from edgeslim.export import open_runner
 from edgeslim.models import create_model, load_weights
 from edgeslim.pruning import FilterPruning
 from edgeslim.quantization import StaticQuant
@@ -51,6 +51,7 @@ from edgeslim.search.calibrate import (
     export_float,
     validate_predictor,
 )
+from edgeslim.tasks.quantize import deployed_top1
 from edgeslim.train import TrainConfig
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -149,16 +150,15 @@ def search_part(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seeds):
         began = time.perf_counter()
-        cached = (
-            work / f"uniform-{args.residual}-{seed}.json"
-        )  # resume: a finished baseline is not trained again
-        if cached.exists() and (work / f"uniform-{args.residual}-{seed}.pt").exists():
+        stem = work / f"uniform-{args.residual}-{seed}"
+        cached = stem.with_suffix(".json")  # resume: a finished baseline is not trained again
+        if cached.exists() and stem.with_suffix(".pt").exists():
             top1_uniform, uniform_min = json.loads(cached.read_text())
         else:
             uniform = tasks.prune_task(
                 tasks.ModelSource(name=name, weights=weights),
                 uniform_config,
-                out=work / f"uniform-{args.residual}-{seed}.pt",
+                out=stem.with_suffix(".pt"),
                 data_source=data,
                 finetune=TrainConfig(epochs=1, lr=0.01, seed=seed),
                 recovery=tasks.Recovery(budget_minutes=args.budget_minutes - 1.0),
@@ -168,8 +168,8 @@ def search_part(args: argparse.Namespace) -> str:
             )
             top1_uniform, uniform_min = uniform.top1_after or 0.0, (time.perf_counter() - began) / 60
             cached.write_text(json.dumps([top1_uniform, uniform_min]))
-        model, _ = tasks.ModelSource(checkpoint=work / f"uniform-{args.residual}-{seed}.pt").build()
-        onnx_path = export_float(model, work / f"uniform-{args.residual}-{seed}.onnx", (3, 32, 32))
+        model, _ = tasks.ModelSource(checkpoint=stem.with_suffix(".pt")).build()
+        onnx_path = export_float(model, stem.with_suffix(".onnx"), (3, 32, 32))
         timer = dense_timer(dense_model(name), (3, 32, 32), args.runtime, args.batch, args.threads, work)
         timing = timer.measure(onnx_path)  # alternating with the dense model
         uniform_ms, uniform_ratio = timing.ms, timing.ratio
@@ -243,14 +243,6 @@ def search_part(args: argparse.Namespace) -> str:
     )
 
 
-def deployed_top1(path: Path, runtime: str, test: ImageTensors, threads: int) -> float:
-    runner = open_runner(path, runtime, threads=threads)
-    correct = 0
-    for x, y in BatchLoader(test, 250):
-        correct += int((torch.from_numpy(run_deployed(runner, x.numpy())).argmax(1) == y).sum())
-    return 100.0 * correct / len(test)
-
-
 def combined_part(args: argparse.Namespace) -> str:
     """Pruned + int8 against the unpruned FP32 model on ONNX Runtime (issue 14's 5x goal)."""
     if args.pruned is None or args.reference is None:
@@ -260,7 +252,8 @@ def combined_part(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     test = load_dataset(root / "cifar10-jpeg", "test")
     shape = (3, 32, 32)
-    artifacts: list[tuple[str, str, Path, float]] = []  # model, precision, file, top-1 on ORT
+    artifacts: list[tuple[str, str, Path]] = []  # model, precision, file
+    base_top1 = 0.0  # the unpruned FP32 model's top-1 (PyTorch): what "1 point below" is measured from
     for label, checkpoint in (("unpruned", Path(args.reference)), ("pruned", Path(args.pruned))):
         model, _ = tasks.ModelSource(checkpoint=checkpoint).build()
         fp32 = export_float(model.eval(), work / f"{label}.onnx", shape)
@@ -273,15 +266,16 @@ def combined_part(args: argparse.Namespace) -> str:
             progress=False,
         )
         assert int8.onnx_path is not None
-        artifacts += [(label, "FP32", fp32, int8.top1_fp32 or 0.0), (label, "int8", int8.onnx_path, 0.0)]
+        artifacts += [(label, "FP32", fp32), (label, "int8", int8.onnx_path)]
+        if label == "unpruned":
+            base_top1 = int8.top1_fp32 or 0.0
     reference = artifacts[0][2]
     timer = PairedTimer(reference, "ort", shape, args.batch, args.threads, passes=7)
     rows: list[list[object]] = []
     best = (0.0, 0.0, "")
-    base_top1 = artifacts[0][3]
-    for label, precision, path, _ in artifacts:
+    for label, precision, path in artifacts:
         for runtime in ("ort", "openvino"):
-            top1 = deployed_top1(path, runtime, test, args.threads)
+            top1 = deployed_top1(open_runner(path, runtime, threads=args.threads), test)
             timing = timer.measure(path, runtime)
             speedup = 1.0 / timing.ratio
             rows.append(

@@ -233,9 +233,8 @@ def _adds(tp_group: Any) -> bool:
             op = node.module
             if not isinstance(op, tp.ops._ElementWiseOp):
                 continue
-            grad_fn = op._grad_fn  # its name as a string (TP 1.6), or an autograd node
-            name = grad_fn if isinstance(grad_fn, str) else grad_fn.name()
-            if name.startswith("AddBackward") and len(node.inputs) >= 2:
+            # TP 1.6 stores the autograd node's name, e.g. "AddBackward0"
+            if str(op._grad_fn).startswith("AddBackward") and len(node.inputs) >= 2:
                 return True
     return False
 

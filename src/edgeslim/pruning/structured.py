@@ -152,9 +152,10 @@ def group_ratio(config: FilterPruning, root_name: str) -> float:
 KEPT_STREAM = "a residual stream, kept whole (FilterPruning.residual='keep')"
 
 
-def keeps_whole(config: FilterPruning, group: ChannelGroup) -> bool:
-    """Whether ``residual="keep"`` leaves ``group`` whole: it is a residual stream."""
-    return config.residual == "keep" and group.residual
+def keeps_whole(residual: str, group: ChannelGroup) -> bool:
+    """Whether ``residual="keep"`` (of a FilterPruning config or a width search) leaves ``group``
+    whole: it is a residual stream."""
+    return residual == "keep" and group.residual
 
 
 def group_max_ratio(config: FilterPruning, root_name: str) -> float:
@@ -226,9 +227,9 @@ def prune_filters(
             if step == 0:
                 skipped = _skipped(model, graph, groups, selected)
                 for g in groups:
-                    if g.problem is None and keeps_whole(config, g):
+                    if g.problem is None and keeps_whole(config.residual, g):
                         skipped.update({n: KEPT_STREAM for n in g.key if n in selected})
-            prunable = [g for g in groups if g.problem is None and not keeps_whole(config, g)]
+            prunable = [g for g in groups if g.problem is None and not keeps_whole(config.residual, g)]
             for g in prunable:
                 original.setdefault(g.key, g.size)
             scores = {g.key: _scores(scorer, g) for g in prunable}

@@ -26,6 +26,7 @@ from torch import nn
 from edgeslim.pruning import FilterPruning
 from edgeslim.pruning.configs import Criterion
 from edgeslim.pruning.dependency import build_dependency_graph, channel_groups, is_depthwise
+from edgeslim.pruning.structured import keeps_whole
 from edgeslim.search.profile import LayerShape
 from edgeslim.select import LayerSelection, select_layers
 
@@ -104,7 +105,7 @@ class ModelLayout:
         groups = [
             g
             for g in channel_groups(graph, model, selected.values())
-            if g.problem is None and not (residual == "keep" and g.residual)
+            if g.problem is None and not keeps_whole(residual, g)
         ]
         self.sizes: dict[str, int] = {g.root_name: g.size for g in groups}
         self.min_keep: dict[str, int] = {}

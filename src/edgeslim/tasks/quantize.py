@@ -66,7 +66,8 @@ class QuantizeOutcome:
         return data
 
 
-def _deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> float:
+def deployed_top1(runner: Any, data: ImageTensors, batch_size: int = 256) -> float:
+    """Top-1 (%) of a deployed runner (:func:`edgeslim.export.open_runner`) on ``data``."""
     correct = 0
     for x, y in BatchLoader(data, batch_size):
         correct += int((torch.from_numpy(run_deployed(runner, x.numpy())).argmax(1) == y).sum())
@@ -123,7 +124,7 @@ def _deploy_qdq(
     first_batch = next(iter(BatchLoader(test_data, 256)))[0]
     return _Deployed(
         runtime=Runtime.ORT,
-        top1=_deployed_top1(session, test_data),
+        top1=deployed_top1(session, test_data),
         onnx_path=export.path,
         onnx_size_bytes=export.size_bytes,
         parity=deployed_parity(qmodel, session, first_batch).to_dict(),

@@ -459,25 +459,6 @@ class Recoverer:
         return self.run
 
 
-__all__ = [
-    "RECOVERY_FIELDS",
-    "BudgetPlan",
-    "Recoverer",
-    "Recovery",
-    "RecoveryRun",
-    "TimedTeacher",
-    "check_teacher",
-    "load_teacher",
-    "no_teacher_error",
-    "plan_budget",
-    "restart_config",
-    "split_finetune",
-    "split_yaml_finetune",
-    "stage_epochs",
-    "teacher_note",
-]
-
-
 #: Points by which a distilled model must beat its teacher before edgeslim calls the teacher poor.
 TEACHER_MARGIN = 0.5
 
@@ -502,3 +483,22 @@ def teacher_note(
         "distillation copies its mistakes; fine-tune the model on this data before compressing it "
         "(or distill from one that is: --teacher), or recover on labels only (--no-distill)"
     )
+
+
+__all__ = [
+    "RECOVERY_FIELDS",
+    "BudgetPlan",
+    "Recoverer",
+    "Recovery",
+    "RecoveryRun",
+    "TimedTeacher",
+    "check_teacher",
+    "load_teacher",
+    "no_teacher_error",
+    "plan_budget",
+    "restart_config",
+    "split_finetune",
+    "split_yaml_finetune",
+    "stage_epochs",
+    "teacher_note",
+]
