@@ -237,7 +237,8 @@ def main() -> None:
         if args.adapt_minutes > 0:  # the user's model: fine-tuned on this data first (seed 0, labels)
             adapted = run(name, FilterPruning(0.0), False, 0, args, work, minutes=args.adapt_minutes)
             origin = adapted["out"]
-            starts.append(f"{name} {adapted['top1']:.2f}% (from {adapted['top1_before']:.2f}%)")
+            before = adapted.get("top1_before")  # rows stored before 2026-12-07 lack it
+            starts.append(f"{name} {adapted['top1']:.2f}%" + (f" (from {before:.2f}%)" if before else ""))
         if args.part == "speed":
             first = args.losses.split(",")[0] == "kd"
             tags = [run_tag(name, config, first, s, args, start=origin) for s in range(args.seeds)]

@@ -3,12 +3,14 @@ measured round_to, and the front-ends (CLI, sweep YAML, recipe YAML) that reach 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import edgeslim.tasks.recovery as recovery_module
 from edgeslim import tasks
 from edgeslim.checkpoint import save_checkpoint
 from edgeslim.cli.app import app
@@ -107,6 +109,37 @@ def test_budget_sizes_epochs_from_a_warmup(tiny_cifar: Path) -> None:
     assert exc.value.field == "Recovery.budget_minutes" and "too small for one" in str(exc.value)
 
 
+def test_budget_counts_the_wider_earlier_stages(tiny_cifar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an iterative schedule trains its first stages wider: the epochs must fit with their slower steps
+    data = tasks.DataSource(path=str(tiny_cifar.parent)).load("train")
+    loader = BatchLoader(data, 64, shuffle=True, drop_last=True)
+    wide, final = create_model("resnet20_tiny"), create_model("resnet20_tiny")
+    seconds = {id(wide): 0.13, id(final): 0.07}
+    monkeypatch.setattr(recovery_module, "_time_steps", lambda m, *a: (seconds[id(m)], 0.0))
+    steps, budget_s = len(loader), 60.0
+    alone = plan_budget(final, loader, FT, budget_minutes=1, teacher=None, cached=False)
+    assert alone.epochs == int(budget_s // (0.07 * steps))
+    staged = plan_budget(
+        final, loader, FT, budget_minutes=1, teacher=None, cached=False, earlier_stages=[wide]
+    )
+    first, last = stage_epochs(staged.epochs, 2)
+    assert first * steps * 0.13 + last * steps * 0.07 <= budget_s  # fits
+    first, last = stage_epochs(staged.epochs + 1, 2)
+    assert first * steps * 0.13 + last * steps * 0.07 > budget_s  # and is the most that fits
+    assert staged.epochs < alone.epochs and staged.stage_seconds_per_step == (0.13, 0.07)
+    with pytest.raises(ConfigError) as exc:  # two stages need an epoch each
+        plan_budget(
+            final,
+            loader,
+            FT,
+            budget_minutes=steps * 0.15 / 60,
+            teacher=None,
+            cached=False,
+            earlier_stages=[wide],
+        )
+    assert exc.value.field == "Recovery.budget_minutes" and "each of 2 pruning steps" in str(exc.value)
+
+
 def test_prune_with_budget_reports_chosen_epochs(tiny_cifar: Path, tmp_path: Path) -> None:
     out = _prune(tiny_cifar, tmp_path, FilterPruning(0.5), finetune=FT, recovery=Recovery(budget_minutes=0.5))
     budget = out.to_dict()["recovery"]["budget"]
@@ -121,16 +154,19 @@ def test_the_budget_is_timed_on_the_pruned_model(
     timed: list[dict[str, int]] = []
     real = Recoverer.plan
 
-    def spy(self: Recoverer, model: torch.nn.Module) -> TrainConfig:
-        timed.append({n: m.out_channels for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)})
-        return real(self, model)
+    def spy(self: Recoverer, model: torch.nn.Module, earlier: Sequence[torch.nn.Module] = ()) -> TrainConfig:
+        for m in (*earlier, model):
+            timed.append({n: c.out_channels for n, c in m.named_modules() if isinstance(c, torch.nn.Conv2d)})
+        return real(self, model, earlier)
 
     monkeypatch.setattr(Recoverer, "plan", spy)
     cfg = FilterPruning(0.5, iterative_steps=2)
     out = _prune(tiny_cifar, tmp_path, cfg, finetune=FT, recovery=Recovery(distill=False, budget_minutes=0.5))
     final, _ = tasks.ModelSource(checkpoint=out.out).build()
     widths = {n: m.out_channels for n, m in final.named_modules() if isinstance(m, torch.nn.Conv2d)}
-    assert timed == [widths] and widths["layer3.0.conv1"] == 8  # 16 channels, half pruned
+    # the first of the two cubic steps trains wider (7/8 of the cut: 16 -> 9) and is timed too
+    assert timed[1:] == [widths] and widths["layer3.0.conv1"] == 8  # 16 channels, half pruned
+    assert timed[0]["layer3.0.conv1"] == 9
     # unstructured sparsity leaves the dense cost: timed on the dense model
     timed.clear()
     _prune(

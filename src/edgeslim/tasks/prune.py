@@ -210,19 +210,25 @@ def prune_task(
             round_choice = choose_round_to("ort")
             config = config.replace(round_to=round_choice.round_to)
         if recoverer is not None:
-            # epochs sized to the budget (if there is one) on the model that will train: filter pruning
-            # makes each step cheaper, and a budget timed on the dense model left a 2x-pruned resnet56
-            # a third of its minutes unused; the stages of an iterative schedule are only a little wider
-            # (cubic: the first of two already removes 7/8 of the channels)
-            trains = model
+            # epochs sized to the budget (if there is one) on the models that will train: filter
+            # pruning makes each step cheaper (a budget timed on the dense model left a 2x-pruned
+            # resnet56 a third of its minutes unused), and the stages of an iterative schedule train
+            # wider models first (timing only the final widths overran a 30-minute budget by 12%)
+            trains: torch.nn.Module = model
+            earlier: list[torch.nn.Module] = []
             if (
                 isinstance(config, FilterPruning)
                 and recovery is not None
                 and recovery.budget_minutes is not None
             ):
-                preview = config.replace(iterative_steps=1)
-                trains = prune(copy.deepcopy(model), preview, example_inputs=example, select=select).model
-            finetune = recoverer.plan(trains)
+
+                def keep_stage(m: torch.nn.Module, step: int) -> None:
+                    earlier.append(copy.deepcopy(m))
+
+                trains = prune(
+                    copy.deepcopy(model), config, example_inputs=example, select=select, finetune=keep_stage
+                ).model
+            finetune = recoverer.plan(trains, earlier)
         top1_before = accuracy() if measure_before else None
         latency_before = latency() if measure_before else {}
         if isinstance(config, GradualPruning) and finetune is not None and train_data is not None:

@@ -221,6 +221,7 @@ class BudgetPlan:
     steps_per_epoch: int
     cached: bool
     warmup_seconds: float
+    stage_seconds_per_step: tuple[float, ...] = ()  # per pruning step, when the schedule is iterative
 
     @property
     def epoch_seconds(self) -> float:
@@ -230,37 +231,15 @@ class BudgetPlan:
         return {**dataclasses.asdict(self), "epoch_seconds": self.epoch_seconds}
 
 
-def plan_budget(
-    model: nn.Module,
-    loader: BatchLoader,
-    config: TrainConfig,
-    *,
-    budget_minutes: float,
-    teacher: nn.Module | None,
-    cached: bool,
-    warmup_batches: int = 6,
-    extra_seconds: float = 0.0,
-) -> BudgetPlan:
-    """Time ``warmup_batches`` training steps (on a copy) and fit the most epochs into the budget.
-
-    The first step is not timed (allocation, kernel selection). The teacher's pass is timed apart:
-    with ``cached`` logits it is paid in the first epoch only. ``extra_seconds`` are reserved (work
-    outside the training loop). Raises :class:`ConfigError` when not even one epoch fits.
-    """
-    start = time.perf_counter()
+def _time_steps(
+    model: nn.Module, loader: BatchLoader, config: TrainConfig, teacher: nn.Module | None, n: int
+) -> tuple[float, float]:
+    """Median seconds of one training step of ``model`` (on a copy) and of the teacher's pass."""
     work = copy.deepcopy(model)
     if config.channels_last:
         to_channels_last(work)
     work.train()
     optimizer = build_optimizer(work, config)
-    steps = len(loader)
-    if steps == 0:  # fewer images than one (full) batch: nothing to time, nothing to train
-        raise ConfigError(
-            f"the fine-tune has fewer training images than one batch of {config.batch_size}; give more "
-            "images or a smaller batch size",
-            field="TrainConfig.batch_size",
-        )
-    n = max(2, min(warmup_batches, steps + 1))
     step_times: list[float] = []
     teacher_times: list[float] = []
     batches = iter(loader)
@@ -287,30 +266,75 @@ def plan_budget(
             step_times.append(t2 - t1)
             teacher_times.append(t1 - t0)
     del work, optimizer
-    student_s = sorted(step_times)[len(step_times) // 2]
-    teacher_s = sorted(teacher_times)[len(teacher_times) // 2]
-    budget_s = budget_minutes * 60.0 - extra_seconds
-    if cached:
-        epochs = math.floor((budget_s - teacher_s * steps) / (student_s * steps))
-    else:
-        epochs = math.floor(budget_s / ((student_s + teacher_s) * steps))
-    per_step = student_s + (0.0 if cached else teacher_s)
-    if epochs < 1:
-        need = ((student_s + teacher_s) * steps + extra_seconds) / 60.0
+    return sorted(step_times)[len(step_times) // 2], sorted(teacher_times)[len(teacher_times) // 2]
+
+
+def plan_budget(
+    model: nn.Module,
+    loader: BatchLoader,
+    config: TrainConfig,
+    *,
+    budget_minutes: float,
+    teacher: nn.Module | None,
+    cached: bool,
+    warmup_batches: int = 6,
+    extra_seconds: float = 0.0,
+    earlier_stages: Sequence[nn.Module] = (),
+) -> BudgetPlan:
+    """Time ``warmup_batches`` training steps (on a copy) and fit the most epochs into the budget.
+
+    The first step is not timed (allocation, kernel selection). The teacher's pass is timed apart:
+    with ``cached`` logits it is paid in the first epoch only. ``extra_seconds`` are reserved (work
+    outside the training loop). ``earlier_stages`` are the models that train before ``model`` in an
+    iterative schedule (wider, so slower per step): each is timed too and the epochs are split over
+    the stages by :func:`stage_epochs`. Raises :class:`ConfigError` when not even one epoch per stage
+    fits.
+    """
+    start = time.perf_counter()
+    steps = len(loader)
+    if steps == 0:  # fewer images than one (full) batch: nothing to time, nothing to train
         raise ConfigError(
-            f"Recovery.budget_minutes {budget_minutes:g} is too small for one fine-tune epoch: one epoch of "
-            f"{steps} steps takes about {need * 60:.0f} s on this machine (measured over {n - 1} steps); "
+            f"the fine-tune has fewer training images than one batch of {config.batch_size}; give more "
+            "images or a smaller batch size",
+            field="TrainConfig.batch_size",
+        )
+    n = max(2, min(warmup_batches, steps + 1))
+    timed = [_time_steps(m, loader, config, teacher, n) for m in (*earlier_stages, model)]
+    student = [s for s, _ in timed]
+    teacher_s = sorted(t for _, t in timed)[len(timed) // 2]
+    per_step = [s + (0.0 if cached else teacher_s) for s in student]
+    budget_s = budget_minutes * 60.0 - extra_seconds - (teacher_s * steps if cached else 0.0)
+    stages = len(timed)
+
+    def cost(total: int) -> float:
+        return sum(e * steps * t for e, t in zip(stage_epochs(total, stages), per_step, strict=True))
+
+    epochs = 0
+    if cost(stages) <= budget_s:
+        epochs = stages
+        # the first stages take a fixed share, so the cost grows with the total: step up to the limit
+        while cost(epochs + 1) <= budget_s:
+            epochs += 1
+    if epochs < 1:
+        need = (cost(stages) + extra_seconds + (teacher_s * steps if cached else 0.0)) / 60.0
+        what = (
+            "one fine-tune epoch" if stages == 1 else f"one fine-tune epoch in each of {stages} pruning steps"
+        )
+        raise ConfigError(
+            f"Recovery.budget_minutes {budget_minutes:g} is too small for {what}: that takes about "
+            f"{need * 60:.0f} s of {steps}-step epochs on this machine (measured over {n - 1} steps); "
             f"give at least {math.ceil(need * 10) / 10:g} minutes, or train on fewer images",
             field="Recovery.budget_minutes",
         )
     return BudgetPlan(
         budget_minutes=budget_minutes,
         epochs=epochs,
-        seconds_per_step=per_step,
+        seconds_per_step=per_step[-1],
         teacher_seconds_per_step=teacher_s,
         steps_per_epoch=steps,
         cached=cached,
         warmup_seconds=time.perf_counter() - start,
+        stage_seconds_per_step=tuple(per_step),
     )
 
 
@@ -410,8 +434,9 @@ class Recoverer:
             channels_last=config.channels_last,
         )
 
-    def plan(self, model: nn.Module) -> TrainConfig:
-        """With a budget: the config with epochs (and so the LR schedule) sized to fit it."""
+    def plan(self, model: nn.Module, earlier_stages: Sequence[nn.Module] = ()) -> TrainConfig:
+        """With a budget: the config with epochs (and so the LR schedule) sized to fit it
+        (``earlier_stages``: the wider models an iterative schedule trains first)."""
         minutes = self.recovery.budget_minutes
         if minutes is None:
             return self.config
@@ -423,6 +448,7 @@ class Recoverer:
             teacher=self.teacher_model,
             cached=self.run.cached,
             warmup_batches=self.recovery.warmup_batches,
+            earlier_stages=earlier_stages,
         )
         self.run.budget = plan
         self.config = self.config.replace(
