@@ -40,6 +40,7 @@ EXPECTED_PARAMS = {
     "vgg11_bn": 9_231_114,
     "vgg16_bn": 14_728_266,
     "mobilenet_v2": 2_236_682,
+    "mobilenet_v2_blocks": 2_236_682,  # default blocks: mobilenet_v2's
     "densenet121": 6_956_298,
     "densenet201": 18_104_330,
     "densenet121_narrow": 119_146,

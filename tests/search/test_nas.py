@@ -83,7 +83,10 @@ def test_a_subnet_outside_the_space_is_one_line(subnet: Subnet, message: str) ->
 
 
 def test_unknown_space_names_the_choices() -> None:
-    with pytest.raises(ConfigError, match="unknown search space 'resnet'; choose one of resnet_cifar, "):
+    with pytest.raises(
+        ConfigError,
+        match="unknown search space 'resnet'; choose one of mbv2_cifar, mbv2_cifar_tiny, resnet_cifar, ",
+    ):
         get_space("resnet")
 
 

@@ -7,7 +7,6 @@ Latency comes from the MAC-based stand-in runtime (``search_helpers``); the tiny
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math
@@ -26,8 +25,8 @@ from edgeslim.bench.latency import threads
 from edgeslim.cli.app import app
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
-from edgeslim.nas import ResNetSupernet, Subnet, get_space, save_supernet
-from edgeslim.nas.dnas import REFERENCE_STEP, DnasSearch, ExpectedLatency, gated_forward
+from edgeslim.nas import ResNetSupernet, get_space, save_supernet
+from edgeslim.nas.dnas import REFERENCE_STEP, DnasSearch, ExpectedLatency
 from edgeslim.nas.search import NasOptions, SubnetPredictor, search_subnet
 from edgeslim.search import Budget, LatencyTable, ModelLayout
 from edgeslim.search.profile import stage_key
@@ -106,32 +105,7 @@ def test_expected_latency_is_the_exact_mean_of_the_predictor_over_every_subnet(f
     assert all(lg.grad is not None and float(lg.grad.abs().sum()) > 0 for lg in logits)
 
 
-def _straight_through(subnet: Subnet) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    logits = [torch.zeros(len(c), requires_grad=True) for c in TINY.gene_choices()]
-    samples = []
-    for lg, c, v in zip(logits, TINY.gene_choices(), TINY.genes(subnet), strict=True):
-        soft = lg.softmax(-1)
-        samples.append(F.one_hot(torch.tensor(c.index(v)), len(c)).float() + (soft - soft.detach()))
-    return logits, samples
-
-
-def test_gated_forward_runs_exactly_the_sampled_subnet_and_reaches_every_gene() -> None:
-    net = _net()
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    x, y = torch.randn(8, *INPUT), torch.arange(8) % 10
-    rng = random.Random(1)
-    for subnet in [TINY.largest(), TINY.smallest()] + [TINY.sample(rng) for _ in range(4)]:
-        _, samples = _straight_through(subnet)
-        with torch.no_grad():
-            reference = copy.deepcopy(net).train().run(subnet, x)  # BN on the batch's statistics
-        assert torch.allclose(gated_forward(net, subnet, samples, x), reference, atol=1e-5), subnet.label()
-    # nothing in the supernet is written (running statistics included) and no weight gets a gradient
-    logits, samples = _straight_through(TINY.largest())
-    F.cross_entropy(gated_forward(net, TINY.largest(), samples, x), y).backward()
-    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
-    assert all(p.grad is None for p in net.parameters())
-    # the largest subnet's sample informs every gene: depth (blocks 2-3), widths (channels past the narrower)
-    assert all(lg.grad is not None and float(lg.grad.abs().sum()) > 0 for lg in logits)
+# the gated forward pass of every space: test_nas_mbv2.py (parametrized over both tiny spaces)
 
 
 def test_a_large_lambda_pulls_the_distribution_to_the_budget_and_decodes_within_it(

@@ -72,7 +72,7 @@ def _say(json_out: bool) -> Callable[[str], None] | None:
 
 @nas_app.command("spaces")
 def spaces_cmd(json_out: JsonOpt = False) -> None:
-    """List the search spaces."""
+    """List the search spaces (CIFAR ResNets from a pretrained net; MobileNetV2 blocks from scratch)."""
     spaces = [SPACES.get(name) for name in SPACES.names()]
     if json_out:
         print_json(
@@ -87,11 +87,18 @@ def spaces_cmd(json_out: JsonOpt = False) -> None:
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="The supernet file to write (must not exist).")],
     space: Annotated[
-        str, typer.Option("--space", help="Search space (see `edgeslim nas spaces`).")
+        str,
+        typer.Option(
+            "--space", help=f"Search space: {' | '.join(SPACES.names())} (see `edgeslim nas spaces`)."
+        ),
     ] = "resnet_cifar",
     init_weights: Annotated[
         Path | None,
-        typer.Option("--init-weights", help="Pretrained weights of the space's largest net (e.g. resnet56)."),
+        typer.Option(
+            "--init-weights",
+            help="Pretrained weights of the space's largest net (resnet_cifar: resnet56); the mbv2 "
+            "spaces train from scratch and take none.",
+        ),
     ] = None,
     data: DataOpt = None,
     budget_minutes: Annotated[

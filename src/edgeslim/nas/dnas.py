@@ -1,7 +1,8 @@
 """Differentiable architecture search (``strategy: dnas``): FBNet-style Gumbel-softmax over a space's genes.
 
-Every gene of the space (depth, stream width and inner width of each stage: ``space.gene_choices()``)
-gets one categorical distribution, ``p_g = softmax(alpha_g)``. Each step draws a hard
+Every gene of the space (``space.gene_choices()``: for a ResNet space the depth, stream width and
+inner width of each stage; for a MobileNetV2 space the depth of each stage and the expand ratio and
+kernel of each block) gets one categorical distribution, ``p_g = softmax(alpha_g)``. Each step draws a hard
 straight-through Gumbel-softmax sample of every gene (Jang et al. 2017; FBNet, Wu et al. 2019), runs
 the *concrete* sampled subnet on a training batch through the supernet, and takes one Adam step on
 the logits alone for
@@ -15,7 +16,11 @@ statistics, tested) and whose gradient reaches every choice of its gene: a strea
 ``w_c`` multiplies its channel ``k`` by ``sum_j y_j [k < w_j]`` (narrower choices would drop the
 channels past theirs, wider ones add channels not computed here, taken as zero); block ``i`` of a
 stage is ``m * block(x) + (1 - m) * skip(x)`` with ``m = sum_j y_j [d_j > i]`` (blocks past the
-sampled depth are not computed: zero gradient).
+sampled depth are not computed: zero gradient); an expand ratio gates the block's hidden channels
+like a width, and a kernel choice enters as the depthwise weight ``sum_j y_j pad(W_{k_j})``, each
+kernel's weight zero-padded to the largest (the sampled kernel's output in value, every kernel's
+weight in the gradient). The gated forward pass of each supernet type is looked up by its type
+(:data:`GATED_FORWARDS`).
 
 **Cross-entropy, not distillation from the largest subnet**: the supernet is frozen, so the in-place
 distillation that regularises supernet training has nothing to regularise here; the candidates are
@@ -31,7 +36,8 @@ with each batch's own statistics, and nothing in the supernet is written.
 **Expected latency, exact.** The predictor is ``anchor * (sum_k w_k S_k + b)``, ``S_k`` the table
 costs of the layers of stage key ``k`` (:class:`~edgeslim.search.profile.LatencyPredictor`): a sum
 of per-layer terms ``c_l``, each a function of the few genes it depends on (a block conv: its
-stage's depth gene, which removes it, and the genes of its input and output widths). The genes are
+stage's depth gene, which removes it, and the genes of its input and output widths or, in a
+MobileNetV2 block, its expand ratio and kernel). The genes are
 independent under ``p``, so
 
     E_p[predict] = anchor * b + sum_l  sum_{(c_g) for g in G(l)}  prod_{g in G(l)} p_g(c_g) * c_l(c).
@@ -71,23 +77,27 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgeslim.data import BatchLoader, ImageTensors
-from edgeslim.nas.space import STAGES, ResNetSpace, Subnet
-from edgeslim.nas.supernet import ResNetSupernet, subnet_layer_widths
-from edgeslim.search.profile import LatencyPredictor, stage_key
+from edgeslim.methods import HandlerTable
+from edgeslim.nas.mbv2 import MBV2Supernet
+from edgeslim.nas.space import STAGES, MBV2Subnet, SearchSpace, Subnet
+from edgeslim.nas.supernet import ResNetSupernet, Supernet, elastic_bn
+from edgeslim.search.profile import LatencyPredictor, LayerShape, stage_key
 
 __all__ = [
+    "GATED_FORWARDS",
     "REFERENCE_STEP",
     "TAU_END",
     "TAU_START",
     "DnasSearch",
     "ExpectedLatency",
+    "LayerArgs",
     "gated_forward",
     "search_dnas",
 ]
@@ -101,29 +111,31 @@ SAMPLE_TRIES = 50  # draws per wanted sample (only subnets predicted within the 
 # the gene layout of ResNetSpace.genes: depths, then stream widths, then inner widths, per stage
 _DEPTH, _WIDTH, _MID = 0, STAGES, 2 * STAGES
 
+#: (widths, absent layers, replaced full shapes): a subnet as ``LatencyPredictor.predict`` takes it
+LayerArgs = tuple[dict[str, tuple[int, int]], list[str], dict[str, LayerShape]]
+
 
 class SubnetLatency(Protocol):
     """What :class:`ExpectedLatency` reads of ``search.SubnetPredictor`` (calibrated)."""
 
     @property
-    def space(self) -> ResNetSpace: ...
-    @property
-    def num_classes(self) -> int: ...
+    def space(self) -> SearchSpace[Any]: ...
     @property
     def predictor(self) -> LatencyPredictor: ...
-    def predict(self, subnet: Subnet) -> float: ...
+    def predict(self, subnet: Any) -> float: ...
+    def layer_args(self, subnet: Any) -> LayerArgs: ...
 
 
 class CandidateScorer(Protocol):
     """What :func:`search_dnas` uses of ``search._Scorer``: subnets scored land in ``seen``."""
 
     @property
-    def net(self) -> ResNetSupernet: ...
+    def net(self) -> Supernet[Any]: ...
     @property
     def predictor(self) -> SubnetLatency: ...
     @property
-    def seen(self) -> Mapping[Subnet, object]: ...
-    def score_many(self, subnets: list[Subnet]) -> Sequence[object]: ...
+    def seen(self) -> Mapping[Any, object]: ...
+    def score_many(self, subnets: list[Any]) -> Sequence[object]: ...
 
 
 class DnasOptions(Protocol):
@@ -156,25 +168,26 @@ class ExpectedLatency:
         self.choices = space.gene_choices()
         base = space.genes(space.largest())
 
-        def describe(genes: list[int]) -> tuple[dict[str, tuple[int, int]], set[str]]:
-            widths, absent = subnet_layer_widths(
-                space.from_genes(genes), predictor.num_classes, space.max_depth
-            )
-            return widths, set(absent)
+        def describe(genes: list[int]) -> tuple[dict[str, tuple[int, int]], set[str], dict[str, LayerShape]]:
+            widths, absent, shapes = predictor.layer_args(space.from_genes(genes))
+            return widths, set(absent), shapes
 
-        def layer_ms(name: str, widths: dict[str, tuple[int, int]], absent: set[str]) -> float:
+        def layer_ms(
+            name: str, widths: dict[str, tuple[int, int]], absent: set[str], shapes: dict[str, LayerShape]
+        ) -> float:
             if name in absent:  # as LatencyPredictor.features: a removed layer costs 0
                 return 0.0
-            full = lp.layers[name]
-            shape = full.with_widths(*widths[name]) if name in widths else full
-            return lp.anchor * lp.weights.get(stage_key(full), lp.a) * lp.table.lookup(shape, full)
+            weight = lp.weights.get(stage_key(lp.layers[name]), lp.a)
+            return lp.anchor * weight * lp.layer_latency(name, widths, shapes)
 
-        # the genes each layer depends on: those whose choices change its widths or remove it
-        looks: dict[str, list[set[tuple[int, int] | None]]] = {n: [] for n in lp.layers}
+        # the genes each layer depends on: those whose choices change its shape or remove it
+        looks: dict[str, list[set[object]]] = {n: [] for n in lp.layers}
         for g, options in enumerate(self.choices):
             outcomes = [describe([*base[:g], c, *base[g + 1 :]]) for c in options]
             for name in lp.layers:
-                looks[name].append({None if name in a else w.get(name, (-1, -1)) for w, a in outcomes})
+                looks[name].append(
+                    {None if name in a else (w.get(name), k.get(name)) for w, a, k in outcomes}
+                )
         groups: dict[tuple[int, ...], list[str]] = {}
         for name, per_gene in looks.items():
             groups.setdefault(tuple(g for g, seen in enumerate(per_gene) if len(seen) > 1), []).append(name)
@@ -187,8 +200,8 @@ class ExpectedLatency:
                 genes = list(base)
                 for g, i in zip(key, index, strict=True):
                     genes[g] = self.choices[g][i]
-                widths, absent = describe(genes)
-                table[index] = math.fsum(layer_ms(n, widths, absent) for n in names)
+                widths, absent, shapes = describe(genes)
+                table[index] = math.fsum(layer_ms(n, widths, absent, shapes) for n in names)
             if key:
                 self.terms.append((key, table))
             else:
@@ -219,8 +232,7 @@ def _conv(conv: nn.Conv2d, x: Tensor, out_channels: int) -> Tensor:
 
 def _bn(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
     """Batch statistics, nothing written to the supernet's running statistics."""
-    c = x.shape[1]
-    return F.batch_norm(x, None, None, bn.weight[:c].detach(), bn.bias[:c].detach(), True, 0.0, bn.eps)
+    return elastic_bn(bn, x, frozen=True)
 
 
 def _channel_gate(sample: Tensor, choices: Sequence[int], width: int) -> Tensor:
@@ -229,9 +241,25 @@ def _channel_gate(sample: Tensor, choices: Sequence[int], width: int) -> Tensor:
     return (sample @ keeps).view(1, width, 1, 1)
 
 
-def gated_forward(net: ResNetSupernet, subnet: Subnet, samples: Sequence[Tensor], x: Tensor) -> Tensor:
+def _depth_keep(sample: Tensor, depths: Sequence[int], block: int) -> Tensor:
+    """``sum_j y_j [d_j > block]``: 1 in value while the sampled depth keeps ``block``."""
+    return sample @ torch.tensor([float(d > block) for d in depths], dtype=sample.dtype)
+
+
+#: the gated forward pass of each supernet type (:func:`gated_forward`)
+GATED_FORWARDS: HandlerTable[Callable[[Any, Any, Sequence[Tensor], Tensor], Tensor]] = HandlerTable(
+    "dnas gated forward"
+)
+
+
+def gated_forward(net: Supernet[Any], subnet: Any, samples: Sequence[Tensor], x: Tensor) -> Tensor:
     """``net.run(subnet, x)`` with batch-statistics BN and frozen weights, the genes' straight-through
     samples (``samples[g]``, one-hot in value, ``subnet`` their choices) entering as gates."""
+    return GATED_FORWARDS.get(net)(net, subnet, samples, x)
+
+
+@GATED_FORWARDS.register(ResNetSupernet)
+def _gated_resnet(net: ResNetSupernet, subnet: Subnet, samples: Sequence[Tensor], x: Tensor) -> Tensor:
     choices = net.space.gene_choices()
     streams = [
         _channel_gate(samples[_WIDTH + s], choices[_WIDTH + s], subnet.widths[s]) for s in range(STAGES)
@@ -246,17 +274,42 @@ def gated_forward(net: ResNetSupernet, subnet: Subnet, samples: Sequence[Tensor]
             h = _bn(block.bn2, _conv(block.conv2, h, width))
             skip = block._shortcut(out, width)
             y = F.relu(h + skip) * streams[s]
-            keep = depth_sample @ torch.tensor([float(d > i) for d in depths], dtype=depth_sample.dtype)
+            keep = _depth_keep(depth_sample, depths, i)
             out = keep * y + (1 - keep) * skip
     pooled = out.mean((2, 3))
     return F.linear(pooled, net.linear.weight[:, : subnet.widths[-1]].detach(), net.linear.bias.detach())
+
+
+@GATED_FORWARDS.register(MBV2Supernet)
+def _gated_mbv2(net: MBV2Supernet, subnet: MBV2Subnet, samples: Sequence[Tensor], x: Tensor) -> Tensor:
+    """Genes (``MBV2Space.genes``): depths, then each block slot's expand ratio, then its kernel."""
+    space = net.space
+    choices, stages, slots = space.gene_choices(), len(space.stages), sum(space.max_depths)
+    top = space.kernel_choices[-1]
+    out = net.stem_forward(x, frozen=True)
+    for s in range(stages):
+        for i, block in enumerate(net.blocks(s)[: subnet.depths[s]]):
+            slot = space.slot(s, i)
+            expand, kernel = subnet.expands[s][i], subnet.kernels[s][i]
+            h = block.hidden(expand)
+            gate = _channel_gate(samples[stages + slot], [block.hidden(e) for e in space.expand_choices], h)
+            mixed = torch.zeros(h, 1, top, top, dtype=x.dtype)
+            for y, k in zip(samples[stages + slots + slot], space.kernel_choices, strict=True):
+                pad = (top - k) // 2
+                mixed = mixed + y * F.pad(block.kernel_weight(k, h, frozen=True), [pad] * 4)
+            y_out = block(out, expand, kernel, frozen=True, hidden_gate=gate, dw_weight=mixed)
+            if block.residual:  # a block that may be dropped (every block past the first of its stage)
+                keep = _depth_keep(samples[s], choices[s], i)
+                y_out = keep * y_out + (1 - keep) * out
+            out = y_out
+    return net.head_forward(out, frozen=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class DnasStep:
     """One architecture step: the sampled subnet, its loss terms and the distribution's latency."""
 
-    subnet: Subnet
+    subnet: Any
     cross_entropy: float
     expected_ms: float
     loss: float
@@ -267,7 +320,7 @@ class DnasSearch:
 
     def __init__(
         self,
-        net: ResNetSupernet,
+        net: Supernet[Any],
         latency: ExpectedLatency,
         target_ms: float,
         *,
@@ -290,13 +343,13 @@ class DnasSearch:
     def expected_ms(self) -> float:
         return float(self.latency(self.probs()))
 
-    def argmax(self) -> Subnet:
+    def argmax(self) -> Any:
         """The most probable subnet (the first choice on ties)."""
         return self.space.from_genes(
             [c[int(p.argmax())] for c, p in zip(self.choices, self.probs(), strict=True)]
         )
 
-    def sample(self, rng: random.Random) -> Subnet:
+    def sample(self, rng: random.Random) -> Any:
         """A subnet drawn from the distribution."""
         return self.space.from_genes(
             [rng.choices(c, weights=p.tolist())[0] for c, p in zip(self.choices, self.probs(), strict=True)]
@@ -323,7 +376,7 @@ class DnasSearch:
         low, high = REFERENCE_RANGE
         self.reference_ms = min(max(self.reference_ms * factor, low * self.target_ms), high * self.target_ms)
 
-    def decoded(self, predict: Callable[[Subnet], float]) -> Subnet | None:
+    def decoded(self, predict: Callable[[Any], float]) -> Any | None:
         """The argmax if predicted within the budget, else the argmax shrunk one gene choice at a
         time (the most probable step first) until it is; None when even the smallest is over."""
         space, choices = self.space, self.choices

@@ -11,7 +11,9 @@ search must beat) and ``dnas`` (Gumbel-softmax over the genes against the frozen
 exact expected latency of this predictor as a penalty: :mod:`edgeslim.nas.dnas`). The best few
 are timed end to end; the most accurate one that meets the budget when measured is kept, optionally
 fine-tuned by distillation from the supernet's largest net, and saved as an ordinary checkpoint
-(``resnet_cifar`` with explicit blocks and a channel spec).
+(the zoo model the space's supernet exports: ``resnet_cifar`` with explicit blocks and a channel
+spec, ``mobilenet_v2_blocks`` with explicit blocks). Elastic kernels are priced from the table at
+their own kernel size (``LayerShape.with_kernel``), every kernel choice profiled up front.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from edgeslim.bench import env_fingerprint
 from edgeslim.bench.counting import count_macs, count_params
@@ -40,18 +41,11 @@ from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
 from edgeslim.engine.searches import SearchCandidate, check_store, free_name, record_search
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
-from edgeslim.models.channels import channel_spec
-from edgeslim.nas.dnas import search_dnas
-from edgeslim.nas.space import ResNetSpace, Subnet
-from edgeslim.nas.supernet import (
-    ResNetSupernet,
-    check_new_file,
-    extract_subnet,
-    load_supernet,
-    subnet_layer_widths,
-)
+from edgeslim.nas.dnas import LayerArgs, search_dnas
+from edgeslim.nas.space import SearchSpace, SubnetChoice
+from edgeslim.nas.supernet import ExportedSubnet, Supernet, check_new_file, extract_subnet, load_supernet
 from edgeslim.nas.train import distill_subnet
-from edgeslim.search import Budget, LatencyPredictor, LatencyTable, ModelLayout
+from edgeslim.search import Budget, LatencyPredictor, LatencyTable, LayerShape, ModelLayout
 from edgeslim.search.calibrate import PairedTimer, PairedTiming, export_float, measure_model
 from edgeslim.search.compression import adapt_batchnorm, bn_batches, proxy_score
 from edgeslim.tasks import DataSource
@@ -168,7 +162,7 @@ class NasOptions(Config):
 class Candidate:
     """One scored subnet: proxy top-1, predicted latency, and the measured one for finalists."""
 
-    subnet: Subnet
+    subnet: SubnetChoice
     top1_proxy: float
     latency_ms_predicted: float
     params: int
@@ -195,7 +189,7 @@ class NasResult:
 
     path: Path
     space: str
-    subnet: Subnet
+    subnet: SubnetChoice
     latency_ms: float
     latency_ms_predicted: float
     max_latency_ms: float
@@ -229,20 +223,30 @@ class NasResult:
 class SubnetPredictor:
     """Latency of any subnet from the largest net's per-layer table (see the module docstring)."""
 
-    def __init__(self, net: ResNetSupernet, table: LatencyTable, input_shape: tuple[int, ...]) -> None:
-        self.space = net.space
+    def __init__(self, net: Supernet[Any], table: LatencyTable, input_shape: tuple[int, ...]) -> None:
+        self.space: SearchSpace[Any] = net.space
         self.num_classes = net.num_classes
+        self.layer_plan = net.layer_plan
         largest = extract_subnet(net, net.space.largest())
         self.layers = ModelLayout(largest, input_shape).layers
         self.predictor = LatencyPredictor(table, self.layers)
+        self.variants = [self.layers[n].with_kernel(k) for n, ks in net.elastic_kernels().items() for k in ks]
 
-    def features(self, subnet: Subnet) -> dict[str, float]:
-        widths, absent = subnet_layer_widths(subnet, self.num_classes, self.space.max_depth)
-        return self.predictor.features(widths, absent)
+    def shapes(self) -> list[LayerShape]:
+        """Every layer shape a subnet may have, up to widths (what the table must hold)."""
+        return [*self.layers.values(), *self.variants]
 
-    def predict(self, subnet: Subnet) -> float:
-        widths, absent = subnet_layer_widths(subnet, self.num_classes, self.space.max_depth)
-        return self.predictor.predict(widths, absent)
+    def layer_args(self, subnet: Any) -> LayerArgs:
+        """``subnet``'s (widths, absent layers, replaced full shapes) for ``LatencyPredictor``."""
+        plan = self.layer_plan(subnet)
+        shapes = {n: self.layers[n].with_kernel(k) for n, k in plan.kernels.items()}
+        return plan.widths, plan.absent, shapes
+
+    def features(self, subnet: Any) -> dict[str, float]:
+        return self.predictor.features(*self.layer_args(subnet))
+
+    def predict(self, subnet: Any) -> float:
+        return self.predictor.predict(*self.layer_args(subnet))
 
 
 class SubnetScorer:
@@ -250,10 +254,10 @@ class SubnetScorer:
     training batches, top-1 on the validation images; ``subnet -> (top-1, params, MACs)``.
     Picklable, so a scoring pool's workers each build one."""
 
-    def __init__(self, net: ResNetSupernet, batches: list[torch.Tensor], val: ImageTensors) -> None:
+    def __init__(self, net: Supernet[Any], batches: list[torch.Tensor], val: ImageTensors) -> None:
         self.net, self.batches, self.val = net, batches, val
 
-    def __call__(self, subnet: Subnet) -> tuple[float, int, int]:
+    def __call__(self, subnet: Any) -> tuple[float, int, int]:
         return proxy_score(extract_subnet(self.net, subnet), self.batches, self.val)
 
 
@@ -262,7 +266,7 @@ class _Scorer:
 
     def __init__(
         self,
-        net: ResNetSupernet,
+        net: Supernet[Any],
         predictor: SubnetPredictor,
         train: ImageTensors,
         pool: ScoringPool,
@@ -270,21 +274,21 @@ class _Scorer:
     ) -> None:
         self.net, self.predictor, self.pool = net, predictor, pool
         self.bn_loader = BatchLoader(train, 128, shuffle=True, seed=options.seed)
-        self.seen: dict[Subnet, Candidate] = {}
+        self.seen: dict[Any, Candidate] = {}
 
-    def model(self, subnet: Subnet, bn_batches: int) -> nn.Module:
+    def model(self, subnet: Any, bn_batches: int) -> ExportedSubnet:
         """The subnet with BN re-estimated on ``bn_batches`` batches (for the winner: more than the proxy)."""
-        model = extract_subnet(self.net, subnet)
-        adapt_batchnorm(model, self.bn_loader, bn_batches)
-        return model
+        exported = self.net.export(subnet)
+        adapt_batchnorm(exported.model, self.bn_loader, bn_batches)
+        return exported
 
-    def score_many(self, subnets: list[Subnet]) -> list[Candidate]:
+    def score_many(self, subnets: list[Any]) -> list[Candidate]:
         todo = list(dict.fromkeys(s for s in subnets if s not in self.seen))
         for subnet, (top1, params, macs) in zip(todo, self.pool.map(todo), strict=True):
             self.seen[subnet] = Candidate(subnet, top1, self.predictor.predict(subnet), params, macs)
         return [self.seen[s] for s in subnets]
 
-    def score(self, subnet: Subnet, reference: str | None = None) -> Candidate:
+    def score(self, subnet: Any, reference: str | None = None) -> Candidate:
         (candidate,) = self.score_many([subnet])
         if reference is not None:
             candidate.reference = reference
@@ -292,8 +296,8 @@ class _Scorer:
 
 
 def _feasible(
-    space: ResNetSpace, predictor: SubnetPredictor, target: float, rng: random.Random, tries: int = 2000
-) -> Subnet | None:
+    space: SearchSpace[Any], predictor: SubnetPredictor, target: float, rng: random.Random, tries: int = 2000
+) -> Any | None:
     for _ in range(tries):
         subnet = space.sample(rng)
         if predictor.predict(subnet) <= target:
@@ -301,7 +305,7 @@ def _feasible(
     return None
 
 
-def _mutate(space: ResNetSpace, subnet: Subnet, rate: float, rng: random.Random) -> Subnet:
+def _mutate(space: SearchSpace[Any], subnet: Any, rate: float, rng: random.Random) -> Any:
     genes = space.genes(subnet)
     for i, choices in enumerate(space.gene_choices()):
         if rng.random() < rate:
@@ -309,7 +313,7 @@ def _mutate(space: ResNetSpace, subnet: Subnet, rate: float, rng: random.Random)
     return space.from_genes(genes)
 
 
-def _crossover(space: ResNetSpace, a: Subnet, b: Subnet, rng: random.Random) -> Subnet:
+def _crossover(space: SearchSpace[Any], a: Any, b: Any, rng: random.Random) -> Any:
     return space.from_genes(
         [x if rng.random() < 0.5 else y for x, y in zip(space.genes(a), space.genes(b), strict=True)]
     )
@@ -332,7 +336,7 @@ def _evolve(
     population: list[Candidate] = [c for c in scorer.seen.values() if c.latency_ms_predicted <= target]
     size = options.population if options.strategy == "evolution" else options.max_evals
     while len(population) < size and budget_left():  # sampled a pool's worth at a time
-        batch: list[Subnet] = []
+        batch: list[Any] = []
         room = min(scorer.pool.workers, options.max_evals - len(scorer.seen), size - len(population))
         while len(batch) < room:
             subnet = _feasible(space, predictor, target, rng)
@@ -348,7 +352,7 @@ def _evolve(
         generation += 1
         parents = sorted(population, key=lambda c: -c.top1_proxy)[: options.parents]
         wanted = min(options.population // 2, options.max_evals - len(scorer.seen))
-        offspring: list[Subnet] = []
+        offspring: list[Any] = []
         for _ in range(50 * options.population):
             if len(offspring) >= wanted:
                 break
@@ -371,12 +375,12 @@ def _evolve(
         )
 
 
-def _measure(net: ResNetSupernet, subnet: Subnet, timer: PairedTimer, work: Path) -> PairedTiming:
+def _measure(net: Supernet[Any], subnet: Any, timer: PairedTimer, work: Path) -> PairedTiming:
     return measure_model(extract_subnet(net, subnet), timer, work)
 
 
 def _calibrate(
-    net: ResNetSupernet,
+    net: Supernet[Any],
     predictor: SubnetPredictor,
     timer: PairedTimer,
     work: Path,
@@ -385,11 +389,11 @@ def _calibrate(
     """Time the largest, the smallest, the references and random subnets; fit and anchor."""
     space = net.space
     rng = random.Random(CALIBRATION_SEED + options.seed)
-    subnets = [space.largest(), space.smallest()] + [space.reference(b) for _, b in space.references]
+    subnets = [space.largest(), space.smallest()] + [s for _, s in space.reference_subnets()]
     subnets += [space.sample(rng) for _ in range(options.calibration_subnets)]
     unique = list(dict.fromkeys(subnets))
     samples = []
-    measured: dict[Subnet, float] = {}
+    measured: dict[Any, float] = {}
     for subnet in unique:
         ms = _measure(net, subnet, timer, work).corrected_ms
         measured[subnet] = ms
@@ -448,7 +452,7 @@ def search_subnet(
         input_shape = tuple(test.input_shape)
         table = LatencyTable(budget.runtime, budget.batch_size, budget.threads)
         predictor = SubnetPredictor(net, table, input_shape)
-        filled = table.fill(predictor.layers.values())
+        filled = table.fill(predictor.shapes())
         table.save()
         say(f"profile {table.profile_id}: {filled} layer widths timed now, {len(table.entries)} cached")
         largest_path = export_float(
@@ -477,8 +481,8 @@ def search_subnet(
         setup = functools.partial(SubnetScorer, net, bn_batches(train, options.bn_batches, options.seed), val)
         with scoring_pool(options.executor, setup, workers=options.workers, address=options.address) as pool:
             scorer = _Scorer(net, predictor, train, pool, options)
-            for name, blocks in net.space.references:
-                scorer.score(net.space.reference(blocks), reference=name)
+            for name, reference in net.space.reference_subnets():
+                scorer.score(reference, reference=name)
             deadline = time.perf_counter() + options.budget_minutes * 60.0
             if options.strategy == "dnas":
                 search_dnas(scorer, train, target, options, deadline, say)
@@ -513,16 +517,17 @@ def search_subnet(
         for ref in (c for c in scorer.seen.values() if c.reference is not None):
             if ref.latency_ms is None:
                 ref.latency_ms = calibration["measured"].get(ref.subnet.label())
-        model = scorer.model(chosen.subnet, bn_batches=max(options.bn_batches, 32))
+        exported = scorer.model(chosen.subnet, bn_batches=max(options.bn_batches, 32))
+        model = exported.model
         steps = 0
         if options.finetune_minutes > 0:
-            teacher = scorer.model(net.space.largest(), bn_batches=max(options.bn_batches, 32))
+            teacher = scorer.model(net.space.largest(), bn_batches=max(options.bn_batches, 32)).model
             steps = distill_subnet(
                 model, teacher, train, options.finetune_minutes, seed=options.seed, progress=say
             )
         top1 = evaluate(model, BatchLoader(test, 256)).top1
         meta = {
-            "channel_spec": channel_spec(model),
+            **exported.meta,
             "nas": {
                 "space": net.space.name,
                 "subnet": chosen.subnet.to_dict(),
@@ -535,11 +540,7 @@ def search_subnet(
             },
         }
         path = save_checkpoint(
-            out,
-            model,
-            model_name="resnet_cifar",
-            model_kwargs={"blocks": list(chosen.subnet.depths)},
-            meta=meta,
+            out, model, model_name=exported.model_name, model_kwargs=exported.model_kwargs, meta=meta
         )
     references = [c.to_dict() for c in scorer.seen.values() if c.reference is not None]
     result = NasResult(

@@ -1,20 +1,30 @@
-"""A weight-sharing supernet for a :class:`~edgeslim.nas.space.ResNetSpace` (Once-for-All style).
+"""Weight-sharing supernets (Once-for-All style): the generic part, and the one of a ResNetSpace.
 
-The supernet is the space's largest net with the module names of the zoo's CIFAR ResNet (so the
-pretrained ResNet-56 loads into it as it is). A subnet runs on slices of the shared weights: the
-first ``depth`` blocks of each stage, the first ``width`` channels of each residual stream and the
-first ``mid`` channels inside each block. :func:`sort_channels` orders every stream and every
+Every space type has a supernet class (:data:`SUPERNETS`, looked up by the space's type; a new space
+registers its own): a :class:`Supernet` runs any subnet of its space on slices of shared weights
+(:meth:`Supernet.run`), exports a subnet as an ordinary zoo model (:meth:`Supernet.export`), and says
+which layers of its largest net a subnet changes (:meth:`Supernet.layer_plan`, what the latency
+predictor prices). Training, search and the supernet file go through these alone.
+
+A :class:`ResNetSupernet` is the space's largest net with the module names of the zoo's CIFAR
+ResNet (so the pretrained ResNet-56 loads into it as it is). A subnet runs on slices of the shared
+weights: the first ``depth`` blocks of each stage, the first ``width`` channels of each residual
+stream and the first ``mid`` channels inside each block. :func:`sort_channels` orders every stream and every
 block's inner channels by importance (BatchNorm scale, summed over every layer that writes the
 stream) once, at initialisation, so small subnets inherit the most useful filters of the
 pretrained net. :func:`extract_subnet` copies a subnet's slices into an ordinary zoo model
 (``resnet_cifar`` with explicit blocks plus a channel spec) that every other edgeslim command loads.
+The MobileNetV2 space's supernet is :mod:`edgeslim.nas.mbv2`.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,17 +33,25 @@ from torch import Tensor, nn
 from edgeslim.checkpoint import read_file
 from edgeslim.errors import CheckpointError, ConfigError
 from edgeslim.io import atomic_torch_save
-from edgeslim.models import create_model
-from edgeslim.models.channels import SPEC_FORMAT, SPEC_VERSION, apply_channel_spec
+from edgeslim.methods import HandlerTable
+from edgeslim.models import create_model, load_weights
+from edgeslim.models.channels import SPEC_FORMAT, SPEC_VERSION, apply_channel_spec, channel_spec
 from edgeslim.models.resnet_cifar import PadShortcut, gather_shortcut
-from edgeslim.nas.space import STAGES, ResNetSpace, Subnet, get_space
+from edgeslim.nas.space import STAGES, ResNetSpace, S, SearchSpace, Subnet, get_space
 
 __all__ = [
+    "SUPERNETS",
     "SUPERNET_FORMAT",
     "SUPERNET_VERSION",
+    "ExportedSubnet",
+    "LayerPlan",
     "ResNetSupernet",
+    "Supernet",
     "SupernetFile",
+    "build_supernet",
+    "check_init_weights",
     "check_new_file",
+    "elastic_bn",
     "extract_subnet",
     "load_supernet",
     "save_supernet",
@@ -42,6 +60,8 @@ __all__ = [
 ]
 
 SUPERNET_FORMAT = "edgeslim.supernet"
+# Unchanged by the MobileNetV2 space: a file names its space, which decides the net it rebuilds, so
+# every supernet file written before loads as it did.
 SUPERNET_VERSION = 1
 
 
@@ -50,8 +70,16 @@ def _conv(conv: nn.Conv2d, x: Tensor, out_channels: int) -> Tensor:
     return F.conv2d(x, weight, None, conv.stride, conv.padding)
 
 
-def _bn(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+def elastic_bn(bn: nn.BatchNorm2d, x: Tensor, frozen: bool = False) -> Tensor:
+    """``bn`` on the first ``x.shape[1]`` channels.
+
+    ``frozen`` (the differentiable search): the batch's own statistics, nothing written to the
+    running ones, no gradient to the affine parameters; else as ``bn`` itself would (running
+    statistics updated in training mode).
+    """
     c = x.shape[1]
+    if frozen:
+        return F.batch_norm(x, None, None, bn.weight[:c].detach(), bn.bias[:c].detach(), True, 0.0, bn.eps)
     assert bn.running_mean is not None and bn.running_var is not None
     return F.batch_norm(
         x,
@@ -63,6 +91,92 @@ def _bn(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
         0.1 if bn.momentum is None else bn.momentum,
         bn.eps,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """What a subnet changes in its space's largest net, by the largest net's zoo layer names:
+    (in, out) widths of the layers it narrows, the layers it drops (``absent``), and the kernel size
+    of elastic depthwise convs (``kernels``). The latency predictor prices a subnet from this alone."""
+
+    widths: dict[str, tuple[int, int]]
+    absent: list[str]
+    kernels: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ExportedSubnet:
+    """A subnet as an ordinary zoo model: the model (weights copied), the zoo name and kwargs that
+    rebuild it, and what its checkpoint's meta must hold besides (e.g. a channel spec)."""
+
+    model: nn.Module
+    model_name: str
+    model_kwargs: dict[str, Any]
+    meta: dict[str, Any]
+
+
+class Supernet(nn.Module, Generic[S], abc.ABC):
+    """The largest net of ``space``; :attr:`active` (a subnet) decides what ``forward`` runs."""
+
+    def __init__(self, space: SearchSpace[S], num_classes: int) -> None:
+        super().__init__()
+        self.space = space
+        self.num_classes = num_classes
+        self.active: S = space.largest()
+
+    def run(self, subnet: S, x: Tensor) -> Tensor:
+        """``forward`` of ``subnet`` (the active subnet is restored after)."""
+        previous, self.active = self.active, subnet
+        try:
+            return cast(Tensor, self(x))
+        finally:
+            self.active = previous
+
+    def initialise(self, init_weights: str | os.PathLike[str]) -> None:
+        """Load pretrained weights of the space's ``init_model`` (whose shape the largest net has)."""
+        init_model = check_init_weights(self.space, init_weights)
+        assert init_model is not None
+        model = create_model(init_model, self.num_classes)
+        load_weights(model, init_weights)
+        self.load_state_dict(model.state_dict(), strict=True)
+
+    @abc.abstractmethod
+    def export(self, subnet: S) -> ExportedSubnet:
+        """``subnet`` as an ordinary zoo model with its weights copied out of the supernet."""
+
+    @abc.abstractmethod
+    def layer_plan(self, subnet: S) -> LayerPlan:
+        """What ``subnet`` changes in the largest net's layers (names of ``export(largest)``)."""
+
+    def elastic_kernels(self) -> dict[str, tuple[int, ...]]:
+        """Kernel sizes each elastic depthwise conv may take, by the largest net's layer names."""
+        return {}
+
+    def file_extras(self) -> dict[str, Any]:
+        """Plain data a supernet file keeps besides the weights (read back by :meth:`load_extras`)."""
+        return {}
+
+    def load_extras(self, saved: dict[str, Any], path: str) -> None:
+        """Restore what :meth:`file_extras` wrote (``saved``: the whole file)."""
+
+
+def check_init_weights(space: SearchSpace[Any], init_weights: object) -> str | None:
+    """The space's init model; a one-line error when weights are given for a space without one."""
+    if init_weights is not None and space.init_model is None:
+        raise ConfigError(
+            f"space {space.name!r} trains from scratch (it has no init model); leave out --init-weights",
+            field="nas.init_weights",
+        )
+    return space.init_model
+
+
+#: the supernet class of each space type (looked up by the space's type; a new space registers one)
+SUPERNETS: HandlerTable[Callable[..., Supernet[Any]]] = HandlerTable("supernet")
+
+
+def build_supernet(space: SearchSpace[Any], num_classes: int = 10) -> Supernet[Any]:
+    """A freshly initialised supernet of ``space``."""
+    return SUPERNETS.get(space)(space, num_classes)
 
 
 def sub_index_map(index_map: list[int], in_width: int, out_width: int) -> list[int]:
@@ -84,8 +198,8 @@ class _ElasticBlock(nn.Module):
         self._indices: dict[tuple[int, int], Tensor] = {}
 
     def forward(self, x: Tensor, mid: int, width: int) -> Tensor:
-        out = F.relu(_bn(self.bn1, _conv(self.conv1, x, mid)))
-        out = _bn(self.bn2, _conv(self.conv2, out, width))
+        out = F.relu(elastic_bn(self.bn1, _conv(self.conv1, x, mid)))
+        out = elastic_bn(self.bn2, _conv(self.conv2, out, width))
         return F.relu(out + self._shortcut(x, width))
 
     def _shortcut(self, x: Tensor, width: int) -> Tensor:
@@ -103,16 +217,17 @@ class _ElasticBlock(nn.Module):
         self._indices.clear()
 
 
-class ResNetSupernet(nn.Module):
-    """The largest net of ``space``; :attr:`active` (a :class:`Subnet`) decides what ``forward`` runs."""
+@SUPERNETS.register(ResNetSpace)
+class ResNetSupernet(Supernet[Subnet]):
+    """The largest net of a :class:`ResNetSpace`, with the zoo CIFAR ResNet's module names."""
 
     conv1: nn.Conv2d
     bn1: nn.BatchNorm2d
     linear: nn.Linear
+    space: ResNetSpace
 
     def __init__(self, space: ResNetSpace, num_classes: int = 10) -> None:
-        super().__init__()
-        self.space = space
+        super().__init__(space, num_classes)
         widths, mids = space.max_widths, space.max_mids
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -127,8 +242,6 @@ class ResNetSupernet(nn.Module):
             stages.append(nn.ModuleList(blocks))
         self.layer1, self.layer2, self.layer3 = stages
         self.linear = nn.Linear(widths[-1], num_classes)
-        self.num_classes = num_classes
-        self.active = space.largest()
 
     @property
     def stages(self) -> list[list[_ElasticBlock]]:
@@ -137,20 +250,41 @@ class ResNetSupernet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         sub = self.active
-        out = F.relu(_bn(self.bn1, _conv(self.conv1, x, sub.widths[0])))
+        out = F.relu(elastic_bn(self.bn1, _conv(self.conv1, x, sub.widths[0])))
         for s, stage in enumerate(self.stages):
             for block in stage[: sub.depths[s]]:
                 out = block(out, sub.mids[s], sub.widths[s])
         out = out.mean((2, 3))
         return F.linear(out, self.linear.weight[:, : sub.widths[-1]], self.linear.bias)
 
-    def run(self, subnet: Subnet, x: Tensor) -> Tensor:
-        """``forward`` of ``subnet`` (the active subnet is restored after)."""
-        previous, self.active = self.active, subnet
-        try:
-            return self(x)
-        finally:
-            self.active = previous
+    def initialise(self, init_weights: str | os.PathLike[str]) -> None:
+        """The pretrained ResNet, then its channels sorted by importance (:func:`sort_channels`)."""
+        super().initialise(init_weights)
+        sort_channels(self)
+
+    def export(self, subnet: Subnet) -> ExportedSubnet:
+        model = _extract_resnet(self, subnet)
+        blocks = {"blocks": list(subnet.depths)}
+        return ExportedSubnet(model, "resnet_cifar", blocks, {"channel_spec": channel_spec(model)})
+
+    def layer_plan(self, subnet: Subnet) -> LayerPlan:
+        return LayerPlan(*subnet_layer_widths(subnet, self.num_classes, self.space.max_depth))
+
+    def file_extras(self) -> dict[str, Any]:
+        return {
+            "shortcuts": {
+                f"layer{s + 1}.0": stage[0].shortcut.index_map
+                for s, stage in enumerate(self.stages)
+                if isinstance(stage[0].shortcut, PadShortcut)
+            }
+        }
+
+    def load_extras(self, saved: dict[str, Any], path: str) -> None:
+        for name, index_map in dict(saved.get("shortcuts") or {}).items():
+            block = dict(self.named_modules()).get(name)
+            if not isinstance(block, _ElasticBlock) or not isinstance(block.shortcut, PadShortcut):
+                raise CheckpointError(f"{path!r}: shortcut {name!r} is not one of this space's")
+            block.shortcut.set_index_map(list(index_map))
 
 
 # -- importance order ------------------------------------------------------------------------------
@@ -275,8 +409,13 @@ def _spec_and_state(net: ResNetSupernet, subnet: Subnet) -> tuple[dict[str, Any]
     return {"format": SPEC_FORMAT, "version": SPEC_VERSION, "modules": modules}, state
 
 
-def extract_subnet(net: ResNetSupernet, subnet: Subnet) -> nn.Module:
-    """``subnet`` as an ordinary zoo model (``resnet_cifar``, explicit blocks), weights copied.
+def extract_subnet(net: Supernet[Any], subnet: Any) -> nn.Module:
+    """``subnet`` as an ordinary zoo model, weights copied (:meth:`Supernet.export`'s model)."""
+    return net.export(subnet).model
+
+
+def _extract_resnet(net: ResNetSupernet, subnet: Subnet) -> nn.Module:
+    """``resnet_cifar`` with explicit blocks and a channel spec.
 
     Every stage's first block in the zoo model has an option-A shortcut when it changes resolution;
     the first stage's first block has an identity shortcut in both, so shapes always line up.
@@ -303,13 +442,15 @@ def check_new_file(out: Path) -> None:
 class SupernetFile:
     """What a supernet file holds besides the weights: its space, training state and notes."""
 
-    def __init__(self, space: ResNetSpace, meta: dict[str, Any], train_state: dict[str, Any] | None) -> None:
+    def __init__(
+        self, space: SearchSpace[Any], meta: dict[str, Any], train_state: dict[str, Any] | None
+    ) -> None:
         self.space, self.meta, self.train_state = space, meta, train_state
 
 
 def save_supernet(
     path: str | os.PathLike[str],
-    net: ResNetSupernet,
+    net: Supernet[Any],
     *,
     meta: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
@@ -322,11 +463,7 @@ def save_supernet(
         "space_config": net.space.to_dict(),
         "num_classes": net.num_classes,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "shortcuts": {
-            f"layer{s + 1}.0": stage[0].shortcut.index_map
-            for s, stage in enumerate(net.stages)
-            if isinstance(stage[0].shortcut, PadShortcut)
-        },
+        **net.file_extras(),
         "meta": dict(meta or {}),
     }
     if train_state is not None:
@@ -336,7 +473,7 @@ def save_supernet(
 
 def load_supernet(
     path: str | os.PathLike[str], space: str | None = None
-) -> tuple[ResNetSupernet, SupernetFile]:
+) -> tuple[Supernet[Any], SupernetFile]:
     """Rebuild a supernet file; ``space``, when given, must be the file's (a one-line error otherwise)."""
     obj = read_file(path)
     if not isinstance(obj, dict) or obj.get("format") != SUPERNET_FORMAT:
@@ -359,12 +496,8 @@ def load_supernet(
     num_classes = obj.get("num_classes")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise CheckpointError(f"{str(path)!r}: num_classes {num_classes!r} is not a class count")
-    net = ResNetSupernet(the_space, num_classes)
-    for name, index_map in dict(obj.get("shortcuts") or {}).items():
-        block = dict(net.named_modules()).get(name)
-        if not isinstance(block, _ElasticBlock) or not isinstance(block.shortcut, PadShortcut):
-            raise CheckpointError(f"{str(path)!r}: shortcut {name!r} is not one of this space's")
-        block.shortcut.set_index_map(list(index_map))
+    net = build_supernet(the_space, num_classes)
+    net.load_extras(obj, str(path))
     try:
         net.load_state_dict(obj.get("state_dict") or {}, strict=True)
     except RuntimeError as exc:

@@ -29,9 +29,15 @@ from edgeslim.config import Config
 from edgeslim.data import Augment, BatchLoader, ImageTensors
 from edgeslim.distillation import KDLoss
 from edgeslim.errors import ConfigError
-from edgeslim.models import create_model, load_weights
-from edgeslim.nas.space import ResNetSpace, Subnet, get_space
-from edgeslim.nas.supernet import ResNetSupernet, check_new_file, load_supernet, save_supernet, sort_channels
+from edgeslim.nas.space import SearchSpace, get_space
+from edgeslim.nas.supernet import (
+    Supernet,
+    build_supernet,
+    check_init_weights,
+    check_new_file,
+    load_supernet,
+    save_supernet,
+)
 from edgeslim.tasks import DataSource
 from edgeslim.train import TrainConfig, build_optimizer, seed_everything
 
@@ -105,7 +111,7 @@ def _partial(out: Path) -> Path:
 
 
 def _settings(
-    space: ResNetSpace, options: SupernetTraining, data: DataSource, init: str | None
+    space: SearchSpace[Any], options: SupernetTraining, data: DataSource, init: str | None
 ) -> dict[str, Any]:
     """What must match for ``OUT.partial`` to be resumed (not the thread count or checkpoint cadence)."""
     fields = options.to_dict()
@@ -140,10 +146,10 @@ def _lr(options: SupernetTraining, step: int, total: int) -> float:
 
 
 def _sandwich_step(
-    net: ResNetSupernet,
+    net: Supernet[Any],
     x: Tensor,
     y: Tensor,
-    subnets: list[Subnet],
+    subnets: list[Any],
     temperature: float,
 ) -> float:
     """Largest on labels, the rest on its soft predictions; gradients summed. Returns the CE loss."""
@@ -158,14 +164,11 @@ def _sandwich_step(
 
 
 def _build(
-    space: ResNetSpace, num_classes: int, init_weights: str | os.PathLike[str] | None
-) -> ResNetSupernet:
-    net = ResNetSupernet(space, num_classes)
+    space: SearchSpace[Any], num_classes: int, init_weights: str | os.PathLike[str] | None
+) -> Supernet[Any]:
+    net = build_supernet(space, num_classes)
     if init_weights is not None:
-        model = create_model(space.init_model, num_classes)
-        load_weights(model, init_weights)
-        net.load_state_dict(model.state_dict(), strict=True)
-    sort_channels(net)
+        net.initialise(init_weights)
     return net
 
 
@@ -181,11 +184,13 @@ def train_supernet(
     """Train a supernet of ``space`` for ``options.budget_minutes`` and write it to ``out``.
 
     ``init_weights``: a weights file of the space's ``init_model`` (e.g. the pretrained ResNet-56);
-    without it the supernet starts from random weights. An ``OUT.partial`` left by a killed run with
-    the same settings is resumed.
+    without it the supernet starts from random weights (a space without an init model, such as
+    ``mbv2_cifar``, always does). An ``OUT.partial`` left by a killed run with the same settings is
+    resumed.
     """
     options = options or SupernetTraining()
     the_space = get_space(space)
+    check_init_weights(the_space, init_weights)
     out = Path(out)
     check_new_file(out)
     init = None if init_weights is None else str(Path(init_weights).resolve())
@@ -224,7 +229,7 @@ def _check_input(train: ImageTensors) -> None:
 
 
 def _train(
-    net: ResNetSupernet,
+    net: Supernet[Any],
     train: ImageTensors,
     out: Path,
     options: SupernetTraining,

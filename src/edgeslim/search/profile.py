@@ -73,6 +73,11 @@ class LayerShape:
             in_channels = out_channels
         return dataclasses.replace(self, in_channels=in_channels, out_channels=out_channels)
 
+    def with_kernel(self, kernel: int) -> LayerShape:
+        """This conv with a square ``kernel`` and the padding that keeps its output size (an elastic
+        kernel: a supernet's depthwise conv run at another kernel size)."""
+        return dataclasses.replace(self, kernel=(kernel, kernel), padding=(kernel // 2, kernel // 2))
+
     def key(self) -> str:
         k, s, p = self.kernel, self.stride, self.padding
         return (
@@ -353,35 +358,60 @@ class LatencyPredictor:
     points: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     seconds_per_point: float = 0.0  # time to prune, export and measure one calibration variant
 
+    def layer_latency(
+        self,
+        name: str,
+        widths: Mapping[str, tuple[int, int]] | None = None,
+        shapes: Mapping[str, LayerShape] | None = None,
+    ) -> float:
+        """Table latency of layer ``name`` at its ``widths``; ``shapes[name]``, when given, is the
+        layer's full shape instead of the dense model's (an elastic depthwise conv at another kernel)."""
+        full = shapes[name] if shapes and name in shapes else self.layers[name]
+        shape = full.with_widths(*widths[name]) if widths and name in widths else full
+        return self.table.lookup(shape, full)
+
     def features(
-        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+        self,
+        widths: Mapping[str, tuple[int, int]] | None = None,
+        absent: Collection[str] = (),
+        shapes: Mapping[str, LayerShape] | None = None,
     ) -> dict[str, float]:
-        """Table latency per stage key; ``absent`` layers (blocks a depth search removed) cost 0."""
-        widths = widths or {}
+        """Table latency per stage key; ``absent`` layers (blocks a depth search removed) cost 0;
+        ``shapes`` replaces some layers' full shapes (see :meth:`layer_latency`)."""
         sums: dict[str, float] = {}
         for name, full in self.layers.items():
-            if name in absent:
-                sums.setdefault(stage_key(full), 0.0)
-                continue
-            shape = full.with_widths(*widths[name]) if name in widths else full
             key = stage_key(full)
-            sums[key] = sums.get(key, 0.0) + self.table.lookup(shape, full)
+            if name in absent:
+                sums.setdefault(key, 0.0)
+                continue
+            sums[key] = sums.get(key, 0.0) + self.layer_latency(name, widths, shapes)
         return sums
 
     def layer_sum(
-        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+        self,
+        widths: Mapping[str, tuple[int, int]] | None = None,
+        absent: Collection[str] = (),
+        shapes: Mapping[str, LayerShape] | None = None,
     ) -> float:
-        return sum(self.features(widths, absent).values())
+        return sum(self.features(widths, absent, shapes).values())
 
-    def raw(self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()) -> float:
-        features = self.features(widths, absent)
+    def raw(
+        self,
+        widths: Mapping[str, tuple[int, int]] | None = None,
+        absent: Collection[str] = (),
+        shapes: Mapping[str, LayerShape] | None = None,
+    ) -> float:
+        features = self.features(widths, absent, shapes)
         return sum(self.weights.get(k, self.a) * v for k, v in features.items()) + self.b
 
     def predict(
-        self, widths: Mapping[str, tuple[int, int]] | None = None, absent: Collection[str] = ()
+        self,
+        widths: Mapping[str, tuple[int, int]] | None = None,
+        absent: Collection[str] = (),
+        shapes: Mapping[str, LayerShape] | None = None,
     ) -> float:
         """``anchor`` x the fitted model: exact for the dense model, relative changes from the fit."""
-        return self.anchor * self.raw(widths, absent)
+        return self.anchor * self.raw(widths, absent, shapes)
 
     def anchor_at(self, dense_ms: float) -> None:
         """Scale predictions so the dense model (no widths changed) predicts ``dense_ms``.
