@@ -177,6 +177,10 @@ def test_elastic_kernels_are_the_centre_of_the_larger_kernel_through_its_transfo
         with torch.no_grad():
             assert torch.equal(b.kernel_weight(3, 48), b.depthwise.weight[:48, :, 2:5, 2:5])
             assert torch.equal(b.kernel_weight(5, 48), b.depthwise.weight[:48, :, 1:6, 1:6])
+    # the transforms start as the identity and are trained without weight decay (it would pull them to 0)
+    transforms = {id(p) for n, p in net.named_parameters() if ".transforms." in n}
+    assert transforms and {id(p) for p in net.undecayed_parameters()} == transforms
+    assert plain.undecayed_parameters() == []
     # a subnet's exported depthwise conv carries the derived kernel
     sub = MBV2Subnet((2, 1, 1), ((3, 6), (3,), (6,)), ((7, 3), (5,), (3,)))
     model = extract_subnet(net, sub)

@@ -294,6 +294,16 @@ def test_no_decay_on_norm_and_bias_groups() -> None:
     assert all(p.dim() > 1 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     assert isinstance(build_optimizer(model, cfg(optimizer="adamw", lr=1e-3)), torch.optim.AdamW)
+    # parameters named undecayed join the no-decay group, whatever their shape
+    weight = next(p for p in model.parameters() if p.dim() > 1)
+    for decays_bias in (True, False):
+        opt = build_optimizer(
+            model, cfg(weight_decay=0.1, decay_norm_and_bias=decays_bias), undecayed=[weight]
+        )
+        decay, no_decay = opt.param_groups
+        assert any(p is weight for p in no_decay["params"]) and not any(p is weight for p in decay["params"])
+        assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+        assert all(p.dim() > 1 for p in decay["params"]) or decays_bias
 
 
 def test_should_stop_ends_after_the_epoch_and_mode_is_restored() -> None:

@@ -147,6 +147,12 @@ class MBV2Supernet(Supernet[MBV2Subnet]):
         self.classifier = nn.Linear(space.last_channel, num_classes)
         mobilenet_init(self)  # the zoo MobileNetV2's init: the space trains from scratch
 
+    def undecayed_parameters(self) -> list[nn.Parameter]:
+        # the kernel transforms start as the identity: decay would shrink the smaller kernels' weights
+        return [
+            p for m in self.modules() if isinstance(m, ElasticInvertedResidual) for p in m.transforms.values()
+        ]
+
     def blocks(self, stage: int) -> list[ElasticInvertedResidual]:
         """The blocks of ``stage`` (all of them: the largest net's)."""
         return [cast(ElasticInvertedResidual, b) for b in cast(nn.ModuleList, self.stages[stage])]

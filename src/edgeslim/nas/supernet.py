@@ -152,6 +152,10 @@ class Supernet(nn.Module, Generic[S], abc.ABC):
         """Kernel sizes each elastic depthwise conv may take, by the largest net's layer names."""
         return {}
 
+    def undecayed_parameters(self) -> list[nn.Parameter]:
+        """Parameters weight decay must not pull towards zero (e.g. transforms that start as the identity)."""
+        return []
+
     def file_extras(self) -> dict[str, Any]:
         """Plain data a supernet file keeps besides the weights (read back by :meth:`load_extras`)."""
         return {}

@@ -253,6 +253,7 @@ def _train(
             weight_decay=options.weight_decay,
             decay_norm_and_bias=False,
         ),
+        undecayed=net.undecayed_parameters(),
     )
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])

@@ -150,17 +150,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov) or AdamW over the trainable parameters; optionally no decay on 1-d params."""
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, *, undecayed: Sequence[nn.Parameter] = ()
+) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW over the trainable parameters; optionally no decay on 1-d params, and
+    none on ``undecayed`` (parameters whose neutral value is not zero)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainingError("the model has no trainable parameters")
+    kept = {id(p) for p in undecayed}
     groups: list[dict[str, Any]]
-    if config.decay_norm_and_bias:
+    if config.decay_norm_and_bias and not kept:
         groups = [{"params": params, "weight_decay": config.weight_decay}]
     else:
-        decay = [p for p in params if p.dim() > 1]
-        no_decay = [p for p in params if p.dim() <= 1]
+        decay = [p for p in params if id(p) not in kept and (config.decay_norm_and_bias or p.dim() > 1)]
+        no_decay = [p for p in params if id(p) in kept or not (config.decay_norm_and_bias or p.dim() > 1)]
         groups = [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
