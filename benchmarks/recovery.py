@@ -49,6 +49,13 @@ from edgeslim.train import TrainConfig
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 GOALS = {"resnet56": 0.5, "resnet20": 1.0}  # points below the same-budget unpruned fine-tune
+LR = 0.01  # peak LR of every fine-tune (cosine) unless --recovery-lr
+
+
+def lr_of(config: PruningConfig, args: argparse.Namespace) -> float:
+    """The fine-tune's peak LR: ``--recovery-lr`` for the compressed rows, the default for the unpruned."""
+    unpruned = isinstance(config, FilterPruning) and config.ratio == 0
+    return LR if unpruned or args.recovery_lr is None else float(args.recovery_lr)
 
 
 def run_tag(
@@ -64,6 +71,8 @@ def run_tag(
     tag = f"{name}-{type(config).__name__}-{spec.get('ratio', '')}-{distill}-{seed}"
     if spec.get("residual") == "keep":
         tag += "-keep"
+    if lr_of(config, args) != LR:
+        tag += f"-lr{lr_of(config, args):g}"
     tag += f"-{args.budget_minutes if minutes is None else minutes:g}min-{args.limit}"
     return tag + (f"-from-{start.stem}" if start is not None else "")
 
@@ -104,7 +113,12 @@ def run(
             path=str(root / "cifar10-jpeg"), split="test", limit=test_limit, train_limit=train_limit, seed=0
         ),
         finetune=TrainConfig(
-            epochs=1, batch_size=128, lr=0.01, bf16=args.bf16, channels_last=args.bf16, seed=seed
+            epochs=1,
+            batch_size=128,
+            lr=lr_of(config, args),
+            bf16=args.bf16,
+            channels_last=args.bf16,
+            seed=seed,
         ),
         recovery=tasks.Recovery(distill=distill, budget_minutes=minutes),
         latency_batch_sizes=(),
@@ -197,6 +211,12 @@ def main() -> None:
         help="the L1 row's filter ratio as given (e.g. to reuse an earlier run's rows); default: "
         "found for --mac-reduction with the row's own settings (round_to, limits)",
     )
+    parser.add_argument(
+        "--recovery-lr",
+        type=float,
+        default=None,
+        help=f"peak LR of the compressed rows' recovery (default {LR}, as the unpruned rows)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -220,14 +240,16 @@ def main() -> None:
     mac_reduction = 0.0
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    lr_note = f", recovery LR {args.recovery_lr:g}" if args.recovery_lr is not None else ""
     rows_to_run: list[tuple[str, PruningConfig, str]] = [
         (
             "resnet56",
             l1,
             f"L1 {ratio:.3f}, 2 cubic steps, {rounding}, residual streams "
-            + ("kept" if args.residual == "keep" else "pruned"),
+            + ("kept" if args.residual == "keep" else "pruned")
+            + lr_note,
         ),
-        ("resnet20", GradualPruning(0.9), "gradual 90% sparsity"),
+        ("resnet20", GradualPruning(0.9), "gradual 90% sparsity" + lr_note),
     ]
     starts: list[str] = []
     for name, config, label in [r for r in rows_to_run if r[0] in args.models.split(",")]:
@@ -277,7 +299,9 @@ def main() -> None:
         speed = realized(pruned_file, "resnet56", Path(tmp), args.threads) if pruned_file is not None else []
     speed_rows = [[r, a, b, s, spread, mac_reduction, s / mac_reduction] for r, a, b, s, spread in speed]  # type: ignore[operator]
     body = (
-        f"## Recovery on a CPU budget: {args.budget_minutes:g} minutes (`benchmarks/recovery.py`)\n\n"
+        f"## Recovery on a CPU budget: {args.budget_minutes:g} minutes"
+        + (f", recovery LR {args.recovery_lr:g}" if args.recovery_lr is not None else "")
+        + " (`benchmarks/recovery.py`)\n\n"
         f"CPU: {env['cpu_model']}, {torch.get_num_threads()} threads. Budget {args.budget_minutes:g} min of "
         f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}. Every row "
         + (
@@ -301,6 +325,7 @@ def main() -> None:
         + f" --residual {args.residual}"
         + (f" --losses {args.losses}" if args.losses != "ce,kd" else "")
         + (f" --adapt-minutes {args.adapt_minutes:g}" if args.adapt_minutes > 0 else "")
+        + (f" --recovery-lr {args.recovery_lr:g}" if args.recovery_lr is not None else "")
         + (
             f" --l1-ratio {args.l1_ratio!r}"
             if args.l1_ratio is not None
@@ -327,8 +352,9 @@ def main() -> None:
         )
     )
     print(body)
-    # the issue's 30-minute budget has the main section; shorter or longer budgets their own
-    write_section("recovery" if args.budget_minutes == 30 else f"recovery-{args.budget_minutes:g}min", body)
+    # the issue's 30-minute budget at the default LR has the main section; other budgets and LRs their own
+    section = "recovery" if args.budget_minutes == 30 else f"recovery-{args.budget_minutes:g}min"
+    write_section(section + (f"-lr{args.recovery_lr:g}" if args.recovery_lr is not None else ""), body)
 
 
 if __name__ == "__main__":
