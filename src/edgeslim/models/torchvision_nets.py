@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from edgeslim.models._common import check_num_classes, check_rate, make_divisible
+from edgeslim.models.mobilenet import mobilenet_init
 from edgeslim.models.zoo import register_model
 
 __all__ = [
@@ -352,15 +353,7 @@ class TVMobileNetV2(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        mobilenet_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
