@@ -156,7 +156,11 @@ def search_part(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seeds):
         began = time.perf_counter()
-        stem = work / (f"uniform-{args.residual}-{seed}" + (f"-from-{start.stem}" if start else ""))
+        stem = work / (
+            f"uniform-{args.residual}-{seed}"
+            + ("-fp32" if args.fp32 else "-bf16")
+            + (f"-from-{start.stem}" if start else "")
+        )
         cached = stem.with_suffix(".json")  # resume: a finished baseline is not trained again
         if cached.exists() and stem.with_suffix(".pt").exists():
             top1_uniform, uniform_min = json.loads(cached.read_text())
@@ -166,7 +170,9 @@ def search_part(args: argparse.Namespace) -> str:
                 uniform_config,
                 out=stem.with_suffix(".pt"),
                 data_source=data,
-                finetune=TrainConfig(epochs=1, lr=0.01, seed=seed),
+                finetune=TrainConfig(
+                    epochs=1, lr=0.01, seed=seed, bf16=not args.fp32, channels_last=not args.fp32
+                ),
                 recovery=tasks.Recovery(budget_minutes=args.budget_minutes - 1.0),
                 latency_batch_sizes=(),
                 progress=False,
@@ -198,6 +204,7 @@ def search_part(args: argparse.Namespace) -> str:
                 seed=seed,
                 residual=args.residual,
                 round_to=int(uniform_config.round_to),
+                bf16=not args.fp32,
             ),
             progress=print,
         )
@@ -225,7 +232,8 @@ def search_part(args: argparse.Namespace) -> str:
         f"CPU: {env['cpu_model']}, {args.threads} threads; {args.runtime} batch {args.batch}. resnet56, uniform L1 "
         f"ratio {ratio:.2f} (2x fewer MACs, {rounding}, residual streams "
         f"{'kept' if args.residual == 'keep' else 'pruned'} in both) fine-tuned "
-        f"{args.budget_minutes - 1:g} min with distillation from "
+        f"{args.budget_minutes - 1:g} min with distillation ({'fp32' if args.fp32 else 'bf16 autocast'}, "
+        "as the search's fine-tune) from "
         + (
             f"`{start}` (the published weights fine-tuned on the JPEG data)"
             if start
@@ -238,6 +246,7 @@ def search_part(args: argparse.Namespace) -> str:
         f"{args.seeds} seed(s) (goal >= +1.0: {'met' if gain >= 1.0 else 'missed'}).\n"
         f"Command: `python benchmarks/compress.py --part search --runtime {args.runtime} --batch {args.batch} "
         f"--budget-minutes {args.budget_minutes:g} --seeds {args.seeds} --residual {args.residual}"
+        + (" --fp32" if args.fp32 else "")
         + (f" --start {start}" if start else "")
         + "`\n\n"
         + markdown_table(
@@ -341,6 +350,9 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=30.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategy", default="greedy")
+    parser.add_argument(
+        "--fp32", action="store_true", help="search: fine-tune both arms in fp32 (default: bf16 autocast)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="runs/compress-bench")

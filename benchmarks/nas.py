@@ -70,11 +70,14 @@ def reference_latencies(runtime: str, batch: int, threads: int | None, work: Pat
     return out
 
 
-def reference_top1(name: str, data: tasks.DataSource, minutes: float, work: Path, limit: str) -> float:
+def reference_top1(
+    name: str, data: tasks.DataSource, minutes: float, work: Path, limit: str, bf16: bool
+) -> float:
     """JPEG-test top-1 of the published ``name``, fine-tuned ``minutes`` on the JPEG train set first
-    (labels; the epochs sized to the minutes by edgeslim's budget) unless ``minutes`` is 0."""
+    (labels; the epochs sized to the minutes by edgeslim's budget, in the supernet's precision)
+    unless ``minutes`` is 0."""
     cache = work / f"reference-top1-{limit}.json"
-    key = name if minutes == 0 else f"{name}-{minutes:g}min"
+    key = name if minutes == 0 else f"{name}-{minutes:g}min" + ("" if bf16 else "-fp32")
     saved: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
     if key in saved:
         return saved[key]
@@ -87,7 +90,7 @@ def reference_top1(name: str, data: tasks.DataSource, minutes: float, work: Path
             FilterPruning(0.0),
             out=work / f"{key}-{limit}.pt",
             data_source=data,
-            finetune=TrainConfig(epochs=1, batch_size=128, lr=0.01),
+            finetune=TrainConfig(epochs=1, batch_size=128, lr=0.01, bf16=bf16, channels_last=bf16),
             recovery=tasks.Recovery(distill=False, budget_minutes=minutes),
             latency_batch_sizes=(),
             progress=False,
@@ -114,6 +117,11 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, default=Path("runs/nas-bench"))
     parser.add_argument(
+        "--fp32",
+        action="store_true",
+        help="train the supernet and fine-tune the references in fp32 (default: bf16 autocast)",
+    )
+    parser.add_argument(
         "--reference-minutes",
         type=float,
         default=None,
@@ -133,7 +141,7 @@ def main() -> None:
     )
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    supernet = work / f"supernet-{train_minutes:g}min-{args.limit}.pt"
+    supernet = work / f"supernet-{train_minutes:g}min-{args.limit}{'-fp32' if args.fp32 else ''}.pt"
     began = time.perf_counter()
     if not supernet.exists():
         trained = train_supernet(
@@ -141,7 +149,7 @@ def main() -> None:
             data,
             supernet,
             init_weights=root / "pretrained" / WEIGHTS["resnet56"],
-            options=SupernetTraining(budget_minutes=train_minutes, threads=args.threads),
+            options=SupernetTraining(budget_minutes=train_minutes, threads=args.threads, bf16=not args.fp32),
             progress=lambda m: print(f"[nas] {m}", flush=True),
         )
         print(
@@ -157,7 +165,11 @@ def main() -> None:
             ref_ms = reference_latencies(runtime, args.batch, args.threads, Path(tmp))
         for name, strategy in [(n, s) for n in REFERENCES for s in args.strategies.split(",")]:
             tag = "" if strategy == "evolution" else f"-{strategy}"  # evolution keeps its earlier file names
-            out = work / f"{runtime}-b{args.batch}-{name}-{args.search_minutes:g}min-{args.limit}{tag}.pt"
+            out = work / (
+                f"{runtime}-b{args.batch}-{name}-{args.search_minutes:g}min-{args.limit}{tag}"
+                + ("-fp32" if args.fp32 else "")
+                + ".pt"
+            )
             done = out.with_suffix(".json")
             if done.exists():
                 result = json.loads(done.read_text())
@@ -188,7 +200,7 @@ def main() -> None:
                 figure = search_plane(result["candidates"], result["max_latency_ms"], result["label"], title)
                 figure.savefig(DOC.parent / f"nas-{runtime}{tag}.svg")
                 pictures.append(f"![{runtime} {strategy}](nas-{runtime}{tag}.svg)")
-            top1_ref = reference_top1(name, data, ref_minutes, work, args.limit)
+            top1_ref = reference_top1(name, data, ref_minutes, work, args.limit, not args.fp32)
             error = abs(result["latency_ms_predicted"] - result["latency_ms"]) / result["latency_ms"]
             dominates = result["top1"] >= top1_ref and result["latency_ms"] <= ref_ms[name]
             rows.append(
@@ -210,7 +222,8 @@ def main() -> None:
     body = (
         "## Architecture search (`benchmarks/nas.py`)\n\n"
         f"CPU: {env['cpu_model']}, {args.threads} threads, batch {args.batch}. Supernet `resnet_cifar` "
-        f"(1-9 blocks per stage, widths 8-64) trained {train_minutes:g} min from the published ResNet-56; "
+        f"(1-9 blocks per stage, widths 8-64) trained {train_minutes:g} min from the published ResNet-56 "
+        f"({'fp32' if args.fp32 else 'bf16 autocast, as the references'}); "
         f"{args.search_minutes:g} min of search per budget and strategy, fine-tune {args.finetune_minutes:g} min; "
         f"data limit {args.limit}; top-1 on the JPEG CIFAR-10 test set. The hand-designed nets: "
         + (
@@ -226,6 +239,7 @@ def main() -> None:
         f"Command: `python benchmarks/nas.py --train-minutes {train_minutes:g} --search-minutes "
         f"{args.search_minutes:g} --runtimes {args.runtimes} --strategies {args.strategies} --limit {args.limit}"
         + (f" --reference-minutes {args.reference_minutes:g}" if args.reference_minutes is not None else "")
+        + (" --fp32" if args.fp32 else "")
         + "`\n\n"
         + markdown_table(
             [

@@ -169,6 +169,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-minutes", type=float, default=30.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--ce-seeds",
+        type=int,
+        default=None,
+        help="seeds of the labels-only (CE) rows, the comparison that measures distillation's gain "
+        "(default: --seeds; fewer spends the CPU on the key rows: unpruned and distilled)",
+    )
     parser.add_argument("--limit", default="full", help="full | small | N (train images)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -274,7 +281,8 @@ def main() -> None:
         base = [r["top1"] for r in unpruned]
         rows.append([name, "unpruned, same budget", "-", "1.00", summary(base), "-", "-"])
         for distill in [loss == "kd" for loss in args.losses.split(",")]:
-            results = [run(name, config, distill, s, args, work, start=origin) for s in range(args.seeds)]
+            seeds = args.seeds if distill or args.ce_seeds is None else args.ce_seeds
+            results = [run(name, config, distill, s, args, work, start=origin) for s in range(seeds)]
             finished += results
             top1 = [r["top1"] for r in results]
             gap = statistics.mean(base) - statistics.mean(top1)
@@ -303,7 +311,9 @@ def main() -> None:
         + (f", recovery LR {args.recovery_lr:g}" if args.recovery_lr is not None else "")
         + " (`benchmarks/recovery.py`)\n\n"
         f"CPU: {env['cpu_model']}, {torch.get_num_threads()} threads. Budget {args.budget_minutes:g} min of "
-        f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev), data limit {args.limit}. Every row "
+        f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev"
+        + (f"; labels-only rows {args.ce_seeds}" if args.ce_seeds is not None else "")
+        + f"), data limit {args.limit}. Every row "
         + (
             f"starts from the pretrained model fine-tuned {args.adapt_minutes:g} min on the JPEG train set "
             f"(top-1: {'; '.join(starts)}), which is also the teacher; "
@@ -324,6 +334,7 @@ def main() -> None:
         + (" --bf16" if args.bf16 else "")
         + f" --residual {args.residual}"
         + (f" --losses {args.losses}" if args.losses != "ce,kd" else "")
+        + (f" --ce-seeds {args.ce_seeds}" if args.ce_seeds is not None else "")
         + (f" --adapt-minutes {args.adapt_minutes:g}" if args.adapt_minutes > 0 else "")
         + (f" --recovery-lr {args.recovery_lr:g}" if args.recovery_lr is not None else "")
         + (

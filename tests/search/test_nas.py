@@ -196,6 +196,25 @@ def test_train_supernet_fits_its_budget_and_resumes(
         _train(tiny_cifar, out)
 
 
+def test_a_bf16_sandwich_step_gives_the_fp32_gradients_within_bf16_precision() -> None:
+    """bf16 autocast (the default: more steps in the budget) changes only the forward's precision:
+    the parameters and their gradients stay fp32 and point where the fp32 step's do."""
+    grads: dict[bool, torch.Tensor] = {}
+    losses: dict[bool, float] = {}
+    x, y = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+    for bf16 in (False, True):
+        net, _ = _supernet()
+        net.train()
+        subnets = [TINY.smallest(), TINY.sample(random.Random(0))]
+        losses[bf16] = nas_train._sandwich_step(net, x, y, subnets, 1.0, bf16)
+        assert all(p.grad is None or p.grad.dtype == torch.float32 for p in net.parameters())
+        grads[bf16] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    cosine = torch.nn.functional.cosine_similarity(grads[False], grads[True], dim=0)
+    assert cosine > 0.98
+    assert losses[True] == pytest.approx(losses[False], rel=0.02)
+    assert SupernetTraining().bf16 is True
+
+
 def _trained(tiny_cifar: Path, tmp_path: Path) -> Path:
     out = tmp_path / "super.pt"
     _train(tiny_cifar, out, budget_minutes=0.03)

@@ -117,6 +117,12 @@ def train_cmd(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Use at most N training images.")
     ] = None,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16/--fp32", help="bf16 autocast in the forward passes (slower on CPUs without BF16)."
+        ),
+    ] = True,
     threads: ThreadsOpt = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
@@ -136,6 +142,7 @@ def train_cmd(
             checkpoint_minutes=checkpoint_minutes,
             threads=threads,
             seed=seed,
+            bf16=bf16,
         )
         source = tasks.DataSource(path=data, train_limit=limit, seed=seed)
         result = train_supernet(

@@ -220,6 +220,10 @@ def compress_cmd(
     distill: Annotated[
         bool, typer.Option("--distill/--no-distill", help="Distill from the dense model when fine-tuning.")
     ] = True,
+    bf16: Annotated[
+        bool,
+        typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning (slower on CPUs without BF16)."),
+    ] = True,
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, max=MAX_IMAGES, help="Use at most N test images (and N x 5 train)."),
@@ -256,6 +260,7 @@ def compress_cmd(
             residual=residual,  # type: ignore[arg-type]  # validated by CompressOptions
             finetune=finetune,
             distill=distill,
+            bf16=bf16,
             seed=seed,
             executor=executor,
             workers=workers,

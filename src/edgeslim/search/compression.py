@@ -173,9 +173,11 @@ class CompressOptions(Config):
     ``local`` processes or a ``ray`` cluster, as sweeps run; one worker scores in this process);
     a pool of any size gives the same scores. ``residual``: "keep" searches only the widths inside
     blocks and leaves residual streams whole (:class:`~edgeslim.pruning.FilterPruning`), "prune"
-    searches the streams too. ``db``: also record the search (every scored plan, the
-    uniform-ratio references and the winner) in this result store, as an experiment named after
-    ``out`` (``edgeslim report NAME --db DB`` draws it).
+    searches the streams too. ``bf16``: the fine-tune trains under bfloat16 autocast with
+    channels-last tensors (about 1.6x the images per second on CPUs with AVX-512 BF16, so more
+    epochs fit the budget; turn it off on CPUs without it, where it is slower). ``db``: also record
+    the search (every scored plan, the uniform-ratio references and the winner) in this result
+    store, as an experiment named after ``out`` (``edgeslim report NAME --db DB`` draws it).
     """
 
     int8: bool = False
@@ -191,6 +193,7 @@ class CompressOptions(Config):
     residual: Literal["prune", "keep"] = "prune"
     distill: bool = True
     lr: float = 0.01
+    bf16: bool = True
     passes: int = 3
     seed: int = 0
     executor: str = "local"
@@ -814,7 +817,14 @@ def compress(
         if options.int8:
             reserve_s += 3 * eval_seconds + 2 * point_seconds
         finetune_minutes = clock.left() - reserve_s / 60
-        finetune = TrainConfig(epochs=1, lr=options.lr, seed=options.seed, warmup_epochs=0.0)
+        finetune = TrainConfig(
+            epochs=1,
+            lr=options.lr,
+            seed=options.seed,
+            warmup_epochs=0.0,
+            bf16=options.bf16,
+            channels_last=options.bf16,
+        )
         _say(progress, f"fine-tune the winner for {max(0.0, finetune_minutes):.1f} min")
 
         def finish(recovery: Recovery | None, source: DataSource = data) -> PruneOutcome:
