@@ -188,8 +188,10 @@ def test_train_supernet_fits_its_budget_and_resumes(
     result = _train(tiny_cifar, out, checkpoint_minutes=1e-6, budget_minutes=0.5)
     assert result.resumed_from_step == 4 and result.steps > 4
     assert out.exists() and not partial.exists()
-    _, info = load_supernet(out)
+    trained, info = load_supernet(out)
     assert info.train_state is None and info.meta["steps"] == result.steps
+    # trained channels-last (the default), saved in the ordinary layout
+    assert all(t.is_contiguous() for t in trained.state_dict().values())
     # the budget holds to within the step that crosses it (plus the final save)
     assert result.minutes * 60 <= 0.5 * 60 * 1.05 + 2 * result.seconds_per_step + 5
     with pytest.raises(ConfigError, match="exists; choose a new --out"):
