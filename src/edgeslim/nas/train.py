@@ -281,14 +281,14 @@ def _train(
     step_times: list[float] = []
     net.train()
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
-    net.to(memory_format=layout)
+    net.to(memory_format=layout)  # type: ignore[call-overload]  # torch's stubs lack memory_format
     batches = _batches(loader, step // per_epoch, step % per_epoch)
 
     def save(final: bool) -> None:
         elapsed = elapsed_before + time.perf_counter() - began
         meta = {"settings": settings, "steps": step, "epochs": step / per_epoch, "minutes": elapsed / 60.0}
         if final:
-            net.to(memory_format=torch.contiguous_format)
+            net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
             save_supernet(out, net, meta=meta)
             _partial(out).unlink(missing_ok=True)
             return
