@@ -62,12 +62,16 @@ class SpaceSetup:
     """How the benchmark runs a space: the supernet's start, the hand-designed nets it must beat,
     the net they are timed against, and how those are trained for the same budget."""
 
-    init: str | None  # the supernet's init weights (a WEIGHTS key), None: from scratch
+    init: str | None  # the supernet's init weights (a WEIGHTS key), None: a from-scratch space
     anchor: str  # timed alternately with every reference
     references: tuple[str, ...]
-    scratch: bool  # references trained from random init (else fine-tuned from published weights)
     lr: float  # the references' peak LR
     description: str
+
+    @property
+    def scratch(self) -> bool:
+        """A from-scratch space: its references train from random init too (no published weights)."""
+        return self.init is None
 
 
 SPACES = {
@@ -75,7 +79,6 @@ SPACES = {
         "resnet56",
         "resnet56",
         ("resnet20", "resnet32", "resnet44"),
-        False,
         0.01,
         "(1-9 blocks per stage, widths 8-64) trained {minutes} min from the published ResNet-56",
     ),
@@ -83,7 +86,6 @@ SPACES = {
         None,
         "mobilenet_v2",
         ("mobilenet_v2",),
-        True,
         0.1,
         "(MobileNetV2 blocks: 2-4 per stage, expand 3/4/6, kernel 3/5/7) trained {minutes} min from scratch",
     ),

@@ -40,6 +40,8 @@ from edgeslim.nas.supernet import (
 )
 from edgeslim.tasks import DataSource
 from edgeslim.train import TrainConfig, build_optimizer, seed_everything
+from edgeslim.train.device import autocast
+from edgeslim.train.evaluate import to_channels_last
 
 __all__ = ["SupernetTrainResult", "SupernetTraining", "distill_subnet", "train_supernet"]
 
@@ -164,14 +166,15 @@ def _sandwich_step(
     """Largest on labels, the rest on its soft predictions; gradients summed. Returns the CE loss.
 
     With ``bf16`` the forward passes run under bfloat16 autocast; losses are taken in fp32."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = x.device
+    with autocast(device, bf16):
         logits = net.run(net.space.largest(), x).float()
     loss = F.cross_entropy(logits, y)
     loss.backward()
     teacher = logits.detach()
     soft = KDLoss(alpha=0.0, temperature=temperature)
     for sub in subnets:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(device, bf16):
             student = net.run(sub, x).float()
         soft(student, teacher, y).backward()
     return float(loss.detach())
@@ -281,7 +284,8 @@ def _train(
     step_times: list[float] = []
     net.train()
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
-    net.to(memory_format=layout)  # type: ignore[call-overload]  # torch's stubs lack memory_format
+    if options.channels_last:
+        to_channels_last(net)
     batches = _batches(loader, step // per_epoch, step % per_epoch)
 
     def save(final: bool) -> None:
