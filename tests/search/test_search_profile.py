@@ -12,7 +12,15 @@ from torch import nn
 
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
-from edgeslim.search import LatencyPredictor, LatencyTable, LayerShape, ModelLayout, plan_config, width_grid
+from edgeslim.search import (
+    LatencyPredictor,
+    LatencyTable,
+    LayerShape,
+    ModelLayout,
+    calibrate,
+    plan_config,
+    width_grid,
+)
 from edgeslim.search.calibrate import pruned_copy, random_plan
 from edgeslim.search.compression import adapt_batchnorm
 from edgeslim.search.profile import grid_points
@@ -204,3 +212,25 @@ def test_adapt_batchnorm_recomputes_running_statistics_exactly() -> None:
     assert norm.running_mean is not None
     assert norm.running_mean.tolist() == pytest.approx([2.0, 4.0])  # mean of the batch means
     assert norm.momentum == 0.1 and not model.training
+
+
+def test_paired_timer_times_as_many_passes_as_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pass times the artifact then the reference; ``passes`` overrides the timer's own for a
+    measurement that decides more (compress's final verdict), and the ratio is of medians per pass."""
+    ms = iter([2.0] * 5 + [1.0, 2.0, 1.2, 2.0, 0.9, 2.0, 1.1, 2.0, 1.0, 2.0])  # anchor, then pairs
+    calls: list[str] = []
+
+    def once(self: calibrate.PairedTimer, runner: object) -> float:
+        calls.append("reference" if runner is self.__dict__.get("reference") else "artifact")
+        return next(ms)
+
+    monkeypatch.setattr(calibrate.PairedTimer, "_once", once)
+    model = create_model("resnet20_tiny").eval()
+    path = calibrate.export_float(model, tmp_path / "m.onnx", (3, 32, 32))
+    timer = calibrate.PairedTimer(path, "ort", (3, 32, 32), 1, 1, passes=3)
+    assert timer.anchor_ms == 2.0 and len(calls) == 5
+    calls.clear()
+    timing = timer.measure(path, passes=5)
+    assert calls == ["artifact", "reference"] * 5
+    assert timing.ratio == pytest.approx(0.5) and timing.ms == pytest.approx(1.0)
+    assert timing.spread == pytest.approx((0.6 - 0.45) / 0.5)

@@ -56,6 +56,7 @@ SEARCH_FLAGS = {
     "CompressOptions.address": "--address",
     "CompressOptions.search_share": "--search-share",
     "CompressOptions.val_images": "--val-images",
+    "CompressOptions.proxy_steps": "--proxy-steps",
     "CompressOptions.round_to": "--round-to",
     "CompressOptions.residual": "--residual",
     "CompressOptions.db": "--db",
@@ -206,6 +207,13 @@ def compress_cmd(
     val_images: Annotated[
         int, typer.Option("--val-images", min=1, help="Validation images of the accuracy proxy.")
     ] = 1000,
+    proxy_steps: Annotated[
+        int,
+        typer.Option(
+            "--proxy-steps",
+            help="Distillation steps each candidate trains before it is scored (0: BN re-estimation only).",
+        ),
+    ] = 16,
     round_to: Annotated[str, typer.Option("--round-to", help="Channel multiple, or auto.")] = "auto",
     residual: Annotated[
         str,
@@ -256,6 +264,7 @@ def compress_cmd(
             strategy=strategy,  # type: ignore[arg-type]  # validated by CompressOptions
             search_share=search_share,
             val_images=val_images,
+            proxy_steps=proxy_steps,
             round_to=_parse_round_to(round_to),  # type: ignore[arg-type]
             residual=residual,  # type: ignore[arg-type]  # validated by CompressOptions
             finetune=finetune,

@@ -74,7 +74,11 @@ class PairedTimer:
 
     A shared or thermally throttled CPU drifts by 10-15% within a minute (measured here: ONNX
     Runtime, resnet20, batch 1, 0.70 -> 0.60 ms over 8 consecutive passes); a ratio to a reference
-    timed in between does not. ``anchor_ms`` is the reference's latency when the timer was made;
+    timed in between does not. Passes are blocks of calls: interleaving single calls (artifact,
+    reference, ...) was tried and is worse, as two ONNX Runtime sessions' spinning thread pools
+    then contend (ResNet-56, batch 1, 2 threads, AMD EPYC: ratios spread 65-74% across 3 passes
+    against 25-45% for blocks, measured 2026-12-07).
+    ``anchor_ms`` is the reference's latency when the timer was made;
     ``PairedTiming.corrected_ms`` puts every artifact on that one scale.
     """
 
@@ -96,12 +100,13 @@ class PairedTimer:
         stats = runner.latency(self.input_shape, (self.batch,), warmup=3, runs=20, min_seconds=0.2)
         return float(stats[self.batch].median_ms)
 
-    def measure(self, path: Path, runtime: str | None = None) -> PairedTiming:
+    def measure(self, path: Path, runtime: str | None = None, passes: int | None = None) -> PairedTiming:
         """``path`` alternating with the reference; ``runtime``: run it on another runtime than the
-        reference's (e.g. OpenVINO int8 against ONNX Runtime FP32)."""
+        reference's (e.g. OpenVINO int8 against ONNX Runtime FP32); ``passes``: more (or fewer)
+        than the timer's for a measurement that decides more."""
         runner = open_runner(path, runtime or self.runtime, threads=self.threads)
         mine, theirs = [], []
-        for _ in range(self.passes):
+        for _ in range(passes or self.passes):
             mine.append(self._once(runner))
             theirs.append(self._once(self.reference))
         ratios = [a / b for a, b in zip(mine, theirs, strict=True)]

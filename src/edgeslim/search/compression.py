@@ -10,12 +10,15 @@ accuracy drop), :func:`compress`:
 2. says up front when even the smallest plan the limits allow is predicted above the budget;
 3. searches per-stage widths (residual streams included unless ``residual="keep"``,
    :mod:`edgeslim.search.layout`) against the predicted latency. The accuracy proxy of a candidate
-   is its top-1 on a held-out validation subset after L1 pruning and re-estimating BatchNorm
-   statistics on a few training batches (the "adaptive
-   BN" proxy of EagleEye, Li et al. 2020: it ranks pruned candidates like their fine-tuned accuracy,
-   at a fraction of a fine-tune's cost). Strategies: ``greedy`` (NetAdapt, Yang et al. 2018: each
+   is its top-1 on a held-out validation subset after L1 pruning, a short distillation from the
+   dense model (``proxy_steps`` SGD steps on cached teacher logits: NetAdapt's short-term
+   fine-tune) and re-estimating BatchNorm statistics on a few training batches (the "adaptive BN"
+   proxy of EagleEye, Li et al. 2020, alone when ``proxy_steps`` is 0; on ResNet-56 it scored a
+   plan that cuts stage 3 hard 23.5 points below a uniform one of the same MACs, 16 steps 7.5
+   points, closer to how both fine-tune). Strategies: ``greedy`` (NetAdapt, Yang et al. 2018: each
    iteration, for every knob the smallest cut that takes the predicted latency down by one step;
-   keep the most accurate), ``evolution`` and ``optuna`` (NSGA-II over the knobs; accuracy up,
+   keep the most accurate; once within the budget, give channels back while the measured
+   latency stays within it), ``evolution`` and ``optuna`` (NSGA-II over the knobs; accuracy up,
    latency down, the budget a constraint). Every evaluated candidate is appended to
    ``trials.jsonl``, so a killed search resumes without re-evaluating;
 4. prunes the winner, fine-tunes it for the rest of the time budget with distillation from the
@@ -52,6 +55,7 @@ from edgeslim.bench.counting import count_macs, count_params
 from edgeslim.bench.latency import threads as torch_threads
 from edgeslim.config import Config
 from edgeslim.data import BatchLoader, ImageTensors
+from edgeslim.distillation.losses import KDLoss
 from edgeslim.engine.executors.pool import ScoringPool, check_pool, scoring_pool
 from edgeslim.engine.searches import SearchCandidate, check_store, free_name, record_search
 from edgeslim.engine.store import Store
@@ -65,6 +69,7 @@ from edgeslim.tasks import DataSource, ModelSource, Recovery, choose_round_to, p
 from edgeslim.tasks.common import check_classes, fit_input
 from edgeslim.tasks.prune import PruneOutcome
 from edgeslim.train import TrainConfig, evaluate
+from edgeslim.train.device import autocast
 
 __all__ = [
     "STRATEGIES",
@@ -166,7 +171,10 @@ class CompressOptions(Config):
     ``budget_minutes``: the whole run (profile, search, fine-tune, measurement); the search gets
     ``search_share`` of what is left after profiling, the fine-tune the rest. ``val_images`` and
     ``bn_batches``: the accuracy proxy's validation images and BN re-estimation batches.
-    ``finetune`` off: the winner is pruned and measured without recovery training.
+    ``proxy_steps``: distillation steps (batch 128, from the dense model's cached logits) each
+    candidate trains before it is scored (0: BN re-estimation alone, the adaptive-BN proxy): a
+    short recovery ranks plans closer to how they fine-tune, at about 0.3 s a step for a halved
+    ResNet-56 on 2 cores. ``finetune`` off: the winner is pruned and measured without recovery training.
     ``iterations``: greedy steps from the dense latency to the budget. ``round_to``: channel
     multiple (``"auto"``: measured, :func:`edgeslim.tasks.choose_round_to`). ``executor``,
     ``workers``, ``address``: where candidates are scored (:mod:`edgeslim.engine.executors.pool`:
@@ -188,6 +196,7 @@ class CompressOptions(Config):
     iterations: int = 6
     val_images: int = 1000
     bn_batches: int = 8
+    proxy_steps: int = 16
     round_to: int | Literal["auto"] = "auto"
     max_layer_ratio: float = 0.9
     residual: Literal["prune", "keep"] = "prune"
@@ -217,6 +226,11 @@ class CompressOptions(Config):
             raise ConfigError(
                 f"CompressOptions.search_share must be in (0, 1), got {self.search_share}",
                 field="CompressOptions.search_share",
+            )
+        if self.proxy_steps < 0:
+            raise ConfigError(
+                f"CompressOptions.proxy_steps must be >= 0 (0: no training in the proxy), got {self.proxy_steps}",
+                field="CompressOptions.proxy_steps",
             )
         for name in ("iterations", "val_images", "bn_batches", "passes"):
             if getattr(self, name) < 1:
@@ -361,23 +375,88 @@ def proxy_score(model: nn.Module, batches: list[torch.Tensor], val: ImageTensors
     return top1, count_params(model), count_macs(model, tuple(val.input_shape))
 
 
+@dataclasses.dataclass(frozen=True)
+class ProxyTraining:
+    """The short recovery inside the accuracy proxy: ``steps`` SGD steps (Nesterov momentum 0.9,
+    ``lr``) distilling the dense model's logits (temperature 4, no labels) into the candidate, on
+    the shared proxy batches flipped at random, under bfloat16 autocast when ``bf16``."""
+
+    steps: int
+    lr: float = 0.01
+    bf16: bool = True
+    temperature: float = 4.0
+
+
+class _TeacherLogits:
+    """The dense model's logits for the proxy batches and their mirror images, computed once: every
+    candidate trains on the same images, so the teacher never runs again."""
+
+    def __init__(self, dense: nn.Module, batches: list[torch.Tensor]) -> None:
+        dense = dense.eval()
+        with torch.no_grad():
+            self.plain = [dense(x) for x in batches]
+            self.mirrored = [dense(x.flip(3)) for x in batches]
+
+
+def distill_briefly(
+    model: nn.Module,
+    batches: list[torch.Tensor],
+    teacher: _TeacherLogits,
+    training: ProxyTraining,
+    seed: int = 0,
+) -> None:
+    """``training.steps`` distillation steps on ``batches`` (cycled), each image mirrored with
+    probability 1/2 from a fixed seed, so every candidate sees the same sequence."""
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = KDLoss(alpha=0.0, temperature=training.temperature)
+    optimizer = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=0.9, nesterov=True)
+    device = torch.device("cpu")
+    model.train()
+    for step in range(training.steps):
+        i = step % len(batches)
+        x = batches[i]
+        flip = torch.rand(x.shape[0], generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        target = torch.where(flip[:, None], teacher.mirrored[i], teacher.plain[i])
+        with autocast(device, training.bf16):
+            logits = model(x)
+        loss = loss_fn(logits.float(), target, target.argmax(1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
 class PlanScorer:
-    """Prunes the dense model to a plan, re-estimates BN, and scores it on validation images: one
-    candidate, ``knobs -> (top-1, params, MACs, seconds)``. Picklable, so a scoring pool's workers
-    each build one (:mod:`edgeslim.engine.executors.pool`)."""
+    """Prunes the dense model to a plan, re-estimates BN (after a short distillation when
+    ``training`` asks for one), and scores it on validation images: one candidate,
+    ``knobs -> (top-1, params, MACs, seconds)``. Picklable, so a scoring pool's workers each build
+    one (:mod:`edgeslim.engine.executors.pool`)."""
 
     def __init__(
-        self, dense: nn.Module, layout: ModelLayout, batches: list[torch.Tensor], val: ImageTensors
+        self,
+        dense: nn.Module,
+        layout: ModelLayout,
+        batches: list[torch.Tensor],
+        val: ImageTensors,
+        training: ProxyTraining | None = None,
+        bn_count: int | None = None,
     ) -> None:
         self.dense = dense
         self.layout = layout
         self.batches = batches
+        self.bn_count = bn_count or len(batches)
         self.val = val
+        self.training = training if training is not None and training.steps > 0 else None
+        self.teacher = _TeacherLogits(dense, batches) if self.training is not None else None
 
     def __call__(self, knobs: Mapping[str, int]) -> tuple[float, int, int, float]:
         began = time.perf_counter()
         model = pruned_copy(self.dense, self.layout, self.layout.knob_plan(knobs))
-        top1, params, macs = proxy_score(model, self.batches, self.val)
+        if self.training is not None and self.teacher is not None:
+            adapt_batchnorm(model, self.batches, self.bn_count)  # a sane start for the BN layers
+            distill_briefly(model, self.batches, self.teacher, self.training)
+        top1, params, macs = proxy_score(model, self.batches[: self.bn_count], self.val)
         return top1, params, macs, time.perf_counter() - began
 
 
@@ -497,7 +576,7 @@ def _greedy(search: _Search, iterations: int) -> Trial | None:
         if current <= search.target:
             trial_now = search.evaluate(knobs)
             if search.max_params is None or trial_now.params <= search.max_params:
-                return trial_now
+                return _grow_back(search, trial_now)
         goal = max(search.target, current - step)
         candidates: list[dict[str, int]] = []
         for knob in search.layout.knobs:
@@ -529,6 +608,40 @@ def _greedy(search: _Search, iterations: int) -> Trial | None:
             + f" (target {search.target:.3f})",
         )
     return None
+
+
+def _grow_back(search: _Search, trial: Trial) -> Trial:
+    """Spend what the last cut left of the budget: give channels back, one knob one step at a time
+    (the most accurate of the candidates predicted within the budget), while the measured latency
+    stays within it. A cut overshoots by up to one step (a first run ended at 0.70 of the dense
+    latency for a budget of 0.75), and those milliseconds are accuracy given away."""
+    while not search.out_of_time():
+        grown: list[dict[str, int]] = []
+        for knob in search.layout.knobs:
+            larger = [k for k in search.layout.knob_choices(knob) if k > trial.knobs[knob.name]]
+            candidate = {**trial.knobs, knob.name: larger[-1]} if larger else None
+            if candidate is not None and search.predict(candidate) <= search.target:
+                grown.append(candidate)
+        scored = [
+            t
+            for t in search.evaluate_many(grown)
+            if search.max_params is None or t.params <= search.max_params
+        ]
+        if not scored:
+            break
+        best = max(scored, key=lambda t: (t.proxy_top1 or 0.0, -search.predict(t.knobs)))
+        predicted = search.predict(best.knobs)
+        measured = search.measure_and_anchor(best.knobs)
+        _say(
+            search.progress,
+            f"greedy grow-back: predicted {predicted:.3f} ms"
+            + (f", measured {measured:.3f} ms" if measured is not None else "")
+            + f" (target {search.target:.3f})",
+        )
+        if measured is not None and measured > search.target:
+            break  # over the budget: keep the last plan measured within it
+        trial = best
+    return trial
 
 
 def _evolution(search: _Search, seed: int, population: int = 12) -> Trial | None:
@@ -759,7 +872,13 @@ def compress(
         )
         # every candidate is scored on the same BN batches, by a pool of workers (or this process)
         setup = functools.partial(
-            PlanScorer, dense, layout, bn_batches(train, options.bn_batches, options.seed), val
+            PlanScorer,
+            dense,
+            layout,
+            bn_batches(train, max(options.bn_batches, options.proxy_steps), options.seed),
+            val,
+            ProxyTraining(options.proxy_steps, lr=options.lr, bf16=options.bf16),
+            bn_count=options.bn_batches,
         )
         with scoring_pool(options.executor, setup, workers=options.workers, address=options.address) as pool:
             search_minutes = max(0.05, clock.left() * options.search_share)
@@ -780,12 +899,19 @@ def compress(
             if search.resumed:
                 _say(progress, f"resume: {search.resumed} scored candidates read from {search.log}")
             floor = search.floor_knobs()
-            if search.predict(floor) > target_ms:
+            floor_ms = search.predict(floor)
+            if floor_ms > target_ms:
+                # a predictor calibrated on a noisy machine can misjudge the floor (a run predicted
+                # 0.78 of the dense latency for a floor below a plan measured at 0.70): measure it
+                measured = search.measure_and_anchor(floor)
+                floor_ms = measured if measured is not None else floor_ms
+                _say(progress, f"floor plan predicted above the budget, measured {floor_ms:.3f} ms")
+            if floor_ms > target_ms:
                 shutil.rmtree(work, ignore_errors=True)
                 raise NoPlanFits(
                     f"the budget {target_ms:.3f} ms is below this profile's floor: even the smallest plan "
-                    f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) is predicted at "
-                    f"{search.predict(floor):.3f} ms on {budget.runtime} batch {budget.batch_size} "
+                    f"(every group at {1 - options.max_layer_ratio:.0%} of its channels) takes "
+                    f"{floor_ms:.3f} ms on {budget.runtime} batch {budget.batch_size} "
                     f"(dense {dense_ms:.3f} ms); raise --max-latency-ms (or lower --min-speedup), use --int8 "
                     "or a smaller model",
                     _closest(search, floor),
@@ -885,7 +1011,9 @@ def compress(
             top1 = q.top1_deployed if q.top1_deployed is not None else q.top1_simulated
         else:
             artifact = export_float(final_model, work / "model.onnx", input_shape)
-        timing = timer.measure(artifact)  # alternating with the dense model: a side-by-side speed-up
+        # alternating with the dense model: a side-by-side speed-up, in 3x the passes of a search
+        # step since the budget's verdict rests on it (3 passes strayed 15% on a busy VM)
+        timing = timer.measure(artifact, passes=3 * options.passes)
         latency_ms, spread = timing.ms, timing.spread
         params, macs = count_params(final_model), count_macs(final_model, input_shape)
         size = artifact.stat().st_size
