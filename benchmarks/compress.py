@@ -4,7 +4,7 @@ Part ``predictor`` (per model, runtime and batch size): builds the device profil
 <= 5 minutes), then predicts and measures ``--variants`` random per-group pruned variants
 (goal: median error <= 10%).
 
-Part ``search``: resnet56 pruned by uniform L1 (2x fewer MACs) and fine-tuned for
+Part ``search``: resnet56 pruned by uniform L1 (2x fewer MACs, ``--mac-reduction``) and fine-tuned for
 ``--budget-minutes`` with distillation; its measured latency becomes the budget of
 ``edgeslim compress`` with the same total minutes; both evaluated on the 10,000-image JPEG test set
 (goal: >= +1.0 point at the same latency; ``--seeds`` seeds).
@@ -144,11 +144,11 @@ def search_part(args: argparse.Namespace) -> str:
     start = Path(args.start) if args.start else None
     source = tasks.ModelSource(checkpoint=start) if start else tasks.ModelSource(name=name, weights=weights)
     data = tasks.DataSource(path=str(root / "cifar10-jpeg"), seed=0)
-    # the ratio for 2x fewer MACs at the channel multiple the uniform baseline is pruned with
+    # the ratio for --mac-reduction fewer MACs at the channel multiple the uniform baseline is pruned with
     measured = FilterPruning(
         0.0, round_to=tasks.choose_round_to(args.runtime).round_to, residual=args.residual
     )
-    uniform_config, rounding = ratio_for(dense_model(name), 2.0, measured)
+    uniform_config, rounding = ratio_for(dense_model(name), args.mac_reduction, measured)
     ratio = uniform_config.ratio
     rows: list[list[object]] = []
     uniform_top1, search_top1 = [], []
@@ -158,6 +158,7 @@ def search_part(args: argparse.Namespace) -> str:
         began = time.perf_counter()
         stem = work / (
             f"uniform-{args.residual}-{seed}"
+            + (f"-x{args.mac_reduction:g}" if args.mac_reduction != 2.0 else "")
             + ("-fp32" if args.fp32 else "-bf16")
             + (f"-from-{start.stem}" if start else "")
         )
@@ -231,7 +232,7 @@ def search_part(args: argparse.Namespace) -> str:
     return (
         "## Compression search vs uniform L1 (`benchmarks/compress.py --part search`)\n\n"
         f"CPU: {env['cpu_model']}, {args.threads} threads; {args.runtime} batch {args.batch}. resnet56, uniform L1 "
-        f"ratio {ratio:.2f} (2x fewer MACs, {rounding}, residual streams "
+        f"ratio {ratio:.2f} ({args.mac_reduction:g}x fewer MACs, {rounding}, residual streams "
         f"{'kept' if args.residual == 'keep' else 'pruned'} in both) fine-tuned "
         f"{args.budget_minutes - 1:g} min with distillation ({'fp32' if args.fp32 else 'bf16 autocast'}, "
         "as the search's fine-tune) from "
@@ -247,6 +248,7 @@ def search_part(args: argparse.Namespace) -> str:
         f"{args.seeds} seed(s) (goal >= +1.0: {'met' if gain >= 1.0 else 'missed'}).\n"
         f"Command: `python benchmarks/compress.py --part search --runtime {args.runtime} --batch {args.batch} "
         f"--budget-minutes {args.budget_minutes:g} --seeds {args.seeds} --residual {args.residual}"
+        + (f" --mac-reduction {args.mac_reduction:g}" if args.mac_reduction != 2.0 else "")
         + (" --fp32" if args.fp32 else "")
         + (f" --start {start}" if start else "")
         + "`\n\n"
@@ -352,6 +354,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategy", default="greedy")
     parser.add_argument(
+        "--mac-reduction",
+        type=float,
+        default=2.0,
+        help="search: the uniform baseline's MAC reduction (its measured speed-up is the search's budget)",
+    )
+    parser.add_argument(
         "--fp32", action="store_true", help="search: fine-tune both arms in fp32 (default: bf16 autocast)"
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -370,7 +378,7 @@ def main() -> None:
         section = "compress-predictor"
     elif args.part == "search":
         body = search_part(args)
-        section = "compress-search"
+        section = "compress-search" + (f"-x{args.mac_reduction:g}" if args.mac_reduction != 2.0 else "")
     else:
         body = combined_part(args)
         section = "compress-combined"
