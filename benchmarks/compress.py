@@ -134,6 +134,11 @@ def predictor_part(args: argparse.Namespace) -> str:
     )
 
 
+def mac_tag(args: argparse.Namespace) -> str:
+    """What names a search run at another MAC reduction than 2x (its cache files and docs section)."""
+    return f"-x{args.mac_reduction:g}" if args.mac_reduction != 2.0 else ""
+
+
 def search_part(args: argparse.Namespace) -> str:
     root = data_root()
     name = "resnet56"
@@ -158,7 +163,7 @@ def search_part(args: argparse.Namespace) -> str:
         began = time.perf_counter()
         stem = work / (
             f"uniform-{args.residual}-{seed}"
-            + (f"-x{args.mac_reduction:g}" if args.mac_reduction != 2.0 else "")
+            + mac_tag(args)
             + ("-fp32" if args.fp32 else "-bf16")
             + (f"-from-{start.stem}" if start else "")
         )
@@ -378,7 +383,7 @@ def main() -> None:
         section = "compress-predictor"
     elif args.part == "search":
         body = search_part(args)
-        section = "compress-search" + (f"-x{args.mac_reduction:g}" if args.mac_reduction != 2.0 else "")
+        section = "compress-search" + mac_tag(args)
     else:
         body = combined_part(args)
         section = "compress-combined"

@@ -7,7 +7,8 @@ accuracy drop), :func:`compress`:
    layers and calibrates a latency predictor on the dense model and uniformly pruned variants,
    all measured end to end on the runtime; with ``int8`` the predictor is scaled by the int8/FP32
    ratio measured on the dense model;
-2. says up front when even the smallest plan the limits allow is predicted above the budget;
+2. says up front when even the smallest plan the limits allow is above the budget (measured
+   when the predictor says so);
 3. searches per-stage widths (residual streams included unless ``residual="keep"``,
    :mod:`edgeslim.search.layout`) against the predicted latency. The accuracy proxy of a candidate
    is its top-1 on a held-out validation subset after L1 pruning, a short distillation from the
