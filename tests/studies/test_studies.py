@@ -4,6 +4,7 @@ checkout run at CI scale through ``edgeslim study run`` (slow: real data)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from edgeslim.cli.app import app
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
-from edgeslim.recipe import load_recipe
+from edgeslim.recipe import DistillStep, load_recipe, parse_recipe
 from edgeslim.studies import (
     SCALES,
     Claim,
@@ -23,9 +24,12 @@ from edgeslim.studies import (
     judge_study,
     load_study,
     parse_check,
+    run_study,
+    seeded_yaml,
 )
-from edgeslim.studies.claims import Verdict
-from edgeslim.sweep.experiment import load_experiment
+from edgeslim.studies.claims import Verdict, evaluate_over_seeds, mean_rows
+from edgeslim.sweep.api import trial_rows
+from edgeslim.sweep.experiment import load_experiment, parse_experiment
 
 ROOT = Path(__file__).parents[2] / "studies"
 runner = CliRunner()
@@ -262,3 +266,95 @@ def test_a_study_stopped_part_way_is_judged_with_what_it_has(tmp_path: Path) -> 
     assert {c.verdict.status for c in report.claims} == {"not measured"}
     assert "Not run yet: study-densenet-ci-pruning" in report.note
     assert (tmp_path / "out" / "claims.md").is_file() and not list((tmp_path / "out").glob("*.html"))
+
+
+def _seed_rows(top1: float, baseline: float) -> list[dict[str, Any]]:
+    return [
+        _row("m/q8", top1=top1, baseline_top1=baseline, size_bytes=100, rate=None),
+        _row("m/q2", top1=20.0),
+    ]
+
+
+def test_claims_over_seeds_judge_the_mean_and_count_the_seeds_that_held() -> None:
+    seeds = [_seed_rows(79.0, 80.0), _seed_rows(80.0, 80.0), _seed_rows(78.0, 80.0)]
+    mean = {r["name"]: r for r in mean_rows(seeds)}
+    assert mean["m/q8"]["top1"] == pytest.approx(79.0) and mean["m/q8"]["size_bytes"] == 100
+    check = parse_check({"type": "drop_at_most", "trial": "m/q8", "points": 1.5})
+    verdict = evaluate_over_seeds(check, seeds)
+    assert verdict.status == "reproduced"  # the mean drop (1.0) holds, though seed 2 (-2.0) does not
+    assert verdict.measured == (
+        "80.00% -> 79.00% (-1.00 points; claim holds within 1.5); mean of 3 seeds, top-1 sd 1.00, held in 2 of 3"
+    )
+    # a trial one seed did not finish is not measured, never judged on the others
+    seeds[1] = [_row("m/q8", status="failed", error="TrainingError: nan")]
+    assert evaluate_over_seeds(check, seeds).measured == "trial 'm/q8' failed: TrainingError: nan"
+    seeds[1] = []
+    assert evaluate_over_seeds(check, seeds) == Verdict(
+        "not measured", "trial 'm/q8' incomplete: finished in 2 of 3 seeds"
+    )
+
+
+def test_a_seeded_copy_sets_every_seed_and_renames_the_experiment() -> None:
+    experiment = parse_experiment(seeded_yaml(ROOT / "qat-vgg16" / "ci.yaml", 4), check_models=False)
+    assert experiment.name == "study-qat-vgg16-ci-seed4" and experiment.data.seed == 4
+    assert [m.train["seed"] for m in experiment.models if m.train] == [4]
+    assert (
+        experiment.finetune and experiment.finetune["seed"] == 4 and experiment.finetune["distill"] is False
+    )
+    recipe = parse_recipe(seeded_yaml(ROOT / "densenet-chain" / "ci-chain.yaml", 2))
+    assert recipe.name == "study-densenet-ci-chain-seed2" and recipe.data.seed == 2
+    trains = [getattr(step, "train", None) for step in recipe.steps]
+    assert {t.seed for t in trains if t is not None} == {2} and len([t for t in trains if t]) == 3
+    distill = next(step for step in recipe.steps if isinstance(step, DistillStep))
+    assert distill.teacher.train is not None and distill.teacher.train.seed == 2
+
+
+def test_study_seeds_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "ci.yaml").write_text("name: x\n")
+    for seeds, problem in (
+        ("[3]", "list two or more seeds"),
+        ("[1, 1]", "the seeds must differ"),
+        ("[0, -1]", ">= 0"),
+    ):
+        (tmp_path / "study.yaml").write_text(
+            f"name: s\ntitle: t\nscales:\n  ci: {{files: [ci.yaml], seeds: {seeds}}}\n  full: {{files: [ci.yaml]}}\n"
+            "claims:\n  - {id: a, claim: c, check: {type: not_measurable, reason: r}}\n"
+        )
+        with pytest.raises(ConfigError, match=rf"study.yaml:4: scales.ci.seeds.*{problem}"):
+            load_study(tmp_path)
+
+
+def test_a_study_with_seeds_runs_each_file_per_seed_and_judges_the_mean(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
+    (tmp_path / "ci.yaml").write_text(
+        "name: seeded\nmodels:\n  - {name: small_cnn, label: cnn, train: {epochs: 1, lr: 0.01, batch_size: 64}}\n"
+        "data: {path: cifar10-exact-subset, train_limit: 256, test_limit: 128, seed: 0}\n"
+        "methods:\n  - quantize: {method: dynamic, bits: 8}\n"
+        "measure: {metrics: [top1, size], runtimes: [torch], batch_sizes: [1], latency_runs: 2, passes: 1}\n"
+        "execution: {workers: 1, threads: 1}\n"
+    )
+    (tmp_path / "study.yaml").write_text(
+        "name: s\ntitle: t\nscales:\n  ci: {files: [ci.yaml], seeds: [0, 1]}\n  full: {files: [ci.yaml]}\n"
+        "claims:\n  - {id: a, claim: c, check: {type: ratio_at_most, trial: cnn/dynamic bits=8,"
+        " metric: size_bytes, ratio: 0.5}}\n"
+    )
+    study = load_study(tmp_path)
+    db = tmp_path / "s.db"
+    run_study(study, "ci", db=db, progress=False)
+    with Store.open(db) as store:
+        assert sorted(e.name for e in store.experiments()) == ["seeded-seed0", "seeded-seed1"]
+    keys = [{r["name"]: r["key"] for r in trial_rows(f"seeded-seed{seed}", db=db)} for seed in (0, 1)]
+    assert keys[0].keys() == keys[1].keys() == {"cnn/baseline", "cnn/dynamic bits=8"}
+    assert keys[0]["cnn/baseline"] != keys[1]["cnn/baseline"]  # the seed reached the training config
+    report = judge_study(study, "ci", db=db, out=tmp_path / "out")
+    claim = report.claims[0].verdict
+    assert claim.status == "reproduced", claim
+    assert re.search(
+        r"\(x0\.\d{3}; claim: <= x0.5\); mean of 2 seeds, top-1 sd \d+\.\d\d, held in 2 of 2$", claim.measured
+    )
+    assert "the mean of seeds 0, 1" in report.note
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.html")) == ["seeded-seed0.html"]
+    result = runner.invoke(app, ["study", "run", str(tmp_path), "--dry-run", "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output

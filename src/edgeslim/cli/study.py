@@ -109,12 +109,9 @@ def run_cmd(
     with user_errors(STUDY_FLAGS):
         study = load_study(folder)
         if dry_run:
-            for file, plan in zip(
-                study.scale(scale).files,
-                dry_run_study(study, scale, db=db, workers=workers, threads=threads),
-                strict=True,
-            ):
-                show_plan(f"{study.name} {scale}: {file.name} (dry run)", plan.to_dict(), json_out)
+            for run, plan in dry_run_study(study, scale, db=db, workers=workers, threads=threads):
+                seed = "" if run.seed is None else f", seed {run.seed}"
+                show_plan(f"{study.name} {scale}: {run.file.name}{seed} (dry run)", plan.to_dict(), json_out)
             return
         run_study(study, scale, db=db, workers=workers, threads=threads, progress=not json_out)
         report = judge_study(study, scale, db=db)

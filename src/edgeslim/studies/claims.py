@@ -9,6 +9,7 @@ default: a trial that is missing or failed gives ``not measured``, with why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import itertools
@@ -358,6 +359,61 @@ class NotMeasurable(Check):
         return Verdict("not measured", self.reason)
 
 
+def mean_rows(rows_by_seed: Sequence[Sequence[Row]]) -> list[Row]:
+    """One row per trial name with every numeric field averaged over the seeds' runs. A trial that
+    some seed did not finish keeps that seed's failed row (or a row saying which seeds lack it), so a
+    check on it is ``not measured``, never judged on the seeds that happened to finish."""
+    seeds = len(rows_by_seed)
+    named: dict[str, list[Row]] = {}
+    for rows in rows_by_seed:
+        for row in rows:
+            named.setdefault(row["name"], []).append(row)
+    out: list[Row] = []
+    for found in named.values():
+        unfinished = next((r for r in found if r["status"] != "done"), None)
+        if unfinished is not None:
+            out.append(unfinished)
+            continue
+        if len(found) < seeds:
+            out.append(
+                {**found[0], "status": "incomplete", "error": f"finished in {len(found)} of {seeds} seeds"}
+            )
+            continue
+        mean = dict(found[0])
+        for key in found[0]:
+            values = [r.get(key) for r in found]
+            numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(numbers) == len(values):
+                mean[key] = float(np.mean(numbers))
+        out.append(mean)
+    return out
+
+
+def evaluate_over_seeds(check: Check, rows_by_seed: Sequence[Sequence[Row]]) -> Verdict:
+    """The verdict on the seeds' mean rows, its figure followed by how many seeds it held in and,
+    for a check on one trial, the spread (sample standard deviation) of that trial's top-1."""
+    if len(rows_by_seed) < 2:
+        return check.evaluate(rows_by_seed[0] if rows_by_seed else [])
+    verdict = check.evaluate(mean_rows(rows_by_seed))
+    if verdict.status == "not measured":
+        return verdict
+    each = [check.evaluate(rows) for rows in rows_by_seed]
+    held = sum(v.status == "reproduced" for v in each)
+    spread = ""
+    trial = getattr(check, "trial", None)
+    if isinstance(trial, str):
+        top1 = []
+        for rows in rows_by_seed:
+            with contextlib.suppress(Missing):
+                top1.append(_value(_row(rows, trial), "top1"))
+        if len(top1) > 1:
+            spread = f", top-1 sd {float(np.std(top1, ddof=1)):.2f}"
+    seeds = len(rows_by_seed)
+    return Verdict(
+        verdict.status, f"{verdict.measured}; mean of {seeds} seeds{spread}, held in {held} of {seeds}"
+    )
+
+
 def parse_check(data: Any) -> Check:
     """``{type: NAME, ...fields}`` -> the registered check (a :class:`ConfigError` names the field)."""
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -382,5 +438,7 @@ __all__ = [
     "RatioAtMost",
     "Verdict",
     "check_type",
+    "evaluate_over_seeds",
+    "mean_rows",
     "parse_check",
 ]
