@@ -322,6 +322,14 @@ def test_study_seeds_are_validated(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigError, match=rf"study.yaml:4: scales.ci.seeds.*{problem}"):
             load_study(tmp_path)
+    folder = tmp_path / "root" / "s"
+    folder.mkdir(parents=True)
+    (folder / "ci.yaml").write_text("name: x\n")
+    (folder / "study.yaml").write_text(
+        (tmp_path / "study.yaml").read_text().replace("seeds: [0, -1]", "seeds: [0, 2]")
+    )
+    result = runner.invoke(app, ["study", "list", str(tmp_path / "root"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["studies"][0]["seeds"] == {"ci": [0, 2]}
 
 
 def test_a_study_with_seeds_runs_each_file_per_seed_and_judges_the_mean(

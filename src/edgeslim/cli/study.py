@@ -73,6 +73,7 @@ def list_cmd(
                         "title": s.title,
                         "folder": str(s.folder),
                         "scales": {k: v.note for k, v in s.scales.items()},
+                        "seeds": {k: list(v.seeds) for k, v in s.scales.items() if v.seeds},
                         "claims": [c.id for c in s.claims],
                     }
                     for s in studies
