@@ -13,8 +13,8 @@ checks every claim on the stored measurements and writes the claims table and th
     title: Dynamic int8 on a small CNN's linear layers
     source: a course project (CIFAR-10)
     scales:
-      ci: {files: [ci.yaml], note: 1 epoch on 1,000 images}
-      full: {files: [full.yaml], note: 15 epochs on all 50,000 images, seeds: [0, 1, 2]}
+      ci: {files: [ci.yaml], note: "1 epoch on 1,000 images"}
+      full: {files: [full.yaml], note: "15 epochs on all 50,000 images", seeds: [0, 1, 2]}
     claims:
       - id: accuracy
         claim: accuracy 0.748 -> 0.747
@@ -45,11 +45,11 @@ from edgeslim.engine.runner import DEFAULT_DB, RunSummary
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.io import atomic_write_text
-from edgeslim.recipe import RecipeOutcome, dry_run_recipe, parse_recipe, recipe_task, run_recipe
+from edgeslim.recipe import Recipe, RecipeOutcome, dry_run_recipe, load_recipe, parse_recipe, run_recipe
 from edgeslim.report import write_report
 from edgeslim.studies.claims import Check, Row, Verdict, evaluate_over_seeds, parse_check
 from edgeslim.sweep import api as sweep_api
-from edgeslim.sweep.experiment import parse_experiment
+from edgeslim.sweep.experiment import Experiment, load_experiment, parse_experiment
 from edgeslim.yaml_schema import Checker, parse_yaml
 
 STUDY_FILE = "study.yaml"
@@ -165,11 +165,11 @@ class Study:
 def _kind_and_name(path: Path) -> tuple[str, str]:
     """(``sweep`` for an experiment file (``models``) or ``recipe`` (``model`` + ``steps``), its name)."""
     data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    name = str(data.get("name", "")) if isinstance(data, dict) else ""
+    name = str(data.get("name") or "") if isinstance(data, dict) else ""
     if isinstance(data, dict) and "models" in data:
         return "sweep", name
     if isinstance(data, dict) and "steps" in data:
-        return "recipe", name
+        return "recipe", name or path.stem  # a recipe without a name is named after its file
     raise ConfigError(f"{path}: neither an experiment file (models: ...) nor a recipe (steps: ...)")
 
 
@@ -272,30 +272,25 @@ def run_study(
 ) -> list[RunSummary | RecipeOutcome]:
     """Run every file of ``scale`` in order into the store at ``db`` (resumable like any sweep or
     recipe: finished steps are skipped)."""
-    runs = study.scale(scale).runs  # every file read (and its kind known) before anything runs
-    parsed = [_parsed(run) for run in runs]  # every seeded copy validated before anything runs
+    runs = study.scale(scale).runs
+    parsed = [_parsed(run) for run in runs]  # every file (and seeded copy) validated before anything runs
     done: list[RunSummary | RecipeOutcome] = []
-    for run, config in zip(runs, parsed, strict=True):
-        if run.kind == "sweep" and config is None:
-            done.append(
-                sweep_api.sweep_task(run.file, db=db, workers=workers, threads=threads, progress=progress)
-            )
-        elif run.kind == "sweep":
+    for config in parsed:
+        if isinstance(config, Experiment):
             done.append(
                 sweep_api.run_sweep(config, db=db, workers=workers, threads=threads, progress=progress)
             )
-        elif config is None:
-            done.append(recipe_task(run.file, db=db, num_threads=threads, progress=progress))
         else:
             done.append(run_recipe(config, db=db, num_threads=threads, progress=progress))
     return done
 
 
-def _parsed(run: StudyRun) -> Any:
-    """A seeded run's experiment or recipe, parsed from its seeded copy (relative paths still
-    resolve beside the original file); None for a file run as written."""
+def _parsed(run: StudyRun) -> Experiment | Recipe:
+    """A run's experiment or recipe: the file as written, or its seeded copy (relative paths still
+    resolve beside the original, which is validated first so that errors name its lines)."""
+    original = load_experiment(run.file) if run.kind == "sweep" else load_recipe(run.file)
     if run.seed is None:
-        return None
+        return original
     text, source, base = (
         seeded_yaml(run.file, run.seed),
         f"{run.file} (seed {run.seed})",
@@ -313,11 +308,11 @@ def dry_run_study(
     file and seed."""
     plans = []
     for run in study.scale(scale).runs:
-        given = _parsed(run) or run.file
-        if run.kind == "sweep":
-            plans.append((run, sweep_api.dry_run_sweep(given, db=db, workers=workers, threads=threads)))
+        config = _parsed(run)
+        if isinstance(config, Experiment):
+            plans.append((run, sweep_api.dry_run_sweep(config, db=db, workers=workers, threads=threads)))
         else:
-            plans.append((run, dry_run_recipe(given, db=db, num_threads=threads)))
+            plans.append((run, dry_run_recipe(config, db=db, num_threads=threads)))
     return plans
 
 
@@ -377,7 +372,8 @@ class StudyReport:
 
 def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
     """The measured rows of every file of ``scale`` run so far: a sweep's trials, a recipe's measure
-    steps (named by the step's ``name``; a claim compares them with ``reference``)."""
+    steps (named by the step's ``name``; a claim compares them with ``reference``). With seeds,
+    every seed's rows, under the same trial names: judge them per seed (:func:`judge_seeds`)."""
     rows: list[dict[str, Any]] = []
     stored = _stored_experiments(db)
     for name in study.scale(scale).experiments:
