@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgeslim.cli.app import app
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
-from edgeslim.recipe import load_recipe
+from edgeslim.recipe import DistillStep, load_recipe, parse_recipe
 from edgeslim.studies import (
     SCALES,
     Claim,
@@ -23,9 +23,12 @@ from edgeslim.studies import (
     judge_study,
     load_study,
     parse_check,
+    run_study,
+    seeded_yaml,
 )
-from edgeslim.studies.claims import Verdict
-from edgeslim.sweep.experiment import load_experiment
+from edgeslim.studies.claims import Verdict, evaluate_over_seeds, mean_rows
+from edgeslim.sweep.api import trial_rows
+from edgeslim.sweep.experiment import load_experiment, parse_experiment
 
 ROOT = Path(__file__).parents[2] / "studies"
 runner = CliRunner()
@@ -262,3 +265,131 @@ def test_a_study_stopped_part_way_is_judged_with_what_it_has(tmp_path: Path) -> 
     assert {c.verdict.status for c in report.claims} == {"not measured"}
     assert "Not run yet: study-densenet-ci-pruning" in report.note
     assert (tmp_path / "out" / "claims.md").is_file() and not list((tmp_path / "out").glob("*.html"))
+
+
+def _seed_rows(top1: float, baseline: float) -> list[dict[str, Any]]:
+    return [
+        _row("m/q8", top1=top1, baseline_top1=baseline, size_bytes=100_000, rate=None),
+        _row("m/q2", top1=20.0),
+    ]
+
+
+def test_claims_over_seeds_judge_the_mean_and_count_the_seeds_that_held() -> None:
+    seeds = [_seed_rows(79.0, 80.0), _seed_rows(80.0, 80.0), _seed_rows(78.0, 80.0)]
+    mean = {r["name"]: r for r in mean_rows(seeds)}
+    assert mean["m/q8"]["top1"] == pytest.approx(79.0) and mean["m/q8"]["size_bytes"] == 100_000
+    check = parse_check({"type": "drop_at_most", "trial": "m/q8", "points": 1.5})
+    verdict = evaluate_over_seeds(check, seeds)
+    assert verdict.status == "reproduced"  # the mean drop (1.0) holds, though seed 2 (-2.0) does not
+    assert verdict.measured == (
+        "80.00% -> 79.00% (-1.00 points; claim holds within 1.5); mean of 3 seeds, top-1 sd 1.00, held in 2 of 3"
+    )
+    size = parse_check({"type": "ratio_at_most", "trial": "m/q8", "metric": "size_bytes", "ratio": 0.5})
+    seeds[0][0]["baseline_size_bytes"] = 400_000
+    assert evaluate_over_seeds(size, seeds).status == "not measured"  # seeds 1, 2 have no baseline size
+    for rows in seeds:
+        rows[0]["baseline_size_bytes"] = 400_000
+    seeds[2][0]["size_bytes"] = 160_000
+    assert evaluate_over_seeds(size, seeds).measured == (
+        "400 kB -> 120 kB (x0.300; claim: <= x0.5); mean of 3 seeds, size_bytes sd 35 kB, held in 3 of 3"
+    )
+    # a trial one seed did not finish is not measured, never judged on the others
+    seeds[1] = [_row("m/q8", status="failed", error="TrainingError: nan")]
+    assert evaluate_over_seeds(check, seeds).measured == "trial 'm/q8' failed: TrainingError: nan"
+    seeds[1] = [_row("m/q2", top1=20.0)]
+    assert evaluate_over_seeds(check, seeds) == Verdict(
+        "not measured", "trial 'm/q8' incomplete: missing in seed run(s) 1 of 3"
+    )
+
+
+def test_rows_over_seeds_average_measurements_only_and_pair_trials_as_checks_find_them() -> None:
+    seeds = [
+        [_row("m/q8", top1=70.0, rate=0.5, bits=8, latency_noisy=False, key="a"), _row("m/q8", top1=10.0)],
+        [_row("m/q8", top1=72.0, rate=0.5, bits=8, latency_noisy=True, key="b")],
+    ]
+    (mean,) = mean_rows(seeds)
+    # the first row of a name in each seed (as a check's trial finds it), settings kept as they are
+    assert mean["top1"] == 71.0 and mean["latency_noisy"] is True
+    assert (mean["rate"], mean["bits"], mean["key"]) == (0.5, 8, "a")
+    assert isinstance(mean["bits"], int) and mean["size_bytes"] is None
+
+
+def test_a_seeded_copy_sets_every_seed_and_renames_the_experiment() -> None:
+    experiment = parse_experiment(seeded_yaml(ROOT / "qat-vgg16" / "ci.yaml", 4), check_models=False)
+    assert experiment.name == "study-qat-vgg16-ci-seed4" and experiment.data.seed == 4
+    assert [m.train["seed"] for m in experiment.models if m.train] == [4]
+    assert (
+        experiment.finetune and experiment.finetune["seed"] == 4 and experiment.finetune["distill"] is False
+    )
+    recipe = parse_recipe(seeded_yaml(ROOT / "densenet-chain" / "ci-chain.yaml", 2))
+    assert recipe.name == "study-densenet-ci-chain-seed2" and recipe.data.seed == 2
+    trains = [getattr(step, "train", None) for step in recipe.steps]
+    assert {t.seed for t in trains if t is not None} == {2} and len([t for t in trains if t]) == 3
+    distill = next(step for step in recipe.steps if isinstance(step, DistillStep))
+    assert distill.teacher.train is not None and distill.teacher.train.seed == 2
+
+
+def test_study_seeds_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "ci.yaml").write_text("name: x\n")
+    for seeds, problem in (
+        ("[3]", "list two or more seeds"),
+        ("[1, 1]", "the seeds must differ"),
+        ("[0, -1]", ">= 0"),
+    ):
+        (tmp_path / "study.yaml").write_text(
+            f"name: s\ntitle: t\nscales:\n  ci: {{files: [ci.yaml], seeds: {seeds}}}\n  full: {{files: [ci.yaml]}}\n"
+            "claims:\n  - {id: a, claim: c, check: {type: not_measurable, reason: r}}\n"
+        )
+        with pytest.raises(ConfigError, match=rf"study.yaml:4: scales.ci.seeds.*{problem}"):
+            load_study(tmp_path)
+    folder = tmp_path / "root" / "s"
+    folder.mkdir(parents=True)
+    (folder / "ci.yaml").write_text("name: x\n")
+    (folder / "study.yaml").write_text(
+        (tmp_path / "study.yaml").read_text().replace("seeds: [0, -1]", "seeds: [0, 2]")
+    )
+    result = runner.invoke(app, ["study", "list", str(tmp_path / "root"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["studies"][0]["seeds"] == {"ci": [0, 2]}
+
+
+def test_a_study_with_seeds_runs_each_file_per_seed_and_judges_the_mean(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGESLIM_DATA", str(shared_data))
+    (tmp_path / "ci.yaml").write_text(
+        "name: seeded\nmodels:\n  - {name: small_cnn, label: cnn, train: {epochs: 1, lr: 0.01, batch_size: 64}}\n"
+        "data: {path: cifar10-exact-subset, train_limit: 256, test_limit: 128, seed: 0}\n"
+        "methods:\n  - quantize: {method: dynamic, bits: 8}\n"
+        "measure: {metrics: [top1, size], runtimes: [torch], batch_sizes: [1], latency_runs: 2, passes: 1}\n"
+        "execution: {workers: 1, threads: 1}\n"
+    )
+    (tmp_path / "study.yaml").write_text(
+        "name: s\ntitle: t\nscales:\n  ci: {files: [ci.yaml], seeds: [0, 1]}\n  full: {files: [ci.yaml]}\n"
+        "claims:\n  - {id: a, claim: c, check: {type: ratio_at_most, trial: cnn/dynamic bits=8,"
+        " metric: size_bytes, ratio: 0.5}}\n"
+    )
+    study = load_study(tmp_path)
+    db = tmp_path / "s.db"
+    run_study(study, "ci", db=db, progress=False)
+    with Store.open(db) as store:
+        assert sorted(e.name for e in store.experiments()) == ["seeded-seed0", "seeded-seed1"]
+    keys = [{r["name"]: r["key"] for r in trial_rows(f"seeded-seed{seed}", db=db)} for seed in (0, 1)]
+    assert keys[0].keys() == keys[1].keys() == {"cnn/baseline", "cnn/dynamic bits=8"}
+    assert keys[0]["cnn/baseline"] != keys[1]["cnn/baseline"]  # each seed is its own run
+    report = judge_study(study, "ci", db=db, out=tmp_path / "out")
+    claim = report.claims[0].verdict
+    assert claim.status == "reproduced", claim
+    # sizes do not depend on the weights: the same in both seeds, so no spread
+    assert claim.measured == (
+        "8,492 kB -> 2,187 kB (x0.257; claim: <= x0.5); mean of 2 seeds, size_bytes sd 0 kB, held in 2 of 2"
+    )
+    assert "the mean of seeds 0, 1" in report.note
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.html")) == ["seeded-seed0.html"]
+    result = runner.invoke(app, ["study", "run", str(tmp_path), "--dry-run", "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    plans, at = [], 0
+    while at < len(result.stdout.strip()):  # one plan per file per seed, each done already
+        plan, at = json.JSONDecoder().raw_decode(result.stdout, at)
+        plans.append(plan)
+        at += len(result.stdout[at:]) - len(result.stdout[at:].lstrip())
+    assert len(plans) == 2

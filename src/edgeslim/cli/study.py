@@ -73,6 +73,7 @@ def list_cmd(
                         "title": s.title,
                         "folder": str(s.folder),
                         "scales": {k: v.note for k, v in s.scales.items()},
+                        "seeds": {k: list(v.seeds) for k, v in s.scales.items() if v.seeds},
                         "claims": [c.id for c in s.claims],
                     }
                     for s in studies
@@ -109,12 +110,9 @@ def run_cmd(
     with user_errors(STUDY_FLAGS):
         study = load_study(folder)
         if dry_run:
-            for file, plan in zip(
-                study.scale(scale).files,
-                dry_run_study(study, scale, db=db, workers=workers, threads=threads),
-                strict=True,
-            ):
-                show_plan(f"{study.name} {scale}: {file.name} (dry run)", plan.to_dict(), json_out)
+            for run, plan in dry_run_study(study, scale, db=db, workers=workers, threads=threads):
+                seed = "" if run.seed is None else f", seed {run.seed}"
+                show_plan(f"{study.name} {scale}: {run.file.name}{seed} (dry run)", plan.to_dict(), json_out)
             return
         run_study(study, scale, db=db, workers=workers, threads=threads, progress=not json_out)
         report = judge_study(study, scale, db=db)

@@ -205,7 +205,7 @@ def _stored_steps(
 
 
 def dry_run_recipe(
-    recipe_file: Path,
+    recipe_file: Path | Recipe,
     *,
     db: Path | None = None,
     num_threads: int | None = None,
@@ -213,8 +213,9 @@ def dry_run_recipe(
 ) -> PlanEstimate:
     """Validate the recipe file (its dataset and every model file it reads included) and price its
     steps, running nothing and writing nothing: which steps the store already holds (they would be
-    skipped) and about how long the rest would take (``throughput`` default: a short probe)."""
-    recipe = load_recipe(recipe_file)
+    skipped) and about how long the rest would take (``throughput`` default: a short probe). A
+    recipe parsed already (a study's seeded copy) is priced as given."""
+    recipe = recipe_file if isinstance(recipe_file, Recipe) else load_recipe(recipe_file)
     threads = num_threads if num_threads is not None else recipe.threads
     check_execution(None, threads)
     recipe = _with_data(recipe, progress=True)

@@ -9,6 +9,7 @@ default: a trial that is missing or failed gives ``not measured``, with why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import itertools
@@ -358,6 +359,86 @@ class NotMeasurable(Check):
         return Verdict("not measured", self.reason)
 
 
+#: The measured fields of a row, averaged over seeds; every other field (the trial's settings: rate,
+#: bits, model, ...) is the same in every seed and kept as it is.
+MEASURED = (
+    *METRICS,
+    "latency_p90_ms",
+    "baseline_top1",
+    "top1_drop",
+    "param_reduction_ratio",
+    "mac_reduction",
+    "baseline_size_bytes",
+    "baseline_latency_ms",
+    "seconds",
+)
+
+
+def _first_by_name(rows: Sequence[Row]) -> dict[str, Row]:
+    """Each name's first row (the one a check's ``trial`` finds, as :func:`_row` does)."""
+    named: dict[str, Row] = {}
+    for row in rows:
+        named.setdefault(row["name"], row)
+    return named
+
+
+def mean_rows(rows_by_seed: Sequence[Sequence[Row]]) -> list[Row]:
+    """One row per trial name with its measured fields averaged over the seeds. A trial that some
+    seed lacks or did not finish keeps that seed's failed row (or a row saying which seeds lack it),
+    and a figure one seed did not measure is left unmeasured, so a check on it is ``not measured``,
+    never judged on the seeds that happened to finish."""
+    seeds = [_first_by_name(rows) for rows in rows_by_seed]
+    names = list(dict.fromkeys(name for named in seeds for name in named))
+    out: list[Row] = []
+    for name in names:
+        found = [named.get(name) for named in seeds]
+        lacking = [str(i) for i, row in enumerate(found) if row is None]
+        present = [row for row in found if row is not None]
+        unfinished = next((r for r in present if r["status"] != "done"), None)
+        if unfinished is not None:
+            out.append(unfinished)
+        elif lacking:
+            note = f"missing in seed run(s) {', '.join(lacking)} of {len(seeds)}"
+            out.append({**present[0], "status": "incomplete", "error": note})
+        else:
+            mean = dict(present[0])
+            for key in MEASURED:
+                values = [row.get(key) for row in present]
+                numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+                mean[key] = float(np.mean(numbers)) if len(numbers) == len(values) else None
+            mean["latency_noisy"] = any(bool(row.get("latency_noisy")) for row in present)
+            out.append(mean)
+    return out
+
+
+def evaluate_over_seeds(check: Check, rows_by_seed: Sequence[Sequence[Row]]) -> Verdict:
+    """The verdict on the seeds' mean rows (so a claim that held in 1 of 3 seeds can still hold on
+    the mean), its figure followed by how many seeds it held in and, for a check on one trial, the
+    spread (sample standard deviation over the seeds) of the figure it checks."""
+    if len(rows_by_seed) < 2:
+        return check.evaluate(rows_by_seed[0] if rows_by_seed else [])
+    verdict = check.evaluate(mean_rows(rows_by_seed))
+    if verdict.status == "not measured":
+        return verdict
+    each = [check.evaluate(rows) for rows in rows_by_seed]
+    held = sum(v.status == "reproduced" for v in each)
+    spread = ""
+    trial = getattr(check, "trial", None)
+    metric = str(getattr(check, "metric", "top1"))
+    if isinstance(trial, str):
+        values = []
+        for rows in rows_by_seed:
+            with contextlib.suppress(Missing):
+                values.append(_value(_row(rows, trial), metric))
+        if len(values) > 1:
+            sd = float(np.std(values, ddof=1))
+            spread = f", top-1 sd {sd:.2f}" if metric == "top1" else f", {metric} sd {_fmt(metric, sd)}"
+    seeds = len(rows_by_seed)
+    return Verdict(
+        verdict.status, f"{verdict.measured}; mean of {seeds} seeds{spread}, held in {held} of {seeds}"
+    )
+
+
 def parse_check(data: Any) -> Check:
     """``{type: NAME, ...fields}`` -> the registered check (a :class:`ConfigError` names the field)."""
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
@@ -371,6 +452,7 @@ def parse_check(data: Any) -> Check:
 
 __all__ = [
     "CHECKS",
+    "MEASURED",
     "Better",
     "Check",
     "DropAtLeast",
@@ -382,5 +464,7 @@ __all__ = [
     "RatioAtMost",
     "Verdict",
     "check_type",
+    "evaluate_over_seeds",
+    "mean_rows",
     "parse_check",
 ]

@@ -13,16 +13,23 @@ checks every claim on the stored measurements and writes the claims table and th
     title: Dynamic int8 on a small CNN's linear layers
     source: a course project (CIFAR-10)
     scales:
-      ci: {files: [ci.yaml], note: 1 epoch on 1,000 images}
-      full: {files: [full.yaml], note: 15 epochs on all 50,000 images}
+      ci: {files: [ci.yaml], note: "1 epoch on 1,000 images"}
+      full: {files: [full.yaml], note: "15 epochs on all 50,000 images", seeds: [0, 1, 2]}
     claims:
       - id: accuracy
         claim: accuracy 0.748 -> 0.747
         check: {type: drop_at_most, trial: cnn/dynamic bits=8 engine=torch, points: 0.5}
+
+A scale with ``seeds`` runs each file once per seed (every file for one seed, then the next, so a
+recipe can compare with a trial of another file of the same seed): a copy with ``data.seed`` and the
+``seed`` of every ``train`` and ``finetune`` block set to it, stored as its own experiment
+(``<name>-seed<N>``). Each claim is then judged on the seeds' mean figures, and says in how many
+seeds it held and the spread of its trial's top-1.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -31,15 +38,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from edgeslim.engine.estimate import PlanEstimate
 from edgeslim.engine.runner import DEFAULT_DB, RunSummary
 from edgeslim.engine.store import Store
 from edgeslim.errors import ConfigError
 from edgeslim.io import atomic_write_text
-from edgeslim.recipe import RecipeOutcome, dry_run_recipe, recipe_task
+from edgeslim.recipe import Recipe, RecipeOutcome, dry_run_recipe, load_recipe, parse_recipe, run_recipe
 from edgeslim.report import write_report
-from edgeslim.studies.claims import Check, Verdict, parse_check
+from edgeslim.studies.claims import Check, Row, Verdict, evaluate_over_seeds, parse_check
 from edgeslim.sweep import api as sweep_api
+from edgeslim.sweep.experiment import Experiment, load_experiment, parse_experiment
 from edgeslim.yaml_schema import Checker, parse_yaml
 
 STUDY_FILE = "study.yaml"
@@ -61,13 +71,25 @@ class Claim:
 
 
 @dataclasses.dataclass(frozen=True)
+class StudyRun:
+    """One file run once: at the file's own seeds (``seed`` None) or at ``seed`` (a seeded copy)."""
+
+    file: Path
+    kind: str  # "sweep" | "recipe"
+    experiment: str  # its name in the store
+    seed: int | None
+
+
+@dataclasses.dataclass(frozen=True)
 class Scale:
-    """A scale's files (experiments or recipes, in run order) and what it scaled down; each file's
-    kind (``sweep`` or ``recipe``) and experiment name are read once, when first asked for."""
+    """A scale's files (experiments or recipes, in run order), what it scaled down and the seeds it
+    repeats over (none: each file once, as written); each file's kind (``sweep`` or ``recipe``) and
+    experiment name are read once, when first asked for."""
 
     name: str
     files: tuple[Path, ...]
     note: str
+    seeds: tuple[int, ...] = ()
 
     @functools.cached_property
     def _kinds_and_names(self) -> tuple[tuple[str, str], ...]:
@@ -78,8 +100,48 @@ class Scale:
         return tuple(kind for kind, _ in self._kinds_and_names)
 
     @property
+    def runs(self) -> tuple[StudyRun, ...]:
+        """Every run in order: each file once, or with ``seeds`` each file per seed, seed by seed."""
+        pairs = tuple(zip(self.files, self._kinds_and_names, strict=True))
+        if not self.seeds:
+            return tuple(StudyRun(f, kind, name, None) for f, (kind, name) in pairs)
+        return tuple(
+            StudyRun(f, kind, seeded_name(name, seed), seed)
+            for seed in self.seeds
+            for f, (kind, name) in pairs
+        )
+
+    @property
     def experiments(self) -> tuple[str, ...]:
-        return tuple(name for _, name in self._kinds_and_names)
+        return tuple(run.experiment for run in self.runs)
+
+
+def seeded_name(name: str, seed: int) -> str:
+    return f"{name}-seed{seed}"
+
+
+def seeded_yaml(path: Path, seed: int) -> str:
+    """``path``'s YAML with its randomness set to ``seed``: ``data.seed`` (the subset and the
+    shuffles) and ``seed`` in every ``train`` and ``finetune`` block (initialization, batch order,
+    augmentation), named ``<name>-seed<N>`` so each seed is its own experiment in the store."""
+    data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    seeded = copy.deepcopy(data)
+    seeded["name"] = seeded_name(str(seeded.get("name") or path.stem), seed)
+    if isinstance(seeded.get("data"), dict):
+        seeded["data"]["seed"] = seed
+    _seed_training(seeded, seed)
+    return yaml.safe_dump(seeded, sort_keys=False)
+
+
+def _seed_training(node: Any, seed: int) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("train", "finetune") and isinstance(value, dict):
+                value["seed"] = seed
+            _seed_training(value, seed)
+    elif isinstance(node, list):
+        for item in node:
+            _seed_training(item, seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +165,11 @@ class Study:
 def _kind_and_name(path: Path) -> tuple[str, str]:
     """(``sweep`` for an experiment file (``models``) or ``recipe`` (``model`` + ``steps``), its name)."""
     data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    name = str(data.get("name", "")) if isinstance(data, dict) else ""
+    name = str(data.get("name") or "") if isinstance(data, dict) else ""
     if isinstance(data, dict) and "models" in data:
         return "sweep", name
     if isinstance(data, dict) and "steps" in data:
-        return "recipe", name
+        return "recipe", name or path.stem  # a recipe without a name is named after its file
     raise ConfigError(f"{path}: neither an experiment file (models: ...) nor a recipe (steps: ...)")
 
 
@@ -135,7 +197,7 @@ def load_study(folder: str | Path) -> Study:
     for name, spec in given.items():
         if not isinstance(name, str) or not _SCALE_NAME.fullmatch(name):
             raise c.fail(("scales", str(name)), "a scale name is lower-case letters, digits and '-'")
-        entry = c.mapping(spec, ("scales", name), ("files", "note"))
+        entry = c.mapping(spec, ("scales", name), ("files", "note", "seeds"))
         files = c.string_list(entry.get("files"), ("scales", name, "files"))
         if not files:
             raise c.fail(("scales", name, "files"), "list at least one experiment or recipe file")
@@ -143,7 +205,7 @@ def load_study(folder: str | Path) -> Study:
             if not (root / file).is_file():
                 raise c.fail(("scales", name, "files", i), f"{root / file} does not exist")
         note = c.string(entry["note"], ("scales", name, "note")) if "note" in entry else ""
-        scales[name] = Scale(name, tuple(root / f for f in files), note)
+        scales[name] = Scale(name, tuple(root / f for f in files), note, _seeds(c, entry.get("seeds"), name))
     claims = []
     if not isinstance(top["claims"], list) or not top["claims"]:
         raise c.fail(("claims",), "list the study's claims")
@@ -175,6 +237,20 @@ def load_study(folder: str | Path) -> Study:
     )
 
 
+def _seeds(c: Checker, value: Any, scale: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    path: tuple[str | int, ...] = ("scales", scale, "seeds")
+    if not isinstance(value, list) or len(value) < 2:
+        raise c.fail(
+            path, "list two or more seeds (e.g. [0, 1, 2]), or leave seeds out to run each file once"
+        )
+    seeds = tuple(c.integer(v, (*path, i), minimum=0) for i, v in enumerate(value))
+    if len(set(seeds)) != len(seeds):
+        raise c.fail(path, f"the seeds must differ, got {list(seeds)}")
+    return seeds
+
+
 def find_studies(root: str | Path = DEFAULT_ROOT) -> list[Study]:
     """Every study folder directly under ``root``, by name."""
     base = Path(root)
@@ -196,29 +272,47 @@ def run_study(
 ) -> list[RunSummary | RecipeOutcome]:
     """Run every file of ``scale`` in order into the store at ``db`` (resumable like any sweep or
     recipe: finished steps are skipped)."""
-    chosen = study.scale(scale)
+    runs = study.scale(scale).runs
+    parsed = [_parsed(run) for run in runs]  # every file (and seeded copy) validated before anything runs
     done: list[RunSummary | RecipeOutcome] = []
-    for file, kind in zip(chosen.files, chosen.kinds, strict=True):  # kinds: every file read first
-        if kind == "sweep":
+    for config in parsed:
+        if isinstance(config, Experiment):
             done.append(
-                sweep_api.sweep_task(file, db=db, workers=workers, threads=threads, progress=progress)
+                sweep_api.run_sweep(config, db=db, workers=workers, threads=threads, progress=progress)
             )
         else:
-            done.append(recipe_task(file, db=db, num_threads=threads, progress=progress))
+            done.append(run_recipe(config, db=db, num_threads=threads, progress=progress))
     return done
+
+
+def _parsed(run: StudyRun) -> Experiment | Recipe:
+    """A run's experiment or recipe: the file as written, or its seeded copy (relative paths still
+    resolve beside the original, which is validated first so that errors name its lines)."""
+    original = load_experiment(run.file) if run.kind == "sweep" else load_recipe(run.file)
+    if run.seed is None:
+        return original
+    text, source, base = (
+        seeded_yaml(run.file, run.seed),
+        f"{run.file} (seed {run.seed})",
+        run.file.resolve().parent,
+    )
+    if run.kind == "sweep":
+        return parse_experiment(text, source=source, base_dir=base)
+    return parse_recipe(text, source=source, base_dir=base, default_name=run.file.stem)
 
 
 def dry_run_study(
     study: Study, scale: str, *, db: Path = DEFAULT_DB, workers: int | None = None, threads: int | None = None
-) -> list[PlanEstimate]:
-    """Each file's dry run (validated, planned, priced; nothing run or written)."""
+) -> list[tuple[StudyRun, PlanEstimate]]:
+    """Each run's dry run (validated, planned, priced; nothing run or written): per file, or per
+    file and seed."""
     plans = []
-    chosen = study.scale(scale)
-    for file, kind in zip(chosen.files, chosen.kinds, strict=True):
-        if kind == "sweep":
-            plans.append(sweep_api.dry_run_sweep(file, db=db, workers=workers, threads=threads))
+    for run in study.scale(scale).runs:
+        config = _parsed(run)
+        if isinstance(config, Experiment):
+            plans.append((run, sweep_api.dry_run_sweep(config, db=db, workers=workers, threads=threads)))
         else:
-            plans.append(dry_run_recipe(file, db=db, num_threads=threads))
+            plans.append((run, dry_run_recipe(config, db=db, num_threads=threads)))
     return plans
 
 
@@ -278,7 +372,8 @@ class StudyReport:
 
 def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[str, Any]]:
     """The measured rows of every file of ``scale`` run so far: a sweep's trials, a recipe's measure
-    steps (named by the step's ``name``; a claim compares them with ``reference``)."""
+    steps (named by the step's ``name``; a claim compares them with ``reference``). With seeds,
+    every seed's rows, under the same trial names: judge them per seed (:func:`judge_seeds`)."""
     rows: list[dict[str, Any]] = []
     stored = _stored_experiments(db)
     for name in study.scale(scale).experiments:
@@ -287,8 +382,13 @@ def study_rows(study: Study, scale: str, *, db: Path = DEFAULT_DB) -> list[dict[
     return rows
 
 
-def judge(claims: Sequence[Claim], rows: Sequence[dict[str, Any]]) -> tuple[ClaimResult, ...]:
+def judge(claims: Sequence[Claim], rows: Sequence[Row]) -> tuple[ClaimResult, ...]:
     return tuple(ClaimResult(c, c.check.evaluate(rows)) for c in claims)
+
+
+def judge_seeds(claims: Sequence[Claim], rows_by_seed: Sequence[Sequence[Row]]) -> tuple[ClaimResult, ...]:
+    """Each claim judged on the seeds' mean figures (with how many seeds it held in)."""
+    return tuple(ClaimResult(c, evaluate_over_seeds(c.check, rows_by_seed)) for c in claims)
 
 
 def _stored_experiments(db: Path) -> set[str]:
@@ -307,20 +407,36 @@ def judge_study(study: Study, scale: str, *, db: Path = DEFAULT_DB, out: Path | 
     missing = [name for name in chosen.experiments if name not in stored]
     # each experiment read once; one not run yet (a study stopped part way) leaves its claims unmeasured
     loaded = {name: sweep_api.load_results(name, db=db) for name in chosen.experiments if name in stored}
-    rows = [r.row() for _exp, results in loaded.values() for r in results]
     note = chosen.note
     if missing:
         note = f"{note} Not run yet: {', '.join(missing)} (rerun the study to go on).".strip()
-    report = StudyReport(study.name, scale, note, judge(study.claims, rows))
+    if chosen.seeds:
+        by_seed = [
+            [
+                r.row()
+                for run in chosen.runs
+                if run.seed == seed and run.experiment in loaded
+                for r in loaded[run.experiment][1]
+            ]
+            for seed in chosen.seeds
+        ]
+        results = judge_seeds(study.claims, by_seed)
+        note = f"{note} Figures: the mean of seeds {', '.join(map(str, chosen.seeds))}.".strip()
+    else:
+        results = judge(study.claims, [r.row() for _exp, rows in loaded.values() for r in rows])
+    report = StudyReport(study.name, scale, note, results)
     if out is None:
         return report
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for kind, name in zip(chosen.kinds, chosen.experiments, strict=True):
-        if kind != "sweep" or name not in loaded:
+    # with seeds, the HTML reports and plots are the first seed's (the claims carry the mean)
+    pictured = chosen.seeds[0] if chosen.seeds else None
+    for run in chosen.runs:
+        name = run.experiment
+        if run.kind != "sweep" or name not in loaded or run.seed != pictured:
             continue
-        exp, results = loaded[name]
-        files = write_report(exp.to_dict(), results, out / f"{name}.html")
+        exp, trials = loaded[name]
+        files = write_report(exp.to_dict(), trials, out / f"{name}.html")
         written.extend([files.html, *files.pngs.values()])
     title = f"# {study.title} ({scale} scale): {report.verdict}\n\n"
     atomic_write_text(
@@ -338,11 +454,14 @@ __all__ = [
     "Scale",
     "Study",
     "StudyReport",
+    "StudyRun",
     "dry_run_study",
     "find_studies",
     "judge",
+    "judge_seeds",
     "judge_study",
     "load_study",
     "run_study",
+    "seeded_yaml",
     "study_rows",
 ]

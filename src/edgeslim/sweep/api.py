@@ -123,7 +123,7 @@ def sweep_task(
 
 
 def dry_run_sweep(
-    experiment_file: Path,
+    experiment_file: Path | Experiment,
     *,
     db: Path = DEFAULT_DB,
     workers: int | None = None,
@@ -133,8 +133,11 @@ def dry_run_sweep(
     """Validate the experiment file and price its plan, running nothing and writing nothing: which
     nodes the store at ``db`` already holds, and about how long the rest would take with ``workers``
     x ``threads`` (``throughput`` default: a few-second probe of this machine at that thread count).
-    Counting the images reads the dataset (it must be there, as for a real run)."""
-    experiment = load_experiment(experiment_file)
+    Counting the images reads the dataset (it must be there, as for a real run). An experiment
+    parsed already (a study's seeded copy) is priced as given."""
+    experiment = (
+        experiment_file if isinstance(experiment_file, Experiment) else load_experiment(experiment_file)
+    )
     check_execution(workers, threads)
     n_workers = workers or experiment.workers or default_workers()
     n_threads = threads_per_worker(n_workers, threads or experiment.threads)
