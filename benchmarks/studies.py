@@ -55,7 +55,7 @@ def main() -> None:
             (c.claim.claim, c.claim.paper or "-", c.verdict.measured, f"**{c.verdict.status}**")
             for c in report.claims
         ]
-        pngs = sorted(p for p in out.glob("*.png"))
+        pngs = sorted(p for p in report.files if p.suffix == ".png")  # this run's, not stale ones in out
         pictures = "\n".join(
             f"![{p.stem}](studies/{out.name}/{p.name})" for p in pngs if args.scale == "full"
         )
