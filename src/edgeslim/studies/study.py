@@ -24,12 +24,11 @@ A scale with ``seeds`` runs each file once per seed (every file for one seed, th
 recipe can compare with a trial of another file of the same seed): a copy with ``data.seed`` and the
 ``seed`` of every ``train`` and ``finetune`` block set to it, stored as its own experiment
 (``<name>-seed<N>``). Each claim is then judged on the seeds' mean figures, and says in how many
-seeds it held and the spread of its trial's top-1.
+seeds it held and the spread of the figure it checks.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import json
@@ -124,8 +123,7 @@ def seeded_yaml(path: Path, seed: int) -> str:
     """``path``'s YAML with its randomness set to ``seed``: ``data.seed`` (the subset and the
     shuffles) and ``seed`` in every ``train`` and ``finetune`` block (initialization, batch order,
     augmentation), named ``<name>-seed<N>`` so each seed is its own experiment in the store."""
-    data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    seeded = copy.deepcopy(data)
+    seeded, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))  # a fresh copy to change
     seeded["name"] = seeded_name(str(seeded.get("name") or path.stem), seed)
     if isinstance(seeded.get("data"), dict):
         seeded["data"]["seed"] = seed
