@@ -270,10 +270,8 @@ def run_study(
 ) -> list[RunSummary | RecipeOutcome]:
     """Run every file of ``scale`` in order into the store at ``db`` (resumable like any sweep or
     recipe: finished steps are skipped)."""
-    runs = study.scale(scale).runs
-    parsed = [_parsed(run) for run in runs]  # every file (and seeded copy) validated before anything runs
     done: list[RunSummary | RecipeOutcome] = []
-    for config in parsed:
+    for _run, config in _parsed_runs(study.scale(scale).runs):  # all validated before anything runs
         if isinstance(config, Experiment):
             done.append(
                 sweep_api.run_sweep(config, db=db, workers=workers, threads=threads, progress=progress)
@@ -283,20 +281,30 @@ def run_study(
     return done
 
 
-def _parsed(run: StudyRun) -> Experiment | Recipe:
-    """A run's experiment or recipe: the file as written, or its seeded copy (relative paths still
-    resolve beside the original, which is validated first so that errors name its lines)."""
-    original = load_experiment(run.file) if run.kind == "sweep" else load_recipe(run.file)
-    if run.seed is None:
-        return original
-    text, source, base = (
-        seeded_yaml(run.file, run.seed),
-        f"{run.file} (seed {run.seed})",
-        run.file.resolve().parent,
-    )
-    if run.kind == "sweep":
-        return parse_experiment(text, source=source, base_dir=base)
-    return parse_recipe(text, source=source, base_dir=base, default_name=run.file.stem)
+def _parsed_runs(runs: Sequence[StudyRun]) -> list[tuple[StudyRun, Experiment | Recipe]]:
+    """Each run's experiment or recipe: the file as written, or its seeded copy. Each file is
+    validated once, first, so that errors name its own lines; a seeded copy differs from it only in
+    seeds and name (its models were checked with the file's), and its relative paths still resolve
+    beside the file."""
+    originals: dict[Path, Experiment | Recipe] = {}
+    for run in runs:
+        if run.file not in originals:
+            originals[run.file] = load_experiment(run.file) if run.kind == "sweep" else load_recipe(run.file)
+    parsed: list[tuple[StudyRun, Experiment | Recipe]] = []
+    for run in runs:
+        if run.seed is None:
+            parsed.append((run, originals[run.file]))
+            continue
+        text, source, base = (
+            seeded_yaml(run.file, run.seed),
+            f"{run.file} (seed {run.seed})",
+            run.file.resolve().parent,
+        )
+        if run.kind == "sweep":
+            parsed.append((run, parse_experiment(text, source=source, base_dir=base, check_models=False)))
+        else:
+            parsed.append((run, parse_recipe(text, source=source, base_dir=base, default_name=run.file.stem)))
+    return parsed
 
 
 def dry_run_study(
@@ -305,8 +313,7 @@ def dry_run_study(
     """Each run's dry run (validated, planned, priced; nothing run or written): per file, or per
     file and seed."""
     plans = []
-    for run in study.scale(scale).runs:
-        config = _parsed(run)
+    for run, config in _parsed_runs(study.scale(scale).runs):
         if isinstance(config, Experiment):
             plans.append((run, sweep_api.dry_run_sweep(config, db=db, workers=workers, threads=threads)))
         else:
