@@ -13,7 +13,9 @@ and spread):
   distillation, against the same;
 * the realized batch-32 speed-up of the L1 model divided by its MAC reduction on ONNX Runtime and
   OpenVINO (goal >= 0.9), with ``round_to`` chosen by measurement; ``--part plans`` times every
-  per-stage width plan at the same MAC cut (no training): how close any plan comes to that goal.
+  per-stage width plan at the same MAC cut (no training): how close any plan comes to that goal;
+* ``--part scope``: resnet20 magnitude-pruned in one shot per layer vs ranked globally (why the
+  gradual row ranks globally).
 
     python benchmarks/recovery.py [--budget-minutes 30] [--seeds 3] [--limit full|small|N]
 
