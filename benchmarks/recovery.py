@@ -219,20 +219,19 @@ def every_plan(target: float, threads: int | None, work: Path) -> str:
     knobs = stage_knobs(layout)
     base = plan_macs(layout, layout.dense_plan())
     plans: list[tuple[dict[str, int], float]] = []
+    built: list[dict[str, int]] = []  # the layout's plan of each kept entry, pruned below
     for values in itertools.product(*PLAN_WIDTHS.values()):
         keeps = {k: w for role, w in zip(PLAN_WIDTHS, values, strict=True) for k in knobs[role]}
         plan = layout.knob_plan(keeps)
         reduction = base / plan_macs(layout, plan)
         if target - 0.05 <= reduction <= target + 0.1:
             plans.append((dict(zip(PLAN_WIDTHS, values, strict=True)), reduction))
+            built.append(plan)
     shape = (3, 32, 32)
     dense_path = export_float(dense, work / "unpruned.onnx", shape)
     files = []
-    for i, (widths, _) in enumerate(plans):
-        keeps = {k: widths[role] for role in PLAN_WIDTHS for k in knobs[role]}
-        files.append(
-            export_float(pruned_copy(dense, layout, layout.knob_plan(keeps)), work / f"p{i}.onnx", shape)
-        )
+    for i, plan in enumerate(built):
+        files.append(export_float(pruned_copy(dense, layout, plan), work / f"p{i}.onnx", shape))
     print(f"[plans] {len(plans)} plans within {target - 0.05:.2f}-{target + 0.1:.2f}x fewer MACs", flush=True)
     ratios: dict[str, list[float]] = {}
     dense_ms: dict[str, float] = {}
@@ -328,7 +327,9 @@ def write_part(section: str, title: str, began: float, what: str, flags: str, ta
 
 
 def scope_part(args: argparse.Namespace) -> None:
-    start = args.work / f"resnet20-FilterPruning-0.0-False-0-{args.adapt_minutes:g}min-{args.limit}.pt"
+    # the adapted model the training rows start from, found by the tag its run was stored under
+    tag = run_tag("resnet20", FilterPruning(0.0), False, 0, args, minutes=args.adapt_minutes)
+    start = args.work / f"{tag}.pt"
     if args.adapt_minutes > 0 and not start.exists():
         raise SystemExit(f"--part scope --adapt-minutes needs the adapted resnet20 first: {start} is missing")
     began = time.perf_counter()
