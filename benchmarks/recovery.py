@@ -154,6 +154,20 @@ def run(
     return {**result, "out": out}
 
 
+def trained_minutes(results: list[dict[str, Any]]) -> str:
+    """The longest fine-tune of the seeds (the trainer's own seconds: the budget it had to fit),
+    and the epochs planned from the warm-up where the measured epochs re-planned them."""
+    seconds = [r["recovery"]["seconds"] for r in results if r.get("recovery")]
+    if not seconds:
+        return "-"
+    planned = sorted(
+        {r["recovery"]["budget"]["epochs"] for r in results if (r["recovery"] or {}).get("budget")}
+    )
+    ran = sorted({r["epochs"] for r in results})
+    note = f" (planned {','.join(map(str, planned))} epochs)" if planned and planned != ran else ""
+    return f"{max(seconds) / 60:.1f}{note}"
+
+
 def summary(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
@@ -426,6 +440,11 @@ def main() -> None:
         default=None,
         help=f"peak LR of the compressed rows' recovery (default {LR}, as the unpruned rows)",
     )
+    parser.add_argument(
+        "--section-suffix",
+        default="",
+        help="appended to the docs section's name: keeps another CPU's figures beside the earlier ones",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -486,7 +505,18 @@ def main() -> None:
         ]
         finished += unpruned
         base = [r["top1"] for r in unpruned]
-        rows.append([name, "unpruned, same budget", "-", "1.00", summary(base), "-", "-"])
+        rows.append(
+            [
+                name,
+                "unpruned, same budget",
+                "-",
+                "1.00",
+                summary(base),
+                "-",
+                ",".join(map(str, sorted({r["epochs"] for r in unpruned}))),
+                trained_minutes(unpruned),
+            ]
+        )
         for distill in [loss == "kd" for loss in args.losses.split(",")]:
             seeds = args.seeds if distill or args.ce_seeds is None else args.ce_seeds
             results = [run(name, config, distill, s, args, work, start=origin) for s in range(seeds)]
@@ -504,6 +534,7 @@ def main() -> None:
                     summary(top1),
                     f"{gap:.2f} (goal {GOALS[name]}: {verdict})",
                     ",".join(map(str, epochs)),
+                    trained_minutes(results),
                 ]
             )
             if name == "resnet56" and pruned_file is None:  # CE and KD rows share the architecture
@@ -517,6 +548,7 @@ def main() -> None:
         f"## Recovery on a CPU budget: {args.budget_minutes:g} minutes"
         + ("" if "resnet56" in args.models.split(",") else f", {args.models}")
         + (f", recovery LR {args.recovery_lr:g}" if args.recovery_lr is not None else "")
+        + (f", {args.section_suffix}" if args.section_suffix else "")
         + " (`benchmarks/recovery.py`)\n\n"
         f"CPU: {env['cpu_model']}, {torch.get_num_threads()} threads. Budget {args.budget_minutes:g} min of "
         f"fine-tuning per row, {args.seeds} seed(s) (mean ± stdev"
@@ -545,6 +577,7 @@ def main() -> None:
         + (f" --ce-seeds {args.ce_seeds}" if args.ce_seeds is not None else "")
         + (f" --adapt-minutes {args.adapt_minutes:g}" if args.adapt_minutes > 0 else "")
         + (f" --recovery-lr {args.recovery_lr:g}" if args.recovery_lr is not None else "")
+        + (f" --section-suffix {args.section_suffix}" if args.section_suffix else "")
         + (
             f" --l1-ratio {args.l1_ratio!r}"
             if args.l1_ratio is not None
@@ -560,6 +593,7 @@ def main() -> None:
                 "top-1 %",
                 "points below unpruned",
                 "epochs (budget)",
+                "fine-tune min (most)",
             ],
             rows,
         )
@@ -580,6 +614,7 @@ def main() -> None:
     section = "recovery" if args.budget_minutes == 30 else f"recovery-{args.budget_minutes:g}min"
     section += f"-lr{args.recovery_lr:g}" if args.recovery_lr is not None else ""
     section += "" if "resnet56" in args.models.split(",") else "-" + args.models.replace(",", "-")
+    section += f"-{args.section_suffix}" if args.section_suffix else ""
     write_section(section, body)
 
 

@@ -19,16 +19,24 @@ from edgeslim.engine.keys import step_key
 from edgeslim.engine.steps import DataSpec, PruneStep, QuantizeStep, step_from_dict
 from edgeslim.errors import ConfigError
 from edgeslim.models import create_model
-from edgeslim.pruning import FilterPruning, GradualPruning, prune
+from edgeslim.pruning import FilterPruning, GradualPruning, GradualPruningCallback, prune
 from edgeslim.pruning.structured import group_max_ratio, group_ratio, step_fraction
 from edgeslim.quantization import QAT, StaticQuant
 from edgeslim.recipe.schema import parse_recipe
 from edgeslim.sweep.experiment import parse_experiment
 from edgeslim.sweep.grid import recipes
 from edgeslim.tasks.prune import gradual_schedule
-from edgeslim.tasks.recovery import Recoverer, Recovery, plan_budget, stage_epochs, teacher_note
+from edgeslim.tasks.recovery import (
+    BudgetReplan,
+    Recoverer,
+    Recovery,
+    TimedTeacher,
+    plan_budget,
+    stage_epochs,
+    teacher_note,
+)
 from edgeslim.tasks.round_to import pick_multiple
-from edgeslim.train import TrainConfig
+from edgeslim.train import TrainConfig, TrainState
 
 runner = CliRunner()
 FT = TrainConfig(epochs=1, batch_size=64, lr=0.01)
@@ -142,8 +150,10 @@ def test_budget_counts_the_wider_earlier_stages(tiny_cifar: Path, monkeypatch: p
 
 def test_prune_with_budget_reports_chosen_epochs(tiny_cifar: Path, tmp_path: Path) -> None:
     out = _prune(tiny_cifar, tmp_path, FilterPruning(0.5), finetune=FT, recovery=Recovery(budget_minutes=0.5))
-    budget = out.to_dict()["recovery"]["budget"]
-    assert budget["epochs"] == out.finetune_epochs >= 1
+    rec = out.to_dict()["recovery"]
+    assert rec["budget"]["epochs"] >= 1 and out.finetune_epochs == rec["epochs"] >= 1
+    # what ran is the plan, or its last re-plan from the measured epochs
+    assert ([rec["budget"]["epochs"]] + [total for _done, total in rec["replans"]])[-1] == rec["epochs"]
     assert any("budget 0.5 min" in n for n in out.notes)
 
 
@@ -526,3 +536,95 @@ def test_teacher_note_when_the_distilled_model_beats_its_teacher() -> None:
     assert teacher_note(Recovery(distill=False), 83.2, 84.07) is None
     assert teacher_note(Recovery(teacher="t.pt"), 83.2, 84.07) is None  # its accuracy is not measured here
     assert teacher_note(None, 83.2, 84.07) is None and teacher_note(Recovery(), None, 84.07) is None
+
+
+# -- the budget re-planned from measured epochs ---------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _state(epochs: int, epoch: int) -> TrainState:
+    model = torch.nn.Linear(2, 2)
+    return TrainState(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        config=FT.replace(epochs=epochs, warmup_epochs=0.5),
+        epoch=epoch,
+        step=0,
+        total_steps=epochs * 10,
+        steps_per_epoch=10,
+    )
+
+
+def test_budget_replan_sizes_the_remaining_epochs_from_recent_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(recovery_module.time, "perf_counter", clock)
+    replan = BudgetReplan(deadline=clock.now + 100.0)
+    state = _state(epochs=4, epoch=0)
+    replan.on_epoch_begin(state)
+    clock.now += 30.0  # the plan assumed 25 s an epoch: 1 + floor(70 / 30) = 3 epochs fit
+    replan.on_epoch_end(state, {})
+    assert state.config.epochs == 3 and replan.replans == [(1, 3)]
+    state.epoch = 1
+    replan.on_epoch_begin(state)
+    clock.now += 10.0  # faster now: mean of 30 and 10 s over the 60 s left gives 3 more
+    replan.on_epoch_end(state, {})
+    assert state.config.epochs == 5 and replan.replans == [(1, 3), (2, 5)]
+    state.epoch = 2
+    replan.on_epoch_begin(state)
+    clock.now += 22.0  # 38 s left, 2 planned epochs of 20.7 s: over by 3 s, so one is dropped
+    replan.on_epoch_end(state, {})
+    assert state.config.epochs == 4 and replan.replans[-1] == (3, 4)
+    state.epoch = 3
+    replan.on_epoch_begin(state)
+    clock.now += 25.0  # 13 s left, less than an epoch: the run ends with this one
+    replan.on_epoch_end(state, {})
+    assert state.config.epochs == 4 and len(replan.replans) == 3 and state.config.warmup_epochs == 0.5
+
+
+def test_budget_replan_does_not_count_the_teacher_pass_a_cache_saves(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(recovery_module.time, "perf_counter", clock)
+    teacher = TimedTeacher(torch.nn.Identity())
+    replan = BudgetReplan(deadline=clock.now + 100.0, teacher=teacher, cached=True)
+    state = _state(epochs=2, epoch=0)
+    replan.on_epoch_begin(state)
+    clock.now += 30.0
+    teacher.seconds += 20.0  # the first epoch filled the logit cache: later epochs take 10 s
+    replan.on_epoch_end(state, {})
+    assert replan.epoch_seconds == [10.0] and state.config.epochs == 1 + 7
+
+
+def test_gradual_ramp_sized_from_the_run_follows_a_replan() -> None:
+    given = GradualPruning(0.9)
+    callback = GradualPruningCallback(gradual_schedule(given, 10, 8))
+    callback.config = callback.given
+    state = _state(epochs=4, epoch=0)
+    callback.on_replan(state)  # not sized from the run (a ramp given in steps): kept
+    assert callback.config.num_steps == 60
+    callback.follow_run(given)
+    callback.on_replan(state)
+    assert (callback.config.start_step, callback.config.num_steps) == (0, 30)  # 3/4 of 4 x 10 steps
+    ramp = GradualPruningCallback(GradualPruning(0.9, ramp_epochs=6))
+    with pytest.warns(UserWarning, match="keeps its schedule"):
+        ramp.on_replan(state)  # a 6-epoch ramp cannot end inside 4 epochs
+
+
+def test_prune_with_budget_stays_inside_it_and_reports_replans(tiny_cifar: Path, tmp_path: Path) -> None:
+    out = _prune(
+        tiny_cifar,
+        tmp_path,
+        GradualPruning(0.5),
+        finetune=FT,
+        recovery=Recovery(distill=False, budget_minutes=0.1),
+    )
+    rec = out.to_dict()["recovery"]
+    assert rec["seconds"] <= 6.0 + 1.0  # the deadline, plus at most the epoch that was running
+    assert rec["epochs"] == out.finetune_epochs >= 1
+    totals = [total for _done, total in rec["replans"]]
+    assert totals[-1:] in ([], [rec["epochs"]])  # the last re-plan is what ran
+    assert out.report.sparsity == pytest.approx(0.5, abs=0.02)  # the re-sized ramp still ends

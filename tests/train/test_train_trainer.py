@@ -324,3 +324,48 @@ def test_progress_never_writes_stdout(capsys: pytest.CaptureFixture[str]) -> Non
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "epoch 1/1" in captured.err
+
+
+@pytest.mark.parametrize("new_total", [5, 2, 1])
+def test_a_callback_re_plans_the_run_and_the_lr_schedule_follows(new_total: int) -> None:
+    class Replan(Callback):
+        def __init__(self) -> None:
+            self.heard: list[tuple[int, int]] = []
+            self.lrs: list[float] = []
+
+        def on_after_step(self, state: TrainState) -> None:
+            self.lrs.append(state.lr)
+
+        def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
+            if state.epoch == 0:
+                state.config = state.config.replace(epochs=new_total)
+
+        def on_replan(self, state: TrainState) -> None:
+            self.heard.append((state.config.epochs, state.total_steps))
+
+    x, y = color_data(n=16)
+    replan = Replan()
+    result = train(
+        tiny_cnn(),
+        TensorLoader(x, y, 8),
+        cfg(epochs=3, schedule="cosine"),
+        callbacks=[replan],
+        progress=False,
+    )
+    assert result.epochs_completed == new_total and not result.stopped_early
+    assert replan.heard == [(new_total, 2 * new_total)]
+    # epoch 1 ran on the 3-epoch cosine, the rest on the new length's: a pure function of the step
+    planned, replanned = LRSchedule("cosine", 0.1, 6, 2), LRSchedule("cosine", 0.1, 2 * new_total, 2)
+    expected = [planned.lr(s) for s in range(2)] + [replanned.lr(s) for s in range(2, 2 * new_total)]
+    assert replan.lrs == pytest.approx(expected)
+
+
+def test_re_planning_below_the_epochs_already_run_is_refused() -> None:
+    class Shrink(Callback):
+        def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
+            if state.epoch == 1:
+                state.config = state.config.replace(epochs=1)
+
+    x, y = color_data(n=8)
+    with pytest.raises(TrainingError, match="re-planned training to 1 epoch"):
+        train(tiny_cnn(), TensorLoader(x, y, 8), cfg(epochs=3), callbacks=[Shrink()], progress=False)

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,15 @@ _ISA_FLAGS = (
 )
 
 
-def _cpuinfo() -> tuple[str | None, list[str]]:
+def _cpuinfo_text() -> str:
     try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        return Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return None, []
+        return ""
+
+
+def _cpuinfo() -> tuple[str | None, list[str]]:
+    text = _cpuinfo_text()
     model: str | None = None
     flags: set[str] = set()
     for line in text.splitlines():
@@ -51,10 +56,34 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
     return model, [f for f in _ISA_FLAGS if f in flags]
 
 
+def _cpu_generation() -> str | None:
+    """``family F model M`` of an x86 CPU, with its widest vector ISA: a VM may name its CPU only
+    "AMD EPYC", which covers Zen 3 (AVX2) and Zen 4 (AVX-512, BF16) alike, about 3x apart in training speed."""
+    fields: dict[str, str] = {}
+    for line in _cpuinfo_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+        if not line.strip():
+            break  # the first processor is enough
+    if "cpu family" not in fields or "model" not in fields:
+        return None
+    _model, isa = _cpuinfo()
+    widest = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in isa), "no avx2")
+    return f"family {fields['cpu family']} model {fields['model']}, {widest}"
+
+
 def cpu_model() -> str:
-    """The CPU's model name (what every figure is reported next to)."""
+    """The CPU's model name (what every figure is reported next to); a name without a model number
+    (``AMD EPYC`` on some VMs) gets its family, model and widest vector ISA appended."""
     model, _isa = _cpuinfo()
-    return model or platform.processor() or platform.machine() or "unknown"
+    name = model or platform.processor() or platform.machine() or "unknown"
+    if (
+        model is not None
+        and not re.search(r"\b(?=[\w-]*\d)[\w-]{3,}\b", model)
+        and (generation := _cpu_generation())
+    ):
+        name += f" ({generation})"
+    return name
 
 
 def int8_dot_product_exact() -> bool:

@@ -194,6 +194,13 @@ class GradualPruningCallback(Callback):
         self._names: list[str] | None = None
         self.masks: PruningMasks | None = None
         self.last_update: int | None = None
+        self.sized_from: GradualPruning | None = None  # see follow_run
+
+    def follow_run(self, given: GradualPruning) -> None:
+        """The step schedule was sized from the run (``schedule_in_steps(given, ...)``): size it again
+        from ``given`` when the run is re-planned to another length (a time budget re-sized from the
+        measured epochs), so the ramp keeps its share of the run and ends before it does."""
+        self.sized_from = given
 
     @property
     def target_sparsity(self) -> float:
@@ -238,6 +245,17 @@ class GradualPruningCallback(Callback):
         self._update(state)
         if self.masks is not None:
             self.masks.apply(state.model)
+
+    def on_replan(self, state: TrainState) -> None:
+        given = self.sized_from if self.sized_from is not None else self.given
+        if not (self.sized_from is not None or self.given.in_epochs):
+            return  # a ramp given in steps stays as given
+        try:
+            self.config = schedule_in_steps(given, state.steps_per_epoch, state.config.epochs)
+        except ConfigError as exc:  # a ramp given in epochs that the shorter run cannot hold
+            warnings.warn(
+                f"gradual pruning keeps its schedule after the run was re-planned: {exc}", stacklevel=2
+            )
 
     def on_before_optimizer_step(self, state: TrainState) -> None:
         if self.masks is not None:

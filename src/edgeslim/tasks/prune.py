@@ -20,6 +20,7 @@ from edgeslim.errors import ConfigError
 from edgeslim.pruning import (
     FilterPruning,
     GradualPruning,
+    GradualPruningCallback,
     PruneReport,
     PruningConfig,
     SparseLayout,
@@ -231,6 +232,7 @@ def prune_task(
             finetune = recoverer.plan(trains, earlier)
         top1_before = accuracy() if measure_before else None
         latency_before = latency() if measure_before else {}
+        given = config
         if isinstance(config, GradualPruning) and finetune is not None and train_data is not None:
             config = gradual_schedule(config, len(train_data) // finetune.batch_size, finetune.epochs)
         stages = [finetune.epochs] if finetune is not None else []
@@ -244,6 +246,10 @@ def prune_task(
                 recoverer.train(m, restart_config(base, stages[step]))
 
         result = prune(model, config, example_inputs=example, select=select, finetune=hook)
+        if isinstance(given, GradualPruning):  # a budget re-plan re-sizes the ramp with the run
+            for callback in result.callbacks:
+                if isinstance(callback, GradualPruningCallback):
+                    callback.follow_run(given)
         notes: list[str] = []
         if finetune is not None and recoverer is not None:
             last = restart_config(finetune, stages[-1]) if len(stages) > 1 else finetune
@@ -252,9 +258,14 @@ def prune_task(
             result.remeasure()  # the report describes the final, fine-tuned model
         if recoverer is not None and recoverer.run.budget is not None:
             b = recoverer.run.budget
+            replanned = (
+                f"; re-planned to {recoverer.run.epochs} from the measured epochs"
+                if recoverer.run.epochs != b.epochs
+                else ""
+            )
             notes.append(
                 f"budget {b.budget_minutes:g} min: {b.epochs} fine-tune epoch(s) of about "
-                f"{b.epoch_seconds:.0f} s (measured over a {b.warmup_seconds:.1f} s warm-up)"
+                f"{b.epoch_seconds:.0f} s (measured over a {b.warmup_seconds:.1f} s warm-up){replanned}"
             )
         if round_choice is not None:
             notes.append(

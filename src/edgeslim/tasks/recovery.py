@@ -36,7 +36,8 @@ from edgeslim.data import Augment, BatchLoader, ImageTensors
 from edgeslim.distillation import KDCallback, KDLoss, TeacherForward, TeacherLogitCache
 from edgeslim.errors import ConfigError
 from edgeslim.models import load_model_from_checkpoint
-from edgeslim.train import Callback, TrainConfig, build_optimizer, train
+from edgeslim.train import Callback, TrainConfig, TrainState, build_optimizer, train
+from edgeslim.train.device import autocast
 from edgeslim.train.evaluate import to_channels_last, unpack_batch
 from edgeslim.yaml_schema import Checker
 
@@ -251,7 +252,7 @@ def _time_steps(
             batch = next(batches)
         inputs, targets = unpack_batch(batch, config.channels_last)
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        with autocast(torch.device("cpu"), config.bf16):
             if teacher is not None:
                 with torch.no_grad():
                     teacher(inputs)
@@ -338,6 +339,49 @@ def plan_budget(
     )
 
 
+class BudgetReplan(Callback):
+    """Keeps a budgeted fine-tune inside its deadline: after every epoch the epochs still to run are
+    re-sized from the measured time of the recent epochs (the warm-up's few steps mis-plan by 5-10% on
+    a VM whose speed drifts: a 30-minute budget ran 33 minutes). The LR schedule (and a gradual
+    pruning ramp sized from the run) follow the new length; the run ends early when no further epoch
+    fits. A change of one epoch in 40 moves the cosine LR by under 2% of its peak.
+
+    ``deadline``: ``time.perf_counter()`` value by which training must end. ``teacher`` and
+    ``cached``: the teacher's time in an epoch that fills the logit cache is not paid again.
+    """
+
+    RECENT = 5  # epochs whose mean time predicts the next ones (the VM's speed drifts)
+
+    def __init__(self, deadline: float, teacher: TimedTeacher | None = None, *, cached: bool = False) -> None:
+        self.deadline = deadline
+        self.teacher = teacher
+        self.cached = cached
+        self.epoch_seconds: list[float] = []
+        self._began = 0.0
+        self._teacher_began = 0.0
+        self.replans: list[tuple[int, int]] = []  # (epochs done, new total) when the total changed
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        self._began = time.perf_counter()
+        self._teacher_began = self.teacher.seconds if self.teacher is not None else 0.0
+
+    def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        spent = now - self._began
+        if self.cached and self.teacher is not None:  # later epochs read the cached logits
+            spent -= self.teacher.seconds - self._teacher_began
+        self.epoch_seconds.append(max(spent, 1e-6))
+        recent = self.epoch_seconds[-self.RECENT :]
+        per_epoch = sum(recent) / len(recent)
+        done = state.epoch + 1
+        total = done + max(0, math.floor((self.deadline - now) / per_epoch))
+        if total != state.config.epochs:
+            self.replans.append((done, total))
+            state.config = state.config.replace(
+                epochs=total, warmup_epochs=min(state.config.warmup_epochs, float(total))
+            )
+
+
 def stage_epochs(total: int, stages: int) -> list[int]:
     """Split ``total`` fine-tune epochs over ``stages`` prune-recover stages: the intermediate stages
     share about half, at least one each, and the last (at the final ratio) gets the rest."""
@@ -377,6 +421,7 @@ class RecoveryRun:
     teacher: str = "none"
     cache: dict[str, int] | None = None
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    replans: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (epochs done, new total)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -389,6 +434,7 @@ class RecoveryRun:
             "teacher_seconds": self.teacher_seconds,
             "teacher_cache": self.cache,
             "budget": self.budget.to_dict() if self.budget is not None else None,
+            "replans": [list(r) for r in self.replans],
         }
 
 
@@ -422,6 +468,7 @@ class Recoverer:
         if teacher is not None:
             source = recovery.teacher if recovery.teacher is not None else "the model before compression"
         self.run = RecoveryRun(distill=teacher is not None, cached=cached, teacher=source)
+        self.deadline: float | None = None  # perf_counter() by which a budgeted fine-tune ends
 
     def loader(self, config: TrainConfig) -> BatchLoader:
         return BatchLoader(
@@ -457,11 +504,21 @@ class Recoverer:
         return self.config
 
     def train(self, model: nn.Module, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
-        """One fine-tune of ``model`` in place (KD from the teacher when distilling)."""
+        """One fine-tune of ``model`` in place (KD from the teacher when distilling). With a budget,
+        the deadline starts with the first stage, and the last stage re-plans its epochs to it
+        (:class:`BudgetReplan`); earlier stages of an iterative schedule keep their planned epochs."""
         cbs: list[Callback] = []
         if self.teacher is not None:
             cbs.append(KDCallback(self.teacher, KDLoss(self.recovery.alpha, self.recovery.temperature)))
         cbs.extend(callbacks)
+        budget = self.run.budget
+        replan = None
+        if budget is not None:
+            if self.deadline is None:
+                self.deadline = time.perf_counter() + budget.budget_minutes * 60.0
+            if self.run.stages == max(1, len(budget.stage_seconds_per_step)) - 1:
+                replan = BudgetReplan(self.deadline, self.teacher, cached=self.run.cached)
+                cbs.append(replan)  # last: it sees the epoch after every other callback
         model.train()
         result = train(
             model, self.loader(config), config, callbacks=cbs, progress=self.progress, device=self.device
@@ -474,6 +531,8 @@ class Recoverer:
         self.run.epochs += result.epochs_completed
         self.run.seconds += result.seconds
         self.run.stages += 1
+        if replan is not None:
+            self.run.replans = [(offset + done, offset + total) for done, total in replan.replans]
         if self.teacher is not None:
             self.run.teacher_seconds = self.teacher.seconds
         if self.cache is not None:
@@ -514,6 +573,7 @@ def teacher_note(
 __all__ = [
     "RECOVERY_FIELDS",
     "BudgetPlan",
+    "BudgetReplan",
     "Recoverer",
     "Recovery",
     "RecoveryRun",

@@ -33,7 +33,9 @@ class TrainState:
 
     ``epoch`` is the 0-based index of the current epoch, ``step`` the number of optimizer steps
     completed, ``metrics`` the running metrics of the current epoch (loss, top1, images_per_s, lr).
-    A callback may set ``should_stop = True`` to end training after the current epoch. ``device``
+    A callback may set ``should_stop = True`` to end training after the current epoch, or, in
+    ``on_epoch_end``, replace ``config`` with one of another ``epochs`` to re-plan the run's length
+    (the trainer rebuilds the LR schedule and calls ``on_replan``). ``device``
     is where the model and the batches are (``cuda`` with ``--device``).
     """
 
@@ -86,6 +88,10 @@ class Callback:
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
         """After training and validation of an epoch, before the checkpoint is written."""
+
+    def on_replan(self, state: TrainState) -> None:
+        """After an epoch in which a callback re-planned the run: ``state.config.epochs`` and
+        ``state.total_steps`` hold its new length (e.g. resize a schedule that spans the run)."""
 
     def on_train_end(self, state: TrainState) -> None:
         """After the last epoch, when training finished normally."""

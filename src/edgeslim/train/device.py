@@ -10,7 +10,9 @@ did.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,8 @@ __all__ = [
     "DEVICE_ENV",
     "amp_dtype",
     "autocast",
+    "cpu_bf16",
+    "cpu_bf16_fast",
     "grad_scaler",
     "model_device",
     "move_modules",
@@ -67,11 +71,37 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
+@functools.cache
+def cpu_bf16_fast() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 or AMX). Without it bf16 is
+    emulated: one resnet20 training step (batch 128) took 4.2 s in bf16 autocast against 0.33 s in
+    fp32 on an AMD EPYC Zen 3 (AVX2 only), where Zen 4 (AVX-512 BF16) runs bf16 about 2x faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def cpu_bf16(bf16: bool) -> bool:
+    """``bf16`` where this CPU runs it natively; False (fp32, with a warning) where bf16 autocast
+    would be emulated, many times slower: it is asked for to be faster, never for its numerics."""
+    if bf16 and not cpu_bf16_fast():
+        warnings.warn(
+            "bf16 autocast asked for, but this CPU has no native bfloat16 (no AVX-512/AMX: "
+            f"{torch.backends.cpu.get_cpu_capability()}), where it runs about 12x slower than fp32; "
+            "training and evaluating in fp32 (pass --fp32 / bf16: false to silence this)",
+            stacklevel=3,
+        )
+        return False
+    return bf16
+
+
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    """AMP on CUDA (always); bfloat16 autocast on CPU when ``bf16``."""
+    """AMP on CUDA (always); bfloat16 autocast on CPU when ``bf16`` and the CPU runs it natively
+    (:func:`cpu_bf16`)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=amp_dtype(device))
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16(bf16))
 
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler | None:

@@ -242,7 +242,7 @@ def train(
         with bar:
             for cb in callbacks:
                 cb.on_train_begin(state)
-            while state.epoch < config.epochs and not state.should_stop:
+            while state.epoch < state.config.epochs and not state.should_stop:
                 epoch_start = time.perf_counter()
                 entry = _run_epoch(state, train_loader, callbacks, schedule, bar)
                 if val_loader is not None:
@@ -253,11 +253,13 @@ def train(
                 entry["seconds"] = time.perf_counter() - epoch_start
                 for cb in callbacks:
                     cb.on_epoch_end(state, entry)
+                if state.config.epochs != schedule.total_steps // steps_per_epoch:
+                    schedule = _replan(state, callbacks)
                 state.history.append(entry)
                 if ckpt_path is not None:
                     _save(ckpt_path, state, schedule, callbacks, spec)
                 if progress:
-                    bar.console.print(_summary(entry, config.epochs), highlight=False)
+                    bar.console.print(_summary(entry, state.config.epochs), highlight=False)
                 state.epoch += 1
             for cb in callbacks:
                 cb.on_train_end(state)
@@ -274,8 +276,24 @@ def train(
         epochs_completed=len(state.history),
         global_step=state.step,
         seconds=time.perf_counter() - start,
-        stopped_early=state.should_stop and state.epoch < config.epochs,
+        stopped_early=state.should_stop and state.epoch < state.config.epochs,
     )
+
+
+def _replan(state: TrainState, callbacks: tuple[Callback, ...]) -> LRSchedule:
+    """A callback re-planned the run (``state.config`` with another number of epochs, e.g. a time
+    budget re-sized from measured epochs): the LR schedule is rebuilt for the new length (it is a
+    pure function of the step, so the run goes on from where it is) and every callback hears of it."""
+    if state.config.epochs < state.epoch + 1:
+        raise TrainingError(
+            f"a callback re-planned training to {state.config.epochs} epoch(s) after {state.epoch + 1} ran",
+            field="TrainConfig.epochs",
+        )
+    fresh = LRSchedule.from_config(state.config, state.steps_per_epoch)
+    state.total_steps = fresh.total_steps
+    for cb in callbacks:
+        cb.on_replan(state)
+    return fresh
 
 
 def _run_epoch(
