@@ -20,7 +20,9 @@ CANDIDATES = [
     SearchCandidate("uniform 0%", "reference", 90.0, 2.0, params=100, macs=1000, plan={"knobs": {"a": 16}}),
     SearchCandidate("uniform 50%", "reference", 70.0, 1.0, params=50, macs=500, plan={"knobs": {"a": 8}}),
     SearchCandidate("12", "candidate", 85.0, 1.4, params=75, macs=750, plan={"knobs": {"a": 12}}),
-    SearchCandidate("10", "chosen", 82.0, 1.2, 1.25, 62, 620, top1=88.5, plan={"knobs": {"a": 10}}),
+    SearchCandidate(
+        "10", "chosen", 82.0, 1.2, 1.25, 62, 620, top1=88.5, plan={"knobs": {"a": 10}}, latency_spread=0.15
+    ),
 ]
 
 
@@ -40,6 +42,9 @@ def test_a_search_round_trips_through_the_store(tmp_path: Path) -> None:
     assert records[3].env == {"cpu": "x"} and records[3].metrics["latency_ms"] == 1.25
     row = CANDIDATES[0].row()
     assert row["reference"] == "uniform 0%" and CANDIDATES[2].row()["reference"] is None
+    # the measured latency's spread is kept: over the 10% threshold the row is noisy
+    assert records[3].metrics["latency_spread"] == 0.15 and search.candidates[3].row()["latency_noisy"]
+    assert not row["latency_noisy"] and row["latency_spread"] is None
 
 
 def test_a_second_search_of_the_same_name_gets_a_free_one(tmp_path: Path) -> None:

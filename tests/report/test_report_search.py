@@ -20,7 +20,7 @@ CANDIDATES = [
     SearchCandidate("uniform 50%", "reference", 70.0, 1.0, params=50, macs=500),
     SearchCandidate("12/24", "candidate", 85.0, 1.4, params=75, macs=750),
     SearchCandidate("14/20", "candidate", 80.0, 1.5, params=80, macs=800),  # dominated by 12/24
-    SearchCandidate("10/20", "chosen", 82.0, 1.2, 1.25, 62, 620, top1=88.5),
+    SearchCandidate("10/20", "chosen", 82.0, 1.2, 1.25, 62, 620, top1=88.5, latency_spread=0.125),
 ]
 SUMMARY = {
     "strategy": "greedy",
@@ -61,7 +61,9 @@ def test_the_page_compares_the_chosen_plan_with_the_uniform_ones(tmp_path: Path)
     assert list(rows) == ["uniform 0%", "uniform 50%", "12/24", "14/20", "10/20"]
     front = {label for label, r in rows.items() if r[-1] == "yes"}
     assert front == {"uniform 0%", "uniform 50%", "12/24", "10/20"}
-    assert rows["10/20"][1:6] == ["chosen", "82.00", "1.200", "1.250", "88.50"]
+    # the chosen one's passes spread 12.5%: over the 10% threshold, its latency is marked noisy
+    assert rows["10/20"][1:7] == ["chosen", "82.00", "1.200", "1.250 ~", "12.5", "88.50"]
+    assert rows["12/24"][4:6] == ["-", "-"] and "noisy (1 row(s))" in page
     assert "latency yes, size NO" in page and "round_to 4 (measured on ort)" in page
 
 

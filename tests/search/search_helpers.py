@@ -22,6 +22,9 @@ def graph_macs(path: Path) -> int:
         for v in list(proto.graph.value_info) + list(proto.graph.output)
     }
     weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:  # a QDQ graph: a conv's weight is the output of a DequantizeLinear
+        if node.op_type == "DequantizeLinear" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     macs = 0
     for node in proto.graph.node:
         if node.op_type == "Conv":

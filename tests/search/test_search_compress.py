@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 import torch
 from search_helpers import MS_PER_MAC
@@ -340,6 +341,7 @@ def test_cli_json_prints_one_object_with_the_issue_fields(
     data = json.loads(result.stdout)
     assert data["fits"] == {"latency": True}
     assert data["latency_ms"] <= target
+    assert data["latency_noisy"] == (data["latency_spread"] > 0.10)
     assert data["plan"]["bits"] == 32 and data["plan"]["layer_ratios"]
 
 
@@ -550,3 +552,22 @@ def test_the_distilled_proxy_trains_every_candidate_alike(tiny_cifar: Path) -> N
     ]
     assert moved  # the steps did train
     assert plain(knobs)[1:3] == first[1:3]  # same params and MACs: the same plan
+
+
+def test_compress_int8_deploys_the_static_int8_model(
+    fake_runtime: None, tiny_cifar: Path, tmp_path: Path
+) -> None:
+    target = 0.6 * _dense_ms()
+    fp32 = _run(tiny_cifar, tmp_path / "fp32", target)
+    int8 = _run(tiny_cifar, tmp_path / "int8", target, int8=True)
+    assert int8.plan["bits"] == 8 and fp32.plan["bits"] == 32
+    assert int8.artifact.name == "model-int8.onnx" and int8.artifact.exists()
+    # the stand-in runtime prices an int8 conv like a float one (the measured int8 scale is 1)
+    assert int8.fits == {"latency": True} and int8.latency_ms <= target
+    assert int8.latency_ms == pytest.approx(int8.latency_ms_predicted, rel=1e-6)
+    # every conv's weights are stored as int8 (a tiny model's file is mostly graph and scales)
+    graph = onnx.load(str(int8.artifact)).graph
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= sum(n.op_type == "Conv" for n in graph.node) > 0
+    assert int8.size_bytes < fp32.size_bytes
+    assert int8.top1 is not None and abs(int8.top1 - fp32.top1) <= 10.0  # the deployed QDQ model

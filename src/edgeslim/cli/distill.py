@@ -262,7 +262,10 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (SGD Nesterov, cosine).")] = 0.1,
         weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
         bf16: Annotated[
-            bool, typer.Option("--bf16/--fp32", help="bfloat16 autocast (student and teacher).")
+            bool,
+            typer.Option(
+                "--bf16/--fp32", help="bfloat16 autocast, student and teacher (fp32 on CPUs without BF16)."
+            ),
         ] = True,
         channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
         augment: Annotated[

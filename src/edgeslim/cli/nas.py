@@ -120,7 +120,7 @@ def train_cmd(
     bf16: Annotated[
         bool,
         typer.Option(
-            "--bf16/--fp32", help="bf16 autocast in the forward passes (slower on CPUs without BF16)."
+            "--bf16/--fp32", help="bf16 autocast in the forward passes (fp32 on CPUs without BF16)."
         ),
     ] = True,
     threads: ThreadsOpt = None,

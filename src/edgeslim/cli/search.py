@@ -230,7 +230,7 @@ def compress_cmd(
     ] = True,
     bf16: Annotated[
         bool,
-        typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning (slower on CPUs without BF16)."),
+        typer.Option("--bf16/--fp32", help="bf16 autocast while fine-tuning (fp32 on CPUs without BF16)."),
     ] = True,
     limit: Annotated[
         int | None,

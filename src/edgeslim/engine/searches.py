@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeslim.bench.latency import DEFAULT_NOISE_THRESHOLD
 from edgeslim.engine.store import ExperimentRecord, FinishedEntry, Store, TrialRecord
 from edgeslim.errors import ConfigError
 
@@ -45,6 +46,7 @@ class SearchCandidate:
     macs: int | None = None
     top1: float | None = None
     plan: dict[str, Any] = dataclasses.field(default_factory=dict)
+    latency_spread: float | None = None  # of the measured latency's passes ((max - min) / median)
 
     def row(self) -> dict[str, Any]:
         """The dict :func:`edgeslim.report.plots.search_plane` and the report's table read."""
@@ -54,6 +56,9 @@ class SearchCandidate:
             "top1_proxy": self.top1_proxy,
             "latency_ms_predicted": self.latency_ms_predicted,
             "latency_ms": self.latency_ms,
+            "latency_spread": self.latency_spread,
+            "latency_noisy": self.latency_spread is not None
+            and self.latency_spread > DEFAULT_NOISE_THRESHOLD,
             "params": self.params,
             "macs": self.macs,
             "top1": self.top1,
@@ -131,6 +136,7 @@ def record_search(
                 "top1_proxy": c.top1_proxy,
                 "latency_ms_predicted": c.latency_ms_predicted,
                 "latency_ms": c.latency_ms,
+                "latency_spread": c.latency_spread,
                 "params": c.params,
                 "macs": c.macs,
                 "top1": c.top1,
@@ -171,6 +177,7 @@ def search_record(experiment: ExperimentRecord, records: Sequence[TrialRecord]) 
                 macs=m.get("macs"),
                 top1=m.get("top1"),
                 plan=dict(record.config.get("plan") or {}),
+                latency_spread=m.get("latency_spread"),
             )
         )
     return SearchRecord(experiment, tuple(candidates))

@@ -11,6 +11,7 @@ quantize, export and bench take unchanged. Each space type has its supernet clas
 """
 
 from edgeslim.nas.mbv2 import MBV2Supernet
+from edgeslim.nas.search import NasOptions, NasResult, search_subnet
 from edgeslim.nas.space import SPACES, MBV2Space, MBV2Subnet, ResNetSpace, SearchSpace, Subnet, get_space
 from edgeslim.nas.supernet import (
     SUPERNETS,
@@ -22,6 +23,7 @@ from edgeslim.nas.supernet import (
     save_supernet,
     sort_channels,
 )
+from edgeslim.nas.train import SupernetTraining, SupernetTrainResult, train_supernet
 
 __all__ = [
     "SPACES",
@@ -29,15 +31,21 @@ __all__ = [
     "MBV2Space",
     "MBV2Subnet",
     "MBV2Supernet",
+    "NasOptions",
+    "NasResult",
     "ResNetSpace",
     "ResNetSupernet",
     "SearchSpace",
     "Subnet",
     "Supernet",
+    "SupernetTrainResult",
+    "SupernetTraining",
     "build_supernet",
     "extract_subnet",
     "get_space",
     "load_supernet",
     "save_supernet",
+    "search_subnet",
     "sort_channels",
+    "train_supernet",
 ]

@@ -169,6 +169,7 @@ class Candidate:
     macs: int
     latency_ms: float | None = None
     reference: str | None = None  # the zoo name of a hand-designed net
+    latency_spread: float | None = None  # of the measured latency's paired passes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +178,7 @@ class Candidate:
             "top1_proxy": self.top1_proxy,
             "latency_ms_predicted": self.latency_ms_predicted,
             "latency_ms": self.latency_ms,
+            "latency_spread": self.latency_spread,
             "params": self.params,
             "macs": self.macs,
             "reference": self.reference,
@@ -394,9 +396,12 @@ def _calibrate(
     unique = list(dict.fromkeys(subnets))
     samples = []
     measured: dict[Any, float] = {}
+    spreads: dict[str, float] = {}
     for subnet in unique:
-        ms = _measure(net, subnet, timer, work).corrected_ms
+        timing = _measure(net, subnet, timer, work)
+        ms = timing.corrected_ms
         measured[subnet] = ms
+        spreads[subnet.label()] = timing.spread
         samples.append((predictor.features(subnet), ms))
     predictor.predictor.fit(samples)
     predictor.predictor.anchor_at(samples[0][1])
@@ -406,6 +411,7 @@ def _calibrate(
         "largest_ms": samples[0][1],
         "median_fit_error": sorted(errors)[len(errors) // 2],
         "measured": {s.label(): ms for s, ms in measured.items()},
+        "spread": spreads,
         "predictor": predictor.predictor.to_dict(),
     }
 
@@ -499,7 +505,7 @@ def search_subnet(
         chosen: Candidate | None = None
         for candidate in feasible[: max(options.finalists, 1) * 2]:
             timing = _measure(net, candidate.subnet, timer, work)
-            candidate.latency_ms = timing.corrected_ms
+            candidate.latency_ms, candidate.latency_spread = timing.corrected_ms, timing.spread
             say(
                 f"finalist {candidate.subnet.label()}: {candidate.top1_proxy:.2f}% proxy, "
                 f"{candidate.latency_ms:.3f} ms measured ({candidate.latency_ms_predicted:.3f} predicted)"
@@ -517,6 +523,7 @@ def search_subnet(
         for ref in (c for c in scorer.seen.values() if c.reference is not None):
             if ref.latency_ms is None:
                 ref.latency_ms = calibration["measured"].get(ref.subnet.label())
+                ref.latency_spread = calibration["spread"].get(ref.subnet.label())
         exported = scorer.model(chosen.subnet, bn_batches=max(options.bn_batches, 32))
         model = exported.model
         steps = 0
@@ -597,4 +604,5 @@ def _stored(candidate: Candidate, chosen: Candidate, top1: float | None) -> Sear
         macs=candidate.macs,
         top1=top1 if is_chosen else None,
         plan={"subnet": candidate.subnet.to_dict(), "label": candidate.subnet.label()},
+        latency_spread=candidate.latency_spread,
     )

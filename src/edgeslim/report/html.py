@@ -237,8 +237,8 @@ def _noisy_legend(data: Sequence[dict[str, Any]]) -> str:
     if not noisy:
         return ""
     return (
-        f" <b>~</b> after a latency: noisy ({noisy} trial(s)): its timing passes differed by more than the "
-        "measure step's noise threshold (spread % = (max - min) / median of the pass medians), so the "
+        f" <b>~</b> after a latency: noisy ({noisy} row(s)): its timing passes differed by more than the "
+        "noise threshold (spread % = (max - min) / median of the pass medians or ratios), so the "
         "machine was busy or unsteady while it was timed; re-measure such a model before relying on it."
     )
 
@@ -469,6 +469,12 @@ SEARCH_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("proxy top-1 %", "top1_proxy", "f2", "top-1 on held-out images with BatchNorm re-estimated"),
     ("predicted ms", "latency_ms_predicted", "f3", "the latency predictor (device profile, calibrated)"),
     ("measured ms", "latency_ms", "f3", "timed end to end on the runtime (finalists, references, chosen)"),
+    (
+        "spread %",
+        "latency_spread",
+        "pct",
+        "of the measured latency's passes, alternating with the uncompressed net: over 10% is noisy (~)",
+    ),
     ("top-1 %", "top1", "f2", "after fine-tuning, on the test split (the chosen one)"),
     ("params", "params", "int", ""),
     ("MACs", "macs", "int", "multiply-accumulates per image"),
@@ -569,7 +575,9 @@ def render_search(search: SearchRecord, *, png_stem: str = "report") -> tuple[st
         row = {**r, "front": "yes" if r["label"] in front and r.get("top1_proxy") is not None else ""}
         cells = "".join(
             f'<td class="{"s" if kind == "s" else ""}" data-v="{html.escape(_sort_value(row.get(key)))}">'
-            f"{html.escape(_fmt(row.get(key), kind))}</td>"
+            f"{html.escape(_fmt(row.get(key), kind))}"
+            + (" ~" if key == "latency_ms" and row.get("latency_noisy") and row.get(key) is not None else "")
+            + "</td>"
             for _h, key, kind, _t in SEARCH_COLUMNS
         )
         body.append(f"<tr>{cells}</tr>")
@@ -599,7 +607,7 @@ chosen one. References (stars) are the baselines: {baselines}.</p>
 <figure id="plot-search" class="plot">{_svg(fig, "p0")}<figcaption>every scored candidate (PNG:
 <code>{html.escape(png_stem)}.search.png</code>)</figcaption></figure>
 <h2>All candidates</h2>
-<p class="meta">Click a column header to sort.</p>
+<p class="meta">Click a column header to sort.{_noisy_legend(data)}</p>
 <div class="tablewrap"><table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>
 <script type="application/json" id="point-labels">{{}}</script>
 <script>{_JS}</script>
