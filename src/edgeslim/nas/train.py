@@ -51,7 +51,8 @@ class SupernetTraining(Config):
     """How a supernet is trained (``budget_minutes`` of wall clock on this machine).
 
     ``bf16``: forward passes under bfloat16 autocast (weights, gradients and optimizer stay fp32), so
-    more steps fit the budget on CPUs with AVX-512 BF16; off on CPUs without it, where it is slower.
+    more steps fit the budget on CPUs with AVX-512 BF16; fp32, with a warning, on CPUs without it,
+    where emulated bf16 is many times slower (:func:`edgeslim.train.device.cpu_bf16`).
     ``channels_last``: weights and images in NHWC while training (oneDNN's fast layout on CPUs, the
     depthwise convs of the MobileNetV2 spaces most of all); the saved supernet is NCHW either way.
     """

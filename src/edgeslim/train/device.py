@@ -73,9 +73,10 @@ def amp_dtype(device: torch.device) -> torch.dtype:
 
 @functools.cache
 def cpu_bf16_fast() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 or AMX). Without it bf16 is
-    emulated: one resnet20 training step (batch 128) took 4.2 s in bf16 autocast against 0.33 s in
-    fp32 on an AMD EPYC Zen 3 (AVX2 only), where Zen 4 (AVX-512 BF16) runs bf16 about 2x faster."""
+    """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 or newer; native on AVX-512 BF16 and
+    AMX). On AVX2-only CPUs bf16 is emulated: one resnet20 training step (batch 128) took 4.2 s in
+    bf16 autocast against 0.33 s in fp32 on an AMD EPYC Zen 3, where Zen 4 (AVX-512 BF16) runs bf16
+    about 2x faster than fp32."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN
