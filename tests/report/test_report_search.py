@@ -63,7 +63,7 @@ def test_the_page_compares_the_chosen_plan_with_the_uniform_ones(tmp_path: Path)
     assert front == {"uniform 0%", "uniform 50%", "12/24", "10/20"}
     # the chosen one's passes spread 12.5%: over the 10% threshold, its latency is marked noisy
     assert rows["10/20"][1:7] == ["chosen", "82.00", "1.200", "1.250 ~", "12.5", "88.50"]
-    assert rows["12/24"][4:6] == ["-", "-"] and "noisy (1 row(s))" in page
+    assert rows["12/24"][4:6] == ["-", "-"] and "noisy (1 candidate(s))" in page
     assert "latency yes, size NO" in page and "round_to 4 (measured on ort)" in page
 
 

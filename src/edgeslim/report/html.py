@@ -232,12 +232,12 @@ def _noisy_note(row: dict[str, Any]) -> str:
     return f"noisy: {what}{limit}; re-measure before relying on it"
 
 
-def _noisy_legend(data: Sequence[dict[str, Any]]) -> str:
+def _noisy_legend(data: Sequence[dict[str, Any]], noun: str = "trial(s)") -> str:
     noisy = sum(bool(r.get("latency_noisy")) and r.get("latency_ms") is not None for r in data)
     if not noisy:
         return ""
     return (
-        f" <b>~</b> after a latency: noisy ({noisy} row(s)): its timing passes differed by more than the "
+        f" <b>~</b> after a latency: noisy ({noisy} {noun}): its timing passes differed by more than the "
         "noise threshold (spread % = (max - min) / median of the pass medians or ratios), so the "
         "machine was busy or unsteady while it was timed; re-measure such a model before relying on it."
     )
@@ -607,7 +607,7 @@ chosen one. References (stars) are the baselines: {baselines}.</p>
 <figure id="plot-search" class="plot">{_svg(fig, "p0")}<figcaption>every scored candidate (PNG:
 <code>{html.escape(png_stem)}.search.png</code>)</figcaption></figure>
 <h2>All candidates</h2>
-<p class="meta">Click a column header to sort.{_noisy_legend(data)}</p>
+<p class="meta">Click a column header to sort.{_noisy_legend(data, "candidate(s)")}</p>
 <div class="tablewrap"><table id="trials"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>
 <script type="application/json" id="point-labels">{{}}</script>
 <script>{_JS}</script>
