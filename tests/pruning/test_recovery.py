@@ -567,22 +567,22 @@ def test_budget_replan_sizes_the_remaining_epochs_from_recent_ones(monkeypatch: 
     state = _state(epochs=4, epoch=0)
     replan.on_epoch_begin(state)
     clock.now += 30.0  # the plan assumed 25 s an epoch: 1 + floor(70 / 30) = 3 epochs fit
-    replan.on_epoch_end(state, {})
+    replan.on_epoch_end(state, {"seconds": 30.0})
     assert state.config.epochs == 3 and replan.replans == [(1, 3)]
     state.epoch = 1
     replan.on_epoch_begin(state)
     clock.now += 10.0  # faster now: mean of 30 and 10 s over the 60 s left gives 3 more
-    replan.on_epoch_end(state, {})
+    replan.on_epoch_end(state, {"seconds": 10.0})
     assert state.config.epochs == 5 and replan.replans == [(1, 3), (2, 5)]
     state.epoch = 2
     replan.on_epoch_begin(state)
     clock.now += 22.0  # 38 s left, 2 planned epochs of 20.7 s: over by 3 s, so one is dropped
-    replan.on_epoch_end(state, {})
+    replan.on_epoch_end(state, {"seconds": 22.0})
     assert state.config.epochs == 4 and replan.replans[-1] == (3, 4)
     state.epoch = 3
     replan.on_epoch_begin(state)
     clock.now += 25.0  # 13 s left, less than an epoch: the run ends with this one
-    replan.on_epoch_end(state, {})
+    replan.on_epoch_end(state, {"seconds": 25.0})
     assert state.config.epochs == 4 and len(replan.replans) == 3 and state.config.warmup_epochs == 0.5
 
 
@@ -595,7 +595,7 @@ def test_budget_replan_does_not_count_the_teacher_pass_a_cache_saves(monkeypatch
     replan.on_epoch_begin(state)
     clock.now += 30.0
     teacher.seconds += 20.0  # the first epoch filled the logit cache: later epochs take 10 s
-    replan.on_epoch_end(state, {})
+    replan.on_epoch_end(state, {"seconds": 30.0})
     assert replan.epoch_seconds == [10.0] and state.config.epochs == 1 + 7
 
 

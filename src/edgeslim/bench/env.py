@@ -43,47 +43,37 @@ def _cpuinfo_text() -> str:
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:
-    text = _cpuinfo_text()
+    """The CPU's model name and the ISA flags edgeslim reports, in one pass over /proc/cpuinfo. A name
+    without a model number (``AMD EPYC`` on some VMs, which covers Zen 3 (AVX2) and Zen 4 (AVX-512,
+    BF16) alike, about 3x apart in training speed) gets the first processor's family, model and
+    widest vector ISA appended."""
     model: str | None = None
+    family: str | None = None
+    number: str | None = None
     flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "cpu model") and model is None:
-            model = value.strip() or None
-        elif key in ("flags", "Features"):
-            flags.update(value.split())
-    return model, [f for f in _ISA_FLAGS if f in flags]
-
-
-def _cpu_generation() -> str | None:
-    """``family F model M`` of an x86 CPU, with its widest vector ISA: a VM may name its CPU only
-    "AMD EPYC", which covers Zen 3 (AVX2) and Zen 4 (AVX-512, BF16) alike, about 3x apart in training speed."""
-    fields: dict[str, str] = {}
     for line in _cpuinfo_text().splitlines():
         key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-        if not line.strip():
-            break  # the first processor is enough
-    if "cpu family" not in fields or "model" not in fields:
-        return None
-    _model, isa = _cpuinfo()
-    widest = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in isa), "no avx2")
-    return f"family {fields['cpu family']} model {fields['model']}, {widest}"
+        key, value = key.strip(), value.strip()
+        if key in ("model name", "Model", "cpu model") and model is None:
+            model = value or None
+        elif key in ("flags", "Features"):
+            flags.update(value.split())
+        elif key == "cpu family" and family is None:
+            family = value
+        elif key == "model" and number is None:
+            number = value
+    isa = [f for f in _ISA_FLAGS if f in flags]
+    has_number = model is not None and re.search(r"\b(?=[\w-]*\d)[\w-]{3,}\b", model)
+    if model is not None and not has_number and family is not None and number is not None:
+        widest = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in isa), "no avx2")
+        model += f" (family {family} model {number}, {widest})"
+    return model, isa
 
 
 def cpu_model() -> str:
-    """The CPU's model name (what every figure is reported next to); a name without a model number
-    (``AMD EPYC`` on some VMs) gets its family, model and widest vector ISA appended."""
+    """The CPU's model name (what every figure is reported next to; see :func:`_cpuinfo`)."""
     model, _isa = _cpuinfo()
-    name = model or platform.processor() or platform.machine() or "unknown"
-    if (
-        model is not None
-        and not re.search(r"\b(?=[\w-]*\d)[\w-]{3,}\b", model)
-        and (generation := _cpu_generation())
-    ):
-        name += f" ({generation})"
-    return name
+    return model or platform.processor() or platform.machine() or "unknown"
 
 
 def int8_dot_product_exact() -> bool:

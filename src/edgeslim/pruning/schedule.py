@@ -248,7 +248,7 @@ class GradualPruningCallback(Callback):
 
     def on_replan(self, state: TrainState) -> None:
         given = self.sized_from if self.sized_from is not None else self.given
-        if not (self.sized_from is not None or self.given.in_epochs):
+        if not given.in_epochs and self.sized_from is None:
             return  # a ramp given in steps stays as given
         try:
             self.config = schedule_in_steps(given, state.steps_per_epoch, state.config.epochs)

@@ -357,24 +357,21 @@ class BudgetReplan(Callback):
         self.teacher = teacher
         self.cached = cached
         self.epoch_seconds: list[float] = []
-        self._began = 0.0
         self._teacher_began = 0.0
         self.replans: list[tuple[int, int]] = []  # (epochs done, new total) when the total changed
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        self._began = time.perf_counter()
         self._teacher_began = self.teacher.seconds if self.teacher is not None else 0.0
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        spent = now - self._began
+        spent = float(metrics["seconds"])  # the trainer's time of this epoch
         if self.cached and self.teacher is not None:  # later epochs read the cached logits
             spent -= self.teacher.seconds - self._teacher_began
         self.epoch_seconds.append(max(spent, 1e-6))
         recent = self.epoch_seconds[-self.RECENT :]
         per_epoch = sum(recent) / len(recent)
         done = state.epoch + 1
-        total = done + max(0, math.floor((self.deadline - now) / per_epoch))
+        total = done + max(0, math.floor((self.deadline - time.perf_counter()) / per_epoch))
         if total != state.config.epochs:
             self.replans.append((done, total))
             state.config = state.config.replace(
